@@ -103,6 +103,15 @@ func Wrap(code Code, cause error) *Error {
 // WithStatus sets an explicit status and returns e.
 func (e *Error) WithStatus(s int) *Error { e.Status = s; return e }
 
+// WithDetailDigest sets a {"digest": d} detail and returns e.
+func (e *Error) WithDetailDigest(d fmt.Stringer) *Error {
+	e.Detail = map[string]string{"digest": d.String()}
+	return e
+}
+
+// WithDetailString sets a string detail and returns e.
+func (e *Error) WithDetailString(s string) *Error { e.Detail = s; return e }
+
 // WithMessage sets the message and returns e.
 func (e *Error) WithMessage(m string) *Error { e.Message = m; return e }
 

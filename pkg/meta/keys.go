@@ -1,0 +1,26 @@
+package meta
+
+import "github.com/berth-registry/berth/pkg/oci"
+
+// Single-table keys (docs/dynamodb.md documents every access pattern).
+const (
+	skMeta    = "META"
+	pkCatalog = "CATALOG"
+	pfxRepo   = "REPO#"
+	pfxTag    = "TAG#"
+	pfxMan    = "MANIFEST#"
+	pfxRef    = "REFERRER#"
+	pfxBlob   = "BLOB#"
+	pfxUpload = "UPLOAD#"
+	keySep    = "#"
+)
+
+func repoPK(repo string) string                { return pfxRepo + repo }
+func tagSK(tag string) string                  { return pfxTag + tag }
+func manifestSK(d oci.Digest) string           { return pfxMan + string(d) }
+func referrerPrefix(subject oci.Digest) string { return pfxRef + string(subject) + keySep }
+func referrerSK(subject, d oci.Digest) string  { return referrerPrefix(subject) + string(d) }
+func blobLinkSK(d oci.Digest) string           { return pfxBlob + string(d) }
+func blobPK(d oci.Digest) string               { return pfxBlob + string(d) }
+func uploadPK(id string) string                { return pfxUpload + id }
+func catalogSK(repo string) string             { return pfxRepo + repo }

@@ -1,0 +1,383 @@
+package meta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/berth-registry/berth/pkg/oci"
+	"github.com/berth-registry/berth/pkg/storage"
+)
+
+// Errors of the manifest logic, mapped to OCI codes by the HTTP layer.
+var (
+	ErrManifestUnknown = errors.New("manifest unknown")
+	ErrTagUnknown      = errors.New("tag unknown")
+	ErrNameUnknown     = errors.New("repository unknown")
+	// ErrBlobUnknown: a referenced blob or child manifest is not in the repository.
+	ErrBlobUnknown = errors.New("referenced blob unknown")
+	// ErrBlobSize: a descriptor's size differs from the stored blob's.
+	ErrBlobSize = errors.New("descriptor size does not match blob")
+	// ErrConflict: a concurrent writer kept winning; the client may retry.
+	ErrConflict = errors.New("concurrent modification")
+)
+
+// MissingError names what a manifest references but the repository lacks.
+type MissingError struct {
+	Digest oci.Digest
+	Kind   string // "blob" or "manifest"
+	Err    error  // ErrBlobUnknown or ErrBlobSize
+}
+
+func (e *MissingError) Error() string { return fmt.Sprintf("%s %s: %v", e.Kind, e.Digest, e.Err) }
+func (e *MissingError) Unwrap() error { return e.Err }
+
+// Manifest is a stored manifest record.
+type Manifest struct {
+	Digest       oci.Digest        `json:"-"`
+	MediaType    string            `json:"mt"`
+	Size         int64             `json:"size"`
+	Body         []byte            `json:"body,omitempty"` // inline body; nil when External
+	External     bool              `json:"ext,omitempty"`  // body stored as the blob Digest
+	Subject      oci.Digest        `json:"subject,omitempty"`
+	ArtifactType string            `json:"at,omitempty"`
+	Annotations  map[string]string `json:"ann,omitempty"`
+	Blobs        []oci.Digest      `json:"blobs,omitempty"`    // distinct referenced blobs (refcounted)
+	Children     []oci.Digest      `json:"children,omitempty"` // index children
+	PushedAt     int64             `json:"at_push"`
+}
+
+// Tag is a stored tag record.
+type Tag struct {
+	Digest    oci.Digest `json:"d"`
+	MediaType string     `json:"mt"`
+	PushedAt  int64      `json:"at_push"`
+}
+
+// InlineLimit is the largest manifest body kept in its metadata item; larger
+// bodies are stored as blobs (DESIGN §3).
+const InlineLimit = 256 * 1024
+
+// ManifestPut is what the HTTP layer hands over for a manifest PUT.
+type ManifestPut struct {
+	Repo     string
+	Tag      string // optional
+	Digest   oci.Digest
+	Body     []byte // the exact bytes pushed
+	External bool   // Body has already been stored as blob Digest (too big to inline)
+	Parsed   *oci.Manifest
+}
+
+// ManifestPut stores a manifest, its tag, its blob references and its
+// referrer entry as one atomic unit. Re-putting an existing manifest only
+// moves the tag. Every referenced blob must be linked into the repository
+// with a matching size and every index child must exist there.
+func (s *Store) ManifestPut(ctx context.Context, p ManifestPut) error {
+	blobs, err := s.checkReferences(ctx, p)
+	if err != nil {
+		return err
+	}
+	m := Manifest{
+		MediaType:    p.Parsed.MediaType,
+		Size:         int64(len(p.Body)),
+		External:     p.External,
+		ArtifactType: p.Parsed.ArtifactType,
+		Annotations:  p.Parsed.Annotations,
+		Blobs:        blobs,
+		PushedAt:     s.unix(),
+	}
+	if !p.External {
+		m.Body = p.Body
+	}
+	if p.Parsed.Subject != nil {
+		m.Subject = p.Parsed.Subject.Digest
+	}
+	for _, c := range p.Parsed.Manifests {
+		m.Children = append(m.Children, c.Digest)
+	}
+	// A few attempts: a concurrent put of the same manifest turns ours into a
+	// tag-only update on the next round.
+	for attempt := 0; attempt < 5; attempt++ {
+		_, err := s.items.ItemGet(ctx, repoPK(p.Repo), manifestSK(p.Digest))
+		switch {
+		case err == nil:
+			if p.Tag == "" {
+				return nil
+			}
+			return s.putTag(ctx, p.Repo, p.Tag, p.Digest, m.MediaType)
+		case !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+		err = s.createManifest(ctx, p, m)
+		if err == nil {
+			return nil
+		}
+		if ok, _ := isCond(err); ok && errors.Is(err, errManifestRace) {
+			continue
+		}
+		return err
+	}
+	return ErrConflict
+}
+
+var errManifestRace = errors.New("manifest created concurrently")
+
+func (s *Store) checkReferences(ctx context.Context, p ManifestPut) ([]oci.Digest, error) {
+	seen := map[oci.Digest]bool{}
+	var blobs []oci.Digest
+	for _, d := range p.Parsed.Blobs() {
+		if seen[d.Digest] {
+			continue
+		}
+		seen[d.Digest] = true
+		link, err := s.BlobLink(ctx, p.Repo, d.Digest)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, &MissingError{Digest: d.Digest, Kind: "blob", Err: ErrBlobUnknown}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if link.Size != d.Size {
+			return nil, &MissingError{Digest: d.Digest, Kind: "blob", Err: ErrBlobSize}
+		}
+		blobs = append(blobs, d.Digest)
+	}
+	for _, c := range p.Parsed.Manifests {
+		it, err := s.items.ItemGet(ctx, repoPK(p.Repo), manifestSK(c.Digest))
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, &MissingError{Digest: c.Digest, Kind: "manifest", Err: ErrBlobUnknown}
+		}
+		if err != nil {
+			return nil, err
+		}
+		child, err := decode[Manifest](it)
+		if err != nil {
+			return nil, err
+		}
+		if child.Size != c.Size {
+			return nil, &MissingError{Digest: c.Digest, Kind: "manifest", Err: ErrBlobSize}
+		}
+	}
+	if p.External && !seen[p.Digest] {
+		blobs = append(blobs, p.Digest)
+	}
+	sort.Slice(blobs, func(i, j int) bool { return blobs[i] < blobs[j] })
+	return blobs, nil
+}
+
+// createManifest writes a new manifest. Reference counts go up in the same
+// transaction when they fit; otherwise they are raised in batches first
+// (an over-count only delays GC, never loses data) and compensated if the
+// final transaction fails.
+func (s *Store) createManifest(ctx context.Context, p ManifestPut, m Manifest) error {
+	now := s.unix()
+	core := []storage.Op{{
+		Kind: storage.OpPut,
+		Item: storage.Item{PK: repoPK(p.Repo), SK: manifestSK(p.Digest), Data: encode(m)},
+		Cond: storage.IfNotExists,
+	}, {
+		// The catalog entry counts the repository's manifests.
+		Kind:  storage.OpAdd,
+		Item:  storage.Item{PK: pkCatalog, SK: catalogSK(p.Repo), Data: encode(catalogRec{Name: p.Repo}), Touched: now},
+		Delta: 1,
+	}}
+	if m.Subject != "" {
+		core = append(core, storage.Op{
+			Kind: storage.OpPut,
+			Item: storage.Item{PK: repoPK(p.Repo), SK: referrerSK(m.Subject, p.Digest), Data: encode(referrerDescriptor(p, m))},
+		})
+	}
+	if p.Tag != "" {
+		tagOp, err := s.tagOp(ctx, p.Repo, p.Tag, p.Digest, m.MediaType)
+		if err != nil {
+			return err
+		}
+		core = append(core, tagOp)
+	}
+	refs := make([]storage.Op, 0, len(m.Blobs))
+	for _, d := range m.Blobs {
+		op := storage.Op{
+			Kind:  storage.OpAdd,
+			Item:  storage.Item{PK: blobPK(d), SK: skMeta, Touched: now},
+			Delta: 1,
+			Cond:  storage.IfExists, // a blob GC removed cannot be referenced
+		}
+		if p.External && d == p.Digest {
+			// The manifest's own body blob: created here if new.
+			op.Item.Data = encode(blobRec{Size: m.Size})
+			op.Cond = storage.IfNone
+		}
+		refs = append(refs, op)
+	}
+	if len(core)+len(refs) <= storage.MaxTransactOps {
+		err := s.items.Transact(ctx, append(core, refs...))
+		return s.explainTx(err, p, core, refs)
+	}
+	// Too many references for one transaction: raise the counts first.
+	var done []storage.Op
+	for start := 0; start < len(refs); start += storage.MaxTransactOps {
+		end := min(start+storage.MaxTransactOps, len(refs))
+		batch := refs[start:end]
+		if err := s.items.Transact(ctx, batch); err != nil {
+			s.compensate(ctx, done)
+			return s.explainTx(err, p, nil, batch)
+		}
+		done = append(done, batch...)
+	}
+	if err := s.items.Transact(ctx, core); err != nil {
+		s.compensate(ctx, done)
+		return s.explainTx(err, p, core, nil)
+	}
+	return nil
+}
+
+func (s *Store) explainTx(err error, p ManifestPut, core, refs []storage.Op) error {
+	if err == nil {
+		return nil
+	}
+	ok, idx := isCond(err)
+	if !ok || idx < 0 {
+		return err
+	}
+	if idx < len(core) {
+		op := core[idx]
+		switch {
+		case op.Item.SK == manifestSK(p.Digest):
+			return fmt.Errorf("%w: %w", errManifestRace, err)
+		case op.Item.SK == tagSK(p.Tag):
+			return fmt.Errorf("%w: tag %q: %w", ErrConflict, p.Tag, err)
+		}
+		return err
+	}
+	d := oci.Digest(refs[idx-len(core)].Item.PK[len(pfxBlob):])
+	return &MissingError{Digest: d, Kind: "blob", Err: ErrBlobUnknown}
+}
+
+// compensate undoes reference increments after a failed multi-step create.
+// A failure here leaves counts too high, which only delays garbage
+// collection of those blobs.
+func (s *Store) compensate(ctx context.Context, ops []storage.Op) {
+	for _, op := range ops {
+		_, _ = s.items.ItemAdd(ctx, storage.Item{PK: op.Item.PK, SK: op.Item.SK}, -op.Delta, storage.IfExists)
+	}
+}
+
+func referrerDescriptor(p ManifestPut, m Manifest) oci.Descriptor {
+	return oci.Descriptor{
+		MediaType:    m.MediaType,
+		Digest:       p.Digest,
+		Size:         m.Size,
+		ArtifactType: m.ArtifactType,
+		Annotations:  m.Annotations,
+	}
+}
+
+// ManifestGet returns the manifest stored under digest in repo.
+func (s *Store) ManifestGet(ctx context.Context, repo string, d oci.Digest) (Manifest, error) {
+	it, err := s.items.ItemGet(ctx, repoPK(repo), manifestSK(d))
+	if errors.Is(err, storage.ErrNotFound) {
+		return Manifest{}, fmt.Errorf("%w: %s", ErrManifestUnknown, d)
+	}
+	if err != nil {
+		return Manifest{}, err
+	}
+	m, err := decode[Manifest](it)
+	m.Digest = d
+	return m, err
+}
+
+// ManifestResolve returns the manifest a reference names.
+func (s *Store) ManifestResolve(ctx context.Context, repo string, ref oci.Reference) (Manifest, error) {
+	if ref.IsDigest() {
+		return s.ManifestGet(ctx, repo, ref.Digest)
+	}
+	t, err := s.TagGet(ctx, repo, ref.Tag)
+	if err != nil {
+		return Manifest{}, err
+	}
+	m, err := s.ManifestGet(ctx, repo, t.Digest)
+	if errors.Is(err, ErrManifestUnknown) {
+		// The manifest went away between the two reads.
+		return Manifest{}, fmt.Errorf("%w: %s", ErrManifestUnknown, ref.Tag)
+	}
+	return m, err
+}
+
+// ManifestDelete deletes a manifest by digest: its item, its referrer
+// entry, its reference counts and every tag that points at it.
+func (s *Store) ManifestDelete(ctx context.Context, repo string, d oci.Digest) error {
+	for attempt := 0; attempt < 5; attempt++ {
+		it, err := s.items.ItemGet(ctx, repoPK(repo), manifestSK(d))
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("%w: %s", ErrManifestUnknown, d)
+		}
+		if err != nil {
+			return err
+		}
+		m, err := decode[Manifest](it)
+		if err != nil {
+			return err
+		}
+		now := s.unix()
+		ops := []storage.Op{
+			{Kind: storage.OpDelete, Item: storage.Item{PK: it.PK, SK: it.SK}, Cond: storage.IfVersion(it.Version)},
+			{Kind: storage.OpAdd, Item: storage.Item{PK: pkCatalog, SK: catalogSK(repo), Touched: now}, Delta: -1, Cond: storage.IfExists},
+		}
+		if m.Subject != "" {
+			ops = append(ops, storage.Op{Kind: storage.OpDelete, Item: storage.Item{PK: it.PK, SK: referrerSK(m.Subject, d)}})
+		}
+		var refs []storage.Op
+		for _, b := range m.Blobs {
+			refs = append(refs, storage.Op{Kind: storage.OpAdd, Item: storage.Item{PK: blobPK(b), SK: skMeta, Touched: now}, Delta: -1, Cond: storage.IfExists})
+		}
+		if len(ops)+len(refs) <= storage.MaxTransactOps {
+			ops = append(ops, refs...)
+			refs = nil
+		}
+		err = s.items.Transact(ctx, ops)
+		if ok, _ := isCond(err); ok {
+			continue // changed underneath us; re-read
+		}
+		if err != nil {
+			return err
+		}
+		// Decrements that did not fit: lowering counts after the manifest is
+		// gone can only leave them too high, never too low.
+		for _, op := range refs {
+			if _, err := s.items.ItemAdd(ctx, op.Item, op.Delta, op.Cond); err != nil && !errors.Is(err, storage.ErrConditionFailed) {
+				return err
+			}
+		}
+		return s.deleteTagsOf(ctx, repo, d)
+	}
+	return ErrConflict
+}
+
+func (s *Store) deleteTagsOf(ctx context.Context, repo string, d oci.Digest) error {
+	after := ""
+	for {
+		items, more, err := s.items.ItemQuery(ctx, repoPK(repo), pfxTag, after, 500)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			t, err := decode[Tag](it)
+			if err != nil {
+				return err
+			}
+			if t.Digest != d {
+				continue
+			}
+			// Only if nobody re-pointed the tag meanwhile.
+			err = s.items.ItemDelete(ctx, it.PK, it.SK, storage.IfVersion(it.Version))
+			if err != nil && !errors.Is(err, storage.ErrConditionFailed) {
+				return err
+			}
+		}
+		if !more || len(items) == 0 {
+			return nil
+		}
+		after = items[len(items)-1].SK
+	}
+}

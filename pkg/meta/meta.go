@@ -1,0 +1,64 @@
+package meta
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/berth-registry/berth/pkg/storage"
+)
+
+// Store is the registry's metadata logic over an Items driver.
+type Store struct {
+	items     Items
+	now       func() time.Time
+	immutable func(repo, tag string) bool
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithClock sets the clock (tests).
+func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// New returns the metadata logic over items.
+func New(items Items, opts ...Option) *Store {
+	s := &Store{items: items, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Items returns the underlying driver (for background jobs).
+func (s *Store) Items() Items { return s.items }
+
+func (s *Store) unix() int64 { return s.now().Unix() }
+
+func encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only our own record types are encoded; they always marshal.
+		panic(fmt.Sprintf("meta: encode %T: %v", v, err))
+	}
+	return b
+}
+
+func decode[T any](it storage.Item) (T, error) {
+	var v T
+	if err := json.Unmarshal(it.Data, &v); err != nil {
+		return v, fmt.Errorf("decode %s/%s: %w", it.PK, it.SK, err)
+	}
+	return v, nil
+}
+
+// isCond reports whether err is a condition failure, and at which op index
+// for transactions (-1 otherwise).
+func isCond(err error) (bool, int) {
+	var tx *storage.TxError
+	if errors.As(err, &tx) {
+		return true, tx.Index
+	}
+	return errors.Is(err, storage.ErrConditionFailed), -1
+}

@@ -1,0 +1,63 @@
+package registry
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/berth-registry/berth/pkg/route"
+)
+
+func (g *Registry) blobGet(w http.ResponseWriter, r *http.Request, rt route.Route) error {
+	d, err := parseDigest(rt.Arg)
+	if err != nil {
+		return err
+	}
+	link, err := g.meta.BlobLink(r.Context(), rt.Name, d)
+	if err != nil {
+		return blobUnknown(err, d)
+	}
+	h := w.Header()
+	h.Set("Docker-Content-Digest", string(d))
+	h.Set("ETag", `"`+string(d)+`"`)
+	if r.Method == http.MethodHead {
+		// Answered from metadata alone.
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Accept-Ranges", "bytes")
+		setInt(h, "Content-Length", link.Size)
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	if rd, ok := g.blobs.(BlobRedirector); ok {
+		u, err := rd.BlobURL(r.Context(), d)
+		if err != nil {
+			return err
+		}
+		h.Set("Location", u)
+		h.Set("Content-Length", "0")
+		w.WriteHeader(http.StatusTemporaryRedirect)
+		return nil
+	}
+	rc, err := g.blobs.BlobOpen(r.Context(), d)
+	if err != nil {
+		return blobUnknown(err, d)
+	}
+	defer rc.Close()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Cache-Control", "max-age=31536000, immutable")
+	// ServeContent handles Range, If-None-Match and 416.
+	http.ServeContent(w, r, "", time.Time{}, rc)
+	return nil
+}
+
+func (g *Registry) blobDelete(w http.ResponseWriter, r *http.Request, rt route.Route) error {
+	d, err := parseDigest(rt.Arg)
+	if err != nil {
+		return err
+	}
+	if err := g.meta.BlobUnlink(r.Context(), rt.Name, d); err != nil {
+		return blobUnknown(err, d)
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

@@ -1,0 +1,160 @@
+package registry
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/berth-registry/berth/pkg/errcode"
+	"github.com/berth-registry/berth/pkg/meta"
+	"github.com/berth-registry/berth/pkg/oci"
+	"github.com/berth-registry/berth/pkg/route"
+	"github.com/berth-registry/berth/pkg/storage"
+)
+
+func parseRef(s string) (oci.Reference, error) {
+	ref, err := oci.ParseReference(s)
+	if err == nil {
+		return ref, nil
+	}
+	if errors.Is(err, oci.ErrDigestUnsupported) || bytes.ContainsRune([]byte(s), ':') {
+		return ref, errcode.Wrap(errcode.DigestInvalid, err).WithDetailString(s)
+	}
+	return ref, errcode.Wrap(errcode.TagInvalid, err).WithMessage("invalid tag").WithDetailString(s)
+}
+
+func manifestNotFound(err error, ref string) error {
+	if errors.Is(err, meta.ErrManifestUnknown) || errors.Is(err, meta.ErrTagUnknown) {
+		return errcode.Wrap(errcode.ManifestUnknown, err).WithDetailString(ref)
+	}
+	return err
+}
+
+func (g *Registry) manifestGet(w http.ResponseWriter, r *http.Request, rt route.Route) error {
+	ref, err := parseRef(rt.Arg)
+	if err != nil {
+		return err
+	}
+	m, err := g.meta.ManifestResolve(r.Context(), rt.Name, ref)
+	if err != nil {
+		return manifestNotFound(err, rt.Arg)
+	}
+	h := w.Header()
+	h.Set("Content-Type", m.MediaType)
+	h.Set("Docker-Content-Digest", string(m.Digest))
+	h.Set("ETag", `"`+string(m.Digest)+`"`)
+	setInt(h, "Content-Length", m.Size)
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	body := m.Body
+	if m.External {
+		rc, err := g.blobs.BlobOpen(r.Context(), m.Digest)
+		if err != nil {
+			return fmt.Errorf("manifest body %s: %w", m.Digest, err)
+		}
+		defer rc.Close()
+		if body, err = io.ReadAll(io.LimitReader(rc, m.Size+1)); err != nil {
+			return fmt.Errorf("manifest body %s: %w", m.Digest, err)
+		}
+		if int64(len(body)) != m.Size {
+			return fmt.Errorf("manifest body %s: stored size differs", m.Digest)
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	return nil
+}
+
+func (g *Registry) manifestPut(w http.ResponseWriter, r *http.Request, rt route.Route) error {
+	ref, err := parseRef(rt.Arg)
+	if err != nil {
+		return err
+	}
+	limit := g.cfg.MaxManifestBytes
+	if r.ContentLength > limit {
+		return manifestTooBig(limit)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return errcode.Wrap(errcode.ManifestInvalid, err).WithMessage("reading manifest body")
+	}
+	if int64(len(body)) > limit {
+		return manifestTooBig(limit)
+	}
+	parsed, err := oci.ParseManifest(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		return errcode.Wrap(errcode.ManifestInvalid, err).WithDetailString(err.Error())
+	}
+	alg := oci.SHA256
+	if ref.IsDigest() {
+		alg = ref.Digest.Algorithm()
+	}
+	dgst := oci.FromBytes(alg, body)
+	if ref.IsDigest() && dgst != ref.Digest {
+		return errcode.New(errcode.DigestInvalid, map[string]string{"expected": string(ref.Digest), "actual": string(dgst)})
+	}
+	external := len(body) > meta.InlineLimit
+	if external {
+		if err := g.blobs.BlobPut(r.Context(), dgst, int64(len(body)), bytes.NewReader(body)); err != nil {
+			return fmt.Errorf("store manifest body: %w", err)
+		}
+	}
+	err = g.meta.ManifestPut(r.Context(), meta.ManifestPut{
+		Repo: rt.Name, Tag: ref.Tag, Digest: dgst, Body: body, External: external, Parsed: parsed,
+	})
+	switch {
+	case errors.Is(err, meta.ErrTagImmutable):
+		return errcode.Wrap(errcode.Denied, err).WithMessage("tag is immutable").WithDetailString(ref.Tag)
+	case err != nil:
+		return err
+	}
+	h := w.Header()
+	h.Set("Location", "/v2/"+rt.Name+"/manifests/"+string(dgst))
+	h.Set("Docker-Content-Digest", string(dgst))
+	if parsed.Subject != nil {
+		h.Set("OCI-Subject", string(parsed.Subject.Digest))
+	}
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+func manifestTooBig(limit int64) error {
+	return errcode.New(errcode.ManifestInvalid, map[string]string{"limit": strconv.FormatInt(limit, 10)}).
+		WithStatus(http.StatusRequestEntityTooLarge).
+		WithMessage(fmt.Sprintf("manifest exceeds the %d byte limit", limit))
+}
+
+func (g *Registry) manifestDelete(w http.ResponseWriter, r *http.Request, rt route.Route) error {
+	ref, err := parseRef(rt.Arg)
+	if err != nil {
+		return err
+	}
+	if ref.IsDigest() {
+		err = g.meta.ManifestDelete(r.Context(), rt.Name, ref.Digest)
+	} else {
+		err = g.meta.TagDelete(r.Context(), rt.Name, ref.Tag)
+	}
+	switch {
+	case errors.Is(err, meta.ErrTagImmutable):
+		return errcode.Wrap(errcode.Denied, err).WithMessage("tag is immutable").WithDetailString(ref.Tag)
+	case err != nil:
+		return manifestNotFound(err, rt.Arg)
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// blobUnknown maps a missing link to BLOB_UNKNOWN.
+func blobUnknown(err error, d oci.Digest) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return errcode.Wrap(errcode.BlobUnknown, err).WithDetailDigest(d)
+	}
+	return err
+}

@@ -1,0 +1,230 @@
+// Package registry is the OCI Distribution v1.1 /v2/ API as one
+// http.Handler. It is mounted unchanged by `berth serve`, by the Lambda
+// adapter and by tests; it knows nothing of which one called it.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/berth-registry/berth/pkg/errcode"
+	"github.com/berth-registry/berth/pkg/meta"
+	"github.com/berth-registry/berth/pkg/oci"
+	"github.com/berth-registry/berth/pkg/route"
+	"github.com/berth-registry/berth/pkg/storage"
+)
+
+// Config holds the handler's settings. Zero values take the defaults that
+// SetDefaults documents.
+type Config struct {
+	// UploadTTL is how long an idle upload session lives. Default 1h.
+	UploadTTL time.Duration
+	// MaxManifestBytes bounds a manifest body. Default 4 MiB.
+	MaxManifestBytes int64
+	// MaxBodyBytes caps the body of one blob upload request (POST, PATCH,
+	// PUT); 0 means no cap. Behind Lambda it is what fits the 6 MB payload.
+	MaxBodyBytes int64
+	// ChunkMinLength is advertised as OCI-Chunk-Min-Length; 0 omits it.
+	ChunkMinLength int64
+	// UploadLease bounds how long one request may hold an upload session.
+	// Default 15m.
+	UploadLease time.Duration
+	// ImmutableTags reports tags that may not move once pushed; nil: none.
+	ImmutableTags func(repo, tag string) bool
+	// Logger receives request and error logs. Default: discard.
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// SetDefaults fills zero fields with their defaults.
+func (c *Config) SetDefaults() {
+	if c.UploadTTL <= 0 {
+		c.UploadTTL = time.Hour
+	}
+	if c.MaxManifestBytes <= 0 {
+		c.MaxManifestBytes = 4 << 20
+	}
+	if c.UploadLease <= 0 {
+		c.UploadLease = 15 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Registry is the /v2/ handler.
+type Registry struct {
+	cfg    Config
+	meta   *meta.Store
+	blobs  Blobs
+	log    *slog.Logger
+	routes map[route.Kind]map[string]handlerFunc
+}
+
+// handlerFunc serves one route × method. It returns an error instead of
+// writing one; serveHTTP writes it.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, rt route.Route) error
+
+// New returns the /v2/ handler over the given metadata and blob drivers.
+func New(cfg Config, items meta.Items, blobs Blobs) *Registry {
+	cfg.SetDefaults()
+	opts := []meta.Option{meta.WithClock(cfg.Now)}
+	if cfg.ImmutableTags != nil {
+		opts = append(opts, meta.WithImmutableTags(cfg.ImmutableTags))
+	}
+	g := &Registry{cfg: cfg, meta: meta.New(items, opts...), blobs: blobs, log: cfg.Logger}
+	g.routes = map[route.Kind]map[string]handlerFunc{
+		route.Base:        {"GET": g.base, "HEAD": g.base},
+		route.Catalog:     {"GET": g.catalog},
+		route.Tags:        {"GET": g.tagList},
+		route.Manifest:    {"GET": g.manifestGet, "HEAD": g.manifestGet, "PUT": g.manifestPut, "DELETE": g.manifestDelete},
+		route.Blob:        {"GET": g.blobGet, "HEAD": g.blobGet, "DELETE": g.blobDelete},
+		route.UploadStart: {"POST": g.uploadStart},
+		route.Upload:      {"GET": g.uploadStatus, "PATCH": g.uploadPatch, "PUT": g.uploadPut, "DELETE": g.uploadCancel},
+		route.Referrers:   {"GET": g.referrers},
+	}
+	return g
+}
+
+// ServeHTTP dispatches a request to its route × method handler.
+func (g *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := g.cfg.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	sw.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	rt, err := g.dispatch(sw, r)
+	if err != nil {
+		g.writeError(sw, r, err)
+	}
+	level := slog.LevelInfo
+	if sw.status >= 500 {
+		level = slog.LevelError
+	}
+	g.log.LogAttrs(r.Context(), level, "request",
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.String("route", rt.Kind.String()),
+		slog.String("repo", rt.Name),
+		slog.Int("status", sw.status),
+		slog.Int64("bytes_out", sw.bytes),
+		slog.Int64("bytes_in", r.ContentLength),
+		slog.Duration("took", g.cfg.Now().Sub(start)),
+	)
+}
+
+func (g *Registry) dispatch(w http.ResponseWriter, r *http.Request) (rt route.Route, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			err = errcode.Wrap(errcode.Unknown, fmt.Errorf("panic: %v", p))
+		}
+	}()
+	rt, err = route.Parse(r.URL.Path)
+	switch {
+	case errors.Is(err, route.ErrNameInvalid):
+		return rt, errcode.New(errcode.NameInvalid, map[string]string{"name": rt.Name})
+	case err != nil:
+		return rt, errcode.New(errcode.Unsupported, map[string]string{"path": r.URL.Path}).WithStatus(http.StatusNotFound).WithMessage("no such endpoint")
+	}
+	methods := g.routes[rt.Kind]
+	h, ok := methods[r.Method]
+	if !ok {
+		e := errcode.New(errcode.Unsupported, map[string]string{"method": r.Method})
+		for m := range methods {
+			e.WithHeader("Allow", m)
+		}
+		return rt, e
+	}
+	return rt, h(w, r, rt)
+}
+
+// writeError maps an error to its OCI code once, for every handler.
+func (g *Registry) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := g.toOCI(err)
+	if e.HTTPStatus() >= 500 {
+		g.log.ErrorContext(r.Context(), "request failed", slog.String("path", r.URL.Path), slog.Any("error", err))
+	} else {
+		g.log.DebugContext(r.Context(), "request refused", slog.String("path", r.URL.Path), slog.Any("error", err))
+	}
+	errcode.Write(w, e)
+}
+
+func (g *Registry) toOCI(err error) *errcode.Error {
+	var e *errcode.Error
+	var missing *meta.MissingError
+	var maxBytes *http.MaxBytesError
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.As(err, &missing):
+		return errcode.Wrap(errcode.ManifestBlobUnknown, err).WithDetailDigest(missing.Digest)
+	case errors.As(err, &maxBytes):
+		return errcode.Wrap(errcode.SizeInvalid, err).WithStatus(http.StatusRequestEntityTooLarge).
+			WithMessage(fmt.Sprintf("request body exceeds %d bytes", maxBytes.Limit))
+	case errors.Is(err, storage.ErrUnavailable):
+		return errcode.Wrap(errcode.Unavailable, err).WithHeader("Retry-After", "1")
+	case errors.Is(err, meta.ErrConflict), errors.Is(err, meta.ErrUploadBusy):
+		return errcode.Wrap(errcode.Unavailable, err).WithHeader("Retry-After", "1").
+			WithMessage("concurrent modification, retry")
+	case errors.Is(err, context.DeadlineExceeded):
+		return errcode.Wrap(errcode.Unavailable, err).WithHeader("Retry-After", "1")
+	}
+	return errcode.Wrap(errcode.Unknown, err)
+}
+
+func (g *Registry) now() time.Time { return g.cfg.Now() }
+
+// statusWriter records what was written, for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func setInt(h http.Header, k string, v int64) { h.Set(k, strconv.FormatInt(v, 10)) }
+
+func (g *Registry) base(w http.ResponseWriter, r *http.Request, _ route.Route) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", "2")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("{}"))
+	return nil
+}
+
+// parseDigest validates a digest from a URL or query string.
+func parseDigest(s string) (oci.Digest, error) {
+	d, err := oci.ParseDigest(s)
+	if err != nil {
+		return "", errcode.Wrap(errcode.DigestInvalid, err).WithMessage("invalid digest").WithDetailString(s)
+	}
+	return d, nil
+}

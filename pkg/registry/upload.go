@@ -1,0 +1,454 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/berth-registry/berth/pkg/errcode"
+	"github.com/berth-registry/berth/pkg/meta"
+	"github.com/berth-registry/berth/pkg/oci"
+	"github.com/berth-registry/berth/pkg/route"
+	"github.com/berth-registry/berth/pkg/storage"
+)
+
+func newUploadID() string {
+	var b [18]byte
+	_, _ = rand.Read(b[:]) // crypto/rand never fails on supported platforms
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func validUploadID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func uploadLocation(repo, id string) string { return "/v2/" + repo + "/blobs/uploads/" + id }
+
+func (g *Registry) uploadHeaders(w http.ResponseWriter, rt route.Route, u meta.Upload) {
+	h := w.Header()
+	h.Set("Location", uploadLocation(rt.Name, u.ID))
+	h.Set("Range", rangeHeader(u.Offset))
+	h.Set("Docker-Upload-UUID", u.ID)
+	h.Set("Content-Length", "0")
+}
+
+func blobCreated(w http.ResponseWriter, repo string, d oci.Digest) {
+	h := w.Header()
+	h.Set("Location", "/v2/"+repo+"/blobs/"+string(d))
+	h.Set("Docker-Content-Digest", string(d))
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+}
+
+// bodyLimit enforces MaxBodyBytes on an upload request.
+func (g *Registry) bodyLimit(w http.ResponseWriter, r *http.Request) (io.Reader, error) {
+	max := g.cfg.MaxBodyBytes
+	if max <= 0 {
+		return r.Body, nil
+	}
+	if r.ContentLength > max {
+		return nil, tooLarge(max)
+	}
+	return http.MaxBytesReader(w, r.Body, max), nil
+}
+
+func tooLarge(max int64) error {
+	return errcode.New(errcode.SizeInvalid, map[string]any{
+		"limit": max,
+		"hint":  "send the blob in chunks (PATCH with Content-Range, at most this many bytes each) or use `berth push`",
+	}).WithStatus(http.StatusRequestEntityTooLarge).
+		WithMessage(fmt.Sprintf("request body exceeds %d bytes; use a chunked upload", max))
+}
+
+func (g *Registry) uploadStart(w http.ResponseWriter, r *http.Request, rt route.Route) error {
+	ctx := r.Context()
+	q := r.URL.Query()
+	if mount := q.Get("mount"); mount != "" {
+		d, err := parseDigest(mount)
+		if err != nil {
+			return err
+		}
+		if from := q.Get("from"); oci.ValidName(from) {
+			link, err := g.meta.BlobLink(ctx, from, d)
+			switch {
+			case err == nil:
+				if err := g.meta.BlobLinkPut(ctx, rt.Name, d, link.Size); err != nil {
+					return err
+				}
+				blobCreated(w, rt.Name, d)
+				return nil
+			case !errors.Is(err, storage.ErrNotFound):
+				return err
+			}
+		}
+		// Not mountable: fall back to a new session, as the spec requires.
+	}
+	if ds := q.Get("digest"); ds != "" {
+		d, err := parseDigest(ds)
+		if err != nil {
+			return err
+		}
+		return g.monolithic(w, r, rt, d)
+	}
+	u, err := g.newSession(ctx, rt.Name)
+	if err != nil {
+		return err
+	}
+	g.uploadHeaders(w, rt, u)
+	if g.cfg.ChunkMinLength > 0 {
+		setInt(w.Header(), "OCI-Chunk-Min-Length", g.cfg.ChunkMinLength)
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+func (g *Registry) newSession(ctx context.Context, repo string) (meta.Upload, error) {
+	id := newUploadID()
+	state, err := g.blobs.UploadInit(ctx, id)
+	if err != nil {
+		return meta.Upload{}, err
+	}
+	hs, err := marshalHash(sha256.New())
+	if err != nil {
+		return meta.Upload{}, err
+	}
+	now := g.now()
+	return g.meta.UploadCreate(ctx, meta.Upload{
+		ID: id, Repo: repo, HashState: hs, DriverState: state,
+		Created: now.Unix(), ExpiresAt: now.Add(g.cfg.UploadTTL).Unix(),
+	})
+}
+
+// monolithic stores a blob sent whole with POST ?digest=.
+func (g *Registry) monolithic(w http.ResponseWriter, r *http.Request, rt route.Route, d oci.Digest) error {
+	ctx := r.Context()
+	body, err := g.bodyLimit(w, r)
+	if err != nil {
+		return err
+	}
+	if r.ContentLength < 0 {
+		// Unknown length (chunked transfer): go through a session, which
+		// hashes while it stores.
+		u, err := g.newSession(ctx, rt.Name)
+		if err != nil {
+			return err
+		}
+		return g.finish(w, r, rt, u, d, body, -1)
+	}
+	err = g.blobs.BlobPut(ctx, d, r.ContentLength, body)
+	switch {
+	case errors.Is(err, storage.ErrDigestMismatch):
+		return errcode.Wrap(errcode.DigestInvalid, err).WithDetailDigest(d)
+	case errors.Is(err, storage.ErrSizeMismatch):
+		return errcode.Wrap(errcode.SizeInvalid, err)
+	case err != nil:
+		return err
+	}
+	if err := g.meta.BlobLinkPut(ctx, rt.Name, d, r.ContentLength); err != nil {
+		return err
+	}
+	blobCreated(w, rt.Name, d)
+	return nil
+}
+
+// session loads the upload a request names and checks it belongs to the
+// repository in the path.
+func (g *Registry) session(ctx context.Context, rt route.Route) (meta.Upload, error) {
+	if !validUploadID(rt.Arg) {
+		return meta.Upload{}, errcode.New(errcode.BlobUploadUnknown, map[string]string{"upload": rt.Arg})
+	}
+	u, err := g.meta.UploadGet(ctx, rt.Arg)
+	if errors.Is(err, meta.ErrUploadUnknown) || (err == nil && u.Repo != rt.Name) {
+		return meta.Upload{}, errcode.New(errcode.BlobUploadUnknown, map[string]string{"upload": rt.Arg})
+	}
+	return u, err
+}
+
+func (g *Registry) uploadStatus(w http.ResponseWriter, r *http.Request, rt route.Route) error {
+	u, err := g.session(r.Context(), rt)
+	if err != nil {
+		return err
+	}
+	g.uploadHeaders(w, rt, u)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// checkRange validates an optional Content-Range against the session.
+// It returns the chunk length it declares, or -1 when absent.
+func checkRange(r *http.Request, u meta.Upload, rt route.Route) (int64, error) {
+	cr := r.Header.Get("Content-Range")
+	if cr == "" {
+		return -1, nil
+	}
+	start, end, err := parseContentRange(cr)
+	if err != nil || start != u.Offset {
+		e := errcode.New(errcode.RangeInvalid, map[string]any{"offset": u.Offset, "content_range": cr})
+		e.WithHeader("Location", uploadLocation(rt.Name, u.ID))
+		e.WithHeader("Range", rangeHeader(u.Offset))
+		e.WithHeader("Docker-Upload-UUID", u.ID)
+		return 0, e
+	}
+	n := end - start + 1
+	if r.ContentLength >= 0 && r.ContentLength != n {
+		return 0, errcode.New(errcode.SizeInvalid, map[string]any{"content_length": r.ContentLength, "content_range": cr})
+	}
+	return n, nil
+}
+
+func (g *Registry) uploadPatch(w http.ResponseWriter, r *http.Request, rt route.Route) error {
+	ctx := r.Context()
+	u, err := g.session(ctx, rt)
+	if err != nil {
+		return err
+	}
+	want, err := checkRange(r, u, rt)
+	if err != nil {
+		return err
+	}
+	body, err := g.bodyLimit(w, r)
+	if err != nil {
+		return err
+	}
+	u, err = g.meta.UploadLease(ctx, u, g.cfg.UploadLease)
+	if err != nil {
+		return err
+	}
+	u, err = g.appendChunk(ctx, u, body, want)
+	if err != nil {
+		g.release(u)
+		return err
+	}
+	g.uploadHeaders(w, rt, u)
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// appendChunk streams body into the upload through the running hash and
+// saves the new state (releasing the lease). Nothing is saved unless the
+// whole body arrived, so a failed request can simply be retried.
+func (g *Registry) appendChunk(ctx context.Context, u meta.Upload, body io.Reader, want int64) (meta.Upload, error) {
+	h, err := unmarshalHash(u.HashState)
+	if err != nil {
+		return u, err
+	}
+	cr := &countingReader{r: io.TeeReader(body, h)}
+	state, n, err := g.blobs.UploadWrite(ctx, u.ID, u.DriverState, u.Offset, cr)
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return u, tooLarge(mb.Limit)
+		}
+		return u, fmt.Errorf("upload write: %w", err)
+	}
+	if n != cr.n {
+		return u, fmt.Errorf("upload write: driver stored %d of %d bytes", n, cr.n)
+	}
+	if want >= 0 && n != want {
+		return u, errcode.New(errcode.SizeInvalid, map[string]any{"declared": want, "received": n})
+	}
+	hs, err := marshalHash(h)
+	if err != nil {
+		return u, err
+	}
+	u.HashState, u.DriverState, u.Offset = hs, state, u.Offset+n
+	u.LeaseUntil = 0
+	u.ExpiresAt = g.now().Add(g.cfg.UploadTTL).Unix()
+	return g.meta.UploadSave(ctx, u)
+}
+
+// release drops a lease after a failed write (best effort: it also
+// expires on its own).
+func (g *Registry) release(u meta.Upload) {
+	if u.LeaseUntil == 0 {
+		return
+	}
+	u.LeaseUntil = 0
+	ctx, cancel := context.WithTimeout(context.Background(), 5e9)
+	defer cancel()
+	_, _ = g.meta.UploadSave(ctx, u)
+}
+
+func (g *Registry) uploadPut(w http.ResponseWriter, r *http.Request, rt route.Route) error {
+	ctx := r.Context()
+	ds := r.URL.Query().Get("digest")
+	if ds == "" {
+		return errcode.New(errcode.DigestInvalid, "the digest query parameter is required")
+	}
+	d, err := parseDigest(ds)
+	if err != nil {
+		return err
+	}
+	u, err := g.session(ctx, rt)
+	if err != nil {
+		return err
+	}
+	want, err := checkRange(r, u, rt)
+	if err != nil {
+		return err
+	}
+	body, err := g.bodyLimit(w, r)
+	if err != nil {
+		return err
+	}
+	return g.finish(w, r, rt, u, d, body, want)
+}
+
+// finish takes the final (possibly empty) body of an upload, verifies the
+// digest and makes the blob visible in the repository.
+func (g *Registry) finish(w http.ResponseWriter, r *http.Request, rt route.Route, u meta.Upload, d oci.Digest, body io.Reader, want int64) error {
+	ctx := r.Context()
+	u, err := g.meta.UploadLease(ctx, u, g.cfg.UploadLease)
+	if err != nil {
+		return err
+	}
+	if r.ContentLength != 0 {
+		if u, err = g.appendChunk(ctx, u, body, want); err != nil {
+			g.release(u)
+			return err
+		}
+	}
+	var verify func(io.Reader) error
+	if d.Algorithm() == oci.SHA256 {
+		h, err := unmarshalHash(u.HashState)
+		if err != nil {
+			return err
+		}
+		if got := oci.DigestOf(oci.SHA256, h); got != d {
+			g.discard(ctx, u)
+			return errcode.New(errcode.DigestInvalid, map[string]string{"expected": string(d), "actual": string(got)})
+		}
+	} else {
+		verify = func(rd io.Reader) error {
+			got, n, err := oci.Compute(d.Algorithm(), rd)
+			if err != nil {
+				return err
+			}
+			if got != d || n != u.Offset {
+				return fmt.Errorf("%w: computed %s over %d bytes", storage.ErrDigestMismatch, got, n)
+			}
+			return nil
+		}
+	}
+	err = g.blobs.UploadCommit(ctx, u.ID, u.DriverState, d, u.Offset, verify)
+	switch {
+	case errors.Is(err, storage.ErrDigestMismatch):
+		g.discard(ctx, u)
+		return errcode.Wrap(errcode.DigestInvalid, err).WithDetailDigest(d)
+	case errors.Is(err, storage.ErrNotFound):
+		// A retried close whose first attempt committed and then failed:
+		// the blob is at its final key only if it was verified.
+		if size, serr := g.blobs.BlobSize(ctx, d); serr != nil || size != u.Offset {
+			return fmt.Errorf("commit upload: %w", err)
+		}
+	case err != nil:
+		g.release(u)
+		return fmt.Errorf("commit upload: %w", err)
+	}
+	if err := g.meta.BlobLinkPut(ctx, rt.Name, d, u.Offset); err != nil {
+		return err
+	}
+	if err := g.meta.UploadDelete(ctx, u.ID); err != nil {
+		g.log.WarnContext(ctx, "upload record left for the sweep", slog.String("upload", u.ID), slog.Any("error", err))
+	}
+	blobCreated(w, rt.Name, d)
+	return nil
+}
+
+// discard removes a failed upload entirely.
+func (g *Registry) discard(ctx context.Context, u meta.Upload) {
+	if err := g.blobs.UploadAbort(ctx, u.ID, u.DriverState); err != nil {
+		g.log.WarnContext(ctx, "abort upload", slog.String("upload", u.ID), slog.Any("error", err))
+	}
+	if err := g.meta.UploadDelete(ctx, u.ID); err != nil {
+		g.log.WarnContext(ctx, "delete upload", slog.String("upload", u.ID), slog.Any("error", err))
+	}
+}
+
+func (g *Registry) uploadCancel(w http.ResponseWriter, r *http.Request, rt route.Route) error {
+	u, err := g.session(r.Context(), rt)
+	if err != nil {
+		return err
+	}
+	if err := g.blobs.UploadAbort(r.Context(), u.ID, u.DriverState); err != nil {
+		return err
+	}
+	if err := g.meta.UploadDelete(r.Context(), u.ID); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// SweepUploads removes upload sessions past their expiry and the data they
+// staged. Run it periodically (berth serve does; in AWS the cleanup
+// function does).
+func (g *Registry) SweepUploads(ctx context.Context) (int, error) {
+	removed, cursor := 0, ""
+	for {
+		ups, next, err := g.meta.UploadsExpired(ctx, cursor, 500)
+		if err != nil {
+			return removed, err
+		}
+		for _, u := range ups {
+			if err := g.blobs.UploadAbort(ctx, u.ID, u.DriverState); err != nil {
+				g.log.WarnContext(ctx, "sweep: abort upload", slog.String("upload", u.ID), slog.Any("error", err))
+				continue
+			}
+			if err := g.meta.UploadDelete(ctx, u.ID); err != nil {
+				return removed, err
+			}
+			removed++
+		}
+		if next == "" {
+			return removed, nil
+		}
+		cursor = next
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func marshalHash(h hash.Hash) ([]byte, error) {
+	m, ok := h.(encoding.BinaryMarshaler)
+	if !ok {
+		return nil, errors.New("hash state is not serializable")
+	}
+	return m.MarshalBinary()
+}
+
+func unmarshalHash(state []byte) (hash.Hash, error) {
+	h := sha256.New()
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+		return nil, fmt.Errorf("restore hash state: %w", err)
+	}
+	return h, nil
+}
