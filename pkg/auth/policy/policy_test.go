@@ -1,0 +1,273 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+)
+
+func TestGlob(t *testing.T) {
+	cases := []struct {
+		pat, s string
+		arn    bool
+		want   bool
+	}{
+		{"team/*", "team/app", false, true},
+		{"team/*", "team/app/sub", false, false},
+		{"team/**", "team/app/sub", false, true},
+		{"team/**", "team", false, false},
+		{"**", "a/b/c", false, true},
+		{"*", "a", false, true},
+		{"*", "a/b", false, false},
+		{"**/app", "x/y/app", false, true},
+		{"a/*/c", "a/b/c", false, true},
+		{"a/*/c", "a/b/x/c", false, false},
+		{"a/**/c", "a/b/x/c", false, true},
+		{"app-?", "app-1", false, true},
+		{"app-?", "app-12", false, false},
+		{"a?b", "a/b", false, false},
+		{"org/team-*", "org/team-api", false, true},
+		{"exact", "exactly", false, false},
+		{"arn:aws:iam::1:role/ci-*", "arn:aws:iam::1:role/ci-push", true, true},
+		{"arn:aws:iam::1:role/*", "arn:aws:iam::1:role/path/x", true, true},
+		{"arn:aws:iam::*:role/ci", "arn:aws:iam::2:role/ci", true, true},
+		{"arn:aws:iam::1:role/ci", "arn:aws:iam::1:role/ci2", true, false},
+	}
+	for _, c := range cases {
+		g, err := compileGlob(c.pat, c.arn)
+		if err != nil {
+			t.Fatalf("%s: %v", c.pat, err)
+		}
+		if got := g.match(c.s); got != c.want {
+			t.Errorf("%q match %q = %v, want %v", c.pat, c.s, got, c.want)
+		}
+	}
+	for _, bad := range []string{"", "a/***"} {
+		if _, err := compileGlob(bad, false); err == nil {
+			t.Errorf("%q compiled", bad)
+		}
+	}
+	if _, err := compileGlob("arn:**", true); err == nil {
+		t.Error("** accepted in ARN pattern")
+	}
+}
+
+const gha = "https://token.actions.githubusercontent.com"
+
+const yamlDoc = `
+version: "1"
+rules:
+  - repositories: ["public/**"]
+    principals: [anonymous]
+    actions: [pull]
+  - repositories: ["team-a/**"]
+    principals:
+      - iam: "arn:aws:iam::111122223333:role/team-a-*"
+      - oidc:
+          issuer: https://token.actions.githubusercontent.com
+          claims: {repository: "org/team-a-*", ref: "refs/heads/main"}
+    actions: [pull, push]
+  - repositories: ["**"]
+    principals: [{iam: "arn:aws:iam::111122223333:role/admin"}]
+    actions: ["*", catalog]
+  - effect: deny
+    repositories: ["team-a/frozen"]
+    principals: [{iam: "arn:aws:iam::111122223333:role/*"}]
+    actions: [push, delete]
+`
+
+const jsonDoc = `{"version":"1","rules":[
+ {"repositories":["public/**"],"principals":["anonymous"],"actions":["pull"]},
+ {"repositories":["team-a/**"],"principals":[{"iam":"arn:aws:iam::111122223333:role/team-a-*"},
+   {"oidc":{"issuer":"https://token.actions.githubusercontent.com","claims":{"repository":"org/team-a-*","ref":"refs/heads/main"}}}],"actions":["pull","push"]},
+ {"repositories":["**"],"principals":[{"iam":"arn:aws:iam::111122223333:role/admin"}],"actions":["*","catalog"]},
+ {"effect":"deny","repositories":["team-a/frozen"],"principals":[{"iam":"arn:aws:iam::111122223333:role/*"}],"actions":["push","delete"]}]}`
+
+func TestEvaluate(t *testing.T) {
+	anon := Identity{Anonymous: true}
+	ci := Identity{ARN: "arn:aws:iam::111122223333:role/team-a-ci"}
+	admin := Identity{ARN: "arn:aws:iam::111122223333:role/admin"}
+	other := Identity{ARN: "arn:aws:iam::999999999999:role/team-a-ci"}
+	gh := func(repo, ref string) Identity {
+		return Identity{Issuer: gha, Claims: map[string]string{"repository": repo, "ref": ref, "sub": "repo:" + repo}}
+	}
+	cases := []struct {
+		name string
+		id   Identity
+		repo string
+		want []Action
+	}{
+		{"anonymous public", anon, "public/base", []Action{Pull}},
+		{"anonymous private", anon, "team-a/app", nil},
+		{"iam pull push", ci, "team-a/app", []Action{Pull, Push}},
+		{"iam plus anonymous", ci, "public/base", []Action{Pull}},
+		{"iam other account", other, "team-a/app", nil},
+		{"iam other repo", ci, "team-b/app", nil},
+		{"deny wins", ci, "team-a/frozen", []Action{Pull}},
+		{"deny wins over admin", admin, "team-a/frozen", []Action{Pull}},
+		{"admin all", admin, "team-b/x/y", []Action{Pull, Push, Delete}},
+		{"oidc main", gh("org/team-a-svc", "refs/heads/main"), "team-a/svc", []Action{Pull, Push}},
+		{"oidc branch", gh("org/team-a-svc", "refs/heads/dev"), "team-a/svc", nil},
+		{"oidc other org", gh("evil/team-a-svc", "refs/heads/main"), "team-a/svc", nil},
+		{"oidc other issuer", Identity{Issuer: "https://evil", Claims: map[string]string{"repository": "org/team-a-x", "ref": "refs/heads/main"}}, "team-a/svc", nil},
+		{"oidc missing claim", Identity{Issuer: gha, Claims: map[string]string{"repository": "org/team-a-x"}}, "team-a/svc", nil},
+	}
+	for _, doc := range []string{yamlDoc, jsonDoc} {
+		p, err := Parse([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cases {
+			if got := p.Evaluate(c.id, c.repo); !slices.Equal(got, c.want) {
+				t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+			}
+		}
+		if !p.AllowsCatalog(admin) || p.AllowsCatalog(ci) || p.AllowsCatalog(anon) {
+			t.Error("catalog decisions wrong")
+		}
+	}
+	empty, err := Parse([]byte(`{"rules":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := empty.Evaluate(admin, "x"); got != nil {
+		t.Errorf("empty policy allowed %v", got)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for name, doc := range map[string]string{
+		"unknown field":      `{"rules":[],"extra":1}`,
+		"yaml unknown field": "rules: []\nextra: 1\n",
+		"bad effect":         `{"rules":[{"effect":"maybe","repositories":["a"],"principals":["anonymous"],"actions":["pull"]}]}`,
+		"bad action":         `{"rules":[{"repositories":["a"],"principals":["anonymous"],"actions":["write"]}]}`,
+		"no principals":      `{"rules":[{"repositories":["a"],"principals":[],"actions":["pull"]}]}`,
+		"two kinds":          `{"rules":[{"repositories":["a"],"principals":[{"anonymous":true,"iam":"arn:x"}],"actions":["pull"]}]}`,
+		"string principal":   `{"rules":[{"repositories":["a"],"principals":["everyone"],"actions":["pull"]}]}`,
+		"iam not arn":        `{"rules":[{"repositories":["a"],"principals":[{"iam":"role/ci"}],"actions":["pull"]}]}`,
+		"oidc no claims":     `{"rules":[{"repositories":["a"],"principals":[{"oidc":{"issuer":"https://x"}}],"actions":["pull"]}]}`,
+		"oidc http":          `{"rules":[{"repositories":["a"],"principals":[{"oidc":{"issuer":"http://x","claims":{"sub":"a"}}}],"actions":["pull"]}]}`,
+		"version":            `{"version":"2","rules":[]}`,
+		"empty yaml":         ``,
+		"bad pattern":        `{"rules":[{"repositories":["a/***"],"principals":["anonymous"],"actions":["pull"]}]}`,
+	} {
+		if _, err := Parse([]byte(doc)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestLoadFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, []byte(yamlDoc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Evaluate(Identity{Anonymous: true}, "public/x"); !slices.Equal(got, []Action{Pull}) {
+		t.Fatalf("got %v", got)
+	}
+	if _, err := LoadFile(path + ".missing"); err == nil {
+		t.Fatal("missing file loaded")
+	}
+}
+
+// ssmFake stands in for SSM (no emulator here) and injects failures.
+type ssmFake struct {
+	value   string
+	version int64
+	err     error
+	calls   int
+}
+
+func (f *ssmFake) GetParameter(_ context.Context, in *ssm.GetParameterInput, _ ...func(*ssm.Options)) (*ssm.GetParameterOutput, error) {
+	f.calls++
+	if f.err != nil {
+		return nil, f.err
+	}
+	if !aws.ToBool(in.WithDecryption) {
+		return nil, errors.New("expected WithDecryption")
+	}
+	return &ssm.GetParameterOutput{Parameter: &ssmtypes.Parameter{Value: aws.String(f.value), Version: f.version}}, nil
+}
+
+func TestSSMSource(t *testing.T) {
+	f := &ssmFake{err: errors.New("AccessDenied")}
+	s := NewSSMSource(f, "/berth/policy", time.Minute, nil)
+	now := time.Unix(1_800_000_000, 0)
+	s.now = func() time.Time { return now }
+	ctx := context.Background()
+	if _, err := s.Current(ctx); err == nil {
+		t.Fatal("no policy yet, but no error (must fail closed)")
+	}
+	f.err, f.value, f.version = nil, yamlDoc, 1
+	p1, err := s.Current(ctx)
+	if err != nil || p1 == nil {
+		t.Fatalf("%v", err)
+	}
+	if _, _ = s.Current(ctx); f.calls != 2 {
+		t.Fatalf("cached policy refetched: %d calls", f.calls)
+	}
+	now = now.Add(2 * time.Minute)
+	f.value, f.version = `{"rules":[`, 2 // broken document: keep the old one
+	if p, err := s.Current(ctx); err != nil || p != p1 {
+		t.Fatalf("broken refresh: %v %p", err, p)
+	}
+	now = now.Add(2 * time.Minute)
+	f.value, f.version = `{"rules":[]}`, 3
+	p3, err := s.Current(ctx)
+	if err != nil || p3 == p1 || p3.Evaluate(Identity{Anonymous: true}, "public/x") != nil {
+		t.Fatalf("new version not served: %v", err)
+	}
+}
+
+func FuzzGlob(f *testing.F) {
+	f.Add("team/**", "team/a/b", false)
+	f.Add("a*?b", "a/xb", true)
+	f.Fuzz(func(t *testing.T, pat, s string, arn bool) {
+		if len(pat) > 64 || len(s) > 128 {
+			return
+		}
+		g, err := compileGlob(pat, arn)
+		if err != nil {
+			return
+		}
+		if got, want := g.match(s), refMatch(g.tokens, s); got != want {
+			t.Fatalf("%q ~ %q: dp %v, reference %v", pat, s, got, want)
+		}
+	})
+}
+
+// refMatch is the obvious backtracking matcher, for the fuzz comparison.
+func refMatch(ts []tok, s string) bool {
+	if len(ts) == 0 {
+		return s == ""
+	}
+	t := ts[0]
+	switch t.kind {
+	case tLit:
+		return s != "" && s[0] == t.ch && refMatch(ts[1:], s[1:])
+	case tQuest:
+		return s != "" && (t.ch == 1 || s[0] != '/') && refMatch(ts[1:], s[1:])
+	default:
+		for i := 0; i <= len(s); i++ {
+			if refMatch(ts[1:], s[i:]) {
+				return true
+			}
+			if i < len(s) && t.kind == tStar && s[i] == '/' {
+				return false
+			}
+		}
+		return false
+	}
+}
