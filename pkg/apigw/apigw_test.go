@@ -292,7 +292,7 @@ func TestResponseHeaders(t *testing.T) {
 func TestLimits(t *testing.T) {
 	var last apigw.Invocation
 	var mu sync.Mutex
-	em := apigw.Emulate(testHandler(), apigw.WithTimeout(200*time.Millisecond), apigw.WithObserver(func(inv apigw.Invocation) {
+	em := apigw.Emulate(testHandler(), apigw.WithObserver(func(inv apigw.Invocation) {
 		mu.Lock()
 		last = inv
 		mu.Unlock()
@@ -344,7 +344,7 @@ func TestLimits(t *testing.T) {
 	if !errors.As(last.Err, &fe) {
 		t.Errorf("panic error = %v", last.Err)
 	}
-	r = do(t, em, "GET", "/slow", nil, nil)
+	r = do(t, apigw.Emulate(testHandler(), apigw.WithTimeout(100*time.Millisecond)), "GET", "/slow", nil, nil)
 	if r.status != 503 || string(r.body) != `{"message":"Service Unavailable"}` {
 		t.Errorf("timeout: %d %s", r.status, r.body)
 	}
