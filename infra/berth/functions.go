@@ -1,0 +1,234 @@
+package berth
+
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsssm"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// fnSpec is what differs between the four functions.
+type fnSpec struct {
+	name        string
+	description string
+	memory      float64
+	timeout     awscdk.Duration
+	env         map[string]*string
+	statements  []awsiam.PolicyStatement
+}
+
+// logicalID turns a function name into its logical id prefix: api → ApiFunction.
+func logicalID(fn string) string { return strings.ToUpper(fn[:1]) + fn[1:] + "Function" }
+
+// statement is an Allow statement.
+func statement(sid string, actions []string, resources ...*string) awsiam.PolicyStatement {
+	return awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String(sid),
+		Effect:    awsiam.Effect_ALLOW,
+		Actions:   jsii.Strings(actions...),
+		Resources: &resources,
+	})
+}
+
+// bucketARN is the bucket's ARN built from its name, so that policies which
+// use it do not depend on the bucket resource (the bucket's notification
+// depends on the scan function, which depends on its role).
+func (r *registry) bucketARN(suffix string) *string {
+	return awscdk.Fn_Join(jsii.String(""), &[]*string{
+		jsii.String("arn:"), awscdk.Aws_PARTITION(), jsii.String(":s3:::"), r.name, jsii.String(suffix),
+	})
+}
+
+func (r *registry) logGroup(id string) awslogs.LogGroup {
+	return awslogs.NewLogGroup(r.Construct, jsii.String(id), &awslogs.LogGroupProps{
+		Retention:     r.props.LogRetention,
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
+}
+
+// Actions per function. DynamoDB transactions need the per-item actions of
+// their operations; there is no TransactWriteItems action.
+var (
+	ddbRead   = []string{"dynamodb:GetItem", "dynamodb:Query"}
+	ddbWrite  = []string{"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"}
+	s3Objects = []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
+)
+
+func concat(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
+}
+
+// newFunctions creates the four functions (three with scanning off), each
+// with its own log group and a role holding only its own statements.
+func (r *registry) newFunctions() {
+	p := &r.props
+	table := r.table.TableArn()
+	blobs, uploads := r.bucketARN("/"+BlobPrefix+"*"), r.bucketARN("/"+UploadPrefix+"*")
+	common := map[string]*string{
+		"BERTH_TABLE":     r.table.TableName(),
+		"BERTH_BUCKET":    r.name,
+		"BERTH_LOG_LEVEL": jsii.String(p.LogLevel),
+	}
+	auth := "off"
+	if *p.Auth {
+		auth = "on"
+	}
+
+	r.policy = awsssm.NewStringParameter(r.Construct, jsii.String("AuthPolicy"), &awsssm.StringParameterProps{
+		Description: jsii.String("Berth repository policy (docs/auth.md)"),
+		StringValue: jsii.String(p.AuthPolicy),
+		Tier:        awsssm.ParameterTier_STANDARD,
+	})
+
+	api := fnSpec{
+		name: FnAPI, description: "Berth OCI /v2/ API", memory: p.ApiMemoryMiB,
+		// API Gateway gives up after 30 s: finish (and log) first.
+		timeout: awscdk.Duration_Seconds(jsii.Number(29)),
+		env: map[string]*string{
+			"BERTH_TABLE": common["BERTH_TABLE"], "BERTH_BUCKET": common["BERTH_BUCKET"],
+			"BERTH_LOG_LEVEL":        common["BERTH_LOG_LEVEL"],
+			"BERTH_PRESIGN_EXPIRY":   jsii.String(p.PresignExpiry),
+			"BERTH_UPLOAD_TTL":       jsii.String(p.UploadTTL),
+			"BERTH_MAX_BODY_BYTES":   envInt(p.MaxBodyBytes),
+			"BERTH_AUTH":             jsii.String(auth),
+			"BERTH_TOKEN_KMS_KEY_ID": r.tokKey.KeyArn(),
+		},
+		statements: []awsiam.PolicyStatement{
+			statement("MetadataReadWrite", concat(ddbRead, ddbWrite), table),
+			statement("BlobObjects", s3Objects, blobs, uploads),
+			// Without ListBucket a HEAD of a missing key answers 403, not 404.
+			statement("BlobBucketList", []string{"s3:ListBucket"}, r.bucketARN("")),
+			statement("TokenVerify", []string{"kms:GetPublicKey"}, r.tokKey.KeyArn()),
+		},
+	}
+	token := fnSpec{
+		name: FnToken, description: "Berth token realm", memory: p.TokenMemoryMiB,
+		timeout: awscdk.Duration_Seconds(jsii.Number(10)),
+		env: map[string]*string{
+			"BERTH_LOG_LEVEL":         common["BERTH_LOG_LEVEL"],
+			"BERTH_AUTH":              jsii.String(auth),
+			"BERTH_TOKEN_KMS_KEY_ID":  r.tokKey.KeyArn(),
+			"BERTH_AUTH_POLICY_PARAM": r.policy.ParameterName(),
+		},
+		statements: []awsiam.PolicyStatement{
+			statement("TokenSign", []string{"kms:Sign", "kms:GetPublicKey"}, r.tokKey.KeyArn()),
+			statement("AuthPolicyRead", []string{"ssm:GetParameter"}, r.policy.ParameterArn()),
+		},
+	}
+	if p.TokenTTL != "" {
+		token.env["BERTH_TOKEN_TTL"] = jsii.String(p.TokenTTL)
+	}
+	if len(p.OIDCIssuers) > 0 {
+		b, err := json.Marshal(p.OIDCIssuers)
+		if err != nil {
+			panic(err)
+		}
+		token.env["BERTH_OIDC_ISSUERS"] = jsii.String(string(b))
+	}
+	scan := fnSpec{
+		name: FnScan, description: "Berth layer scanner (S3 ObjectCreated on blobs/)", memory: p.ScanMemoryMiB,
+		timeout: awscdk.Duration_Minutes(jsii.Number(10)),
+		env:     common,
+		statements: []awsiam.PolicyStatement{
+			statement("MetadataReadWrite", concat(ddbRead, []string{"dynamodb:PutItem", "dynamodb:UpdateItem"}), table),
+			statement("BlobRead", []string{"s3:GetObject"}, blobs),
+		},
+	}
+	cleanup := fnSpec{
+		name: FnCleanup, description: "Berth garbage collection and expired uploads (hourly)", memory: p.CleanupMemoryMiB,
+		timeout: awscdk.Duration_Minutes(jsii.Number(5)),
+		env: map[string]*string{
+			"BERTH_TABLE": common["BERTH_TABLE"], "BERTH_BUCKET": common["BERTH_BUCKET"],
+			"BERTH_LOG_LEVEL":  common["BERTH_LOG_LEVEL"],
+			"BERTH_UPLOAD_TTL": jsii.String(p.UploadTTL),
+		},
+		statements: []awsiam.PolicyStatement{
+			statement("MetadataSweep", concat(ddbRead, ddbWrite, []string{"dynamodb:Scan"}), table),
+			statement("BlobDelete", []string{"s3:DeleteObject", "s3:AbortMultipartUpload"}, blobs, uploads),
+		},
+	}
+	if r.bktKey != nil {
+		key := r.bktKey.KeyArn()
+		api.statements = append(api.statements, statement("BucketKey", []string{"kms:Decrypt", "kms:GenerateDataKey"}, key))
+		scan.statements = append(scan.statements, statement("BucketKey", []string{"kms:Decrypt"}, key))
+	}
+	if r.secret != nil {
+		api.statements = append(api.statements, statement("CdnPrivateKeyRead", []string{"secretsmanager:GetSecretValue"}, r.secret.SecretArn()))
+	}
+
+	specs := []fnSpec{api, token, scan, cleanup}
+	if !*p.ScanEnabled {
+		specs = []fnSpec{api, token, cleanup}
+	}
+	for _, s := range specs {
+		r.fns[s.name] = r.newFunction(s)
+	}
+	if *p.ScanEnabled {
+		r.notifyScan()
+	}
+}
+
+func (r *registry) newFunction(s fnSpec) awslambda.Function {
+	id := logicalID(s.name)
+	logs := r.logGroup(id + "Logs")
+	doc := awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{})
+	doc.AddStatements(statement("Logs", []string{"logs:CreateLogStream", "logs:PutLogEvents"}, logs.LogGroupArn()))
+	doc.AddStatements(s.statements...)
+	role := awsiam.NewRole(r.Construct, jsii.String(id+"Role"), &awsiam.RoleProps{
+		Description:    jsii.String("Berth " + s.name + " function"),
+		AssumedBy:      awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
+		InlinePolicies: &map[string]awsiam.PolicyDocument{s.name: doc},
+	})
+	return awslambda.NewFunction(r.Construct, jsii.String(id), &awslambda.FunctionProps{
+		Description:  jsii.String(s.description),
+		Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture: awslambda.Architecture_ARM_64(),
+		Handler:      jsii.String("bootstrap"),
+		Code:         awslambda.Code_FromAsset(jsii.String(r.assetDir(s.name)), nil),
+		MemorySize:   jsii.Number(s.memory),
+		Timeout:      s.timeout,
+		Environment:  &s.env,
+		Role:         role,
+		LogGroup:     logs,
+	})
+}
+
+// notifyScan sends ObjectCreated events under blobs/ to the scan function
+// as a native bucket notification (S3 event shape), not the CDK's
+// notification custom resource: the permission names the bucket by its
+// computed ARN, and the bucket waits for the permission.
+func (r *registry) notifyScan() {
+	scan := r.fns[FnScan]
+	perm := awslambda.NewCfnPermission(r.Construct, jsii.String("ScanFunctionS3Invoke"), &awslambda.CfnPermissionProps{
+		Action:        jsii.String("lambda:InvokeFunction"),
+		FunctionName:  scan.FunctionArn(),
+		Principal:     jsii.String("s3.amazonaws.com"),
+		SourceAccount: awscdk.Aws_ACCOUNT_ID(),
+		SourceArn:     r.bucketARN(""),
+	})
+	cfn := r.bucket.Node().DefaultChild().(awss3.CfnBucket)
+	cfn.SetNotificationConfiguration(&awss3.CfnBucket_NotificationConfigurationProperty{
+		LambdaConfigurations: &[]interface{}{&awss3.CfnBucket_LambdaConfigurationProperty{
+			Event:    jsii.String("s3:ObjectCreated:*"),
+			Function: scan.FunctionArn(),
+			Filter: &awss3.CfnBucket_NotificationFilterProperty{
+				S3Key: &awss3.CfnBucket_S3KeyFilterProperty{
+					Rules: &[]interface{}{&awss3.CfnBucket_FilterRuleProperty{
+						Name: jsii.String("prefix"), Value: jsii.String(BlobPrefix),
+					}},
+				},
+			},
+		}},
+	})
+	cfn.Node().AddDependency(perm)
+}

@@ -1,0 +1,195 @@
+// Package berth is the reusable CDK construct that deploys a Berth registry:
+// an HTTP API in front of the api and token functions, the scan and cleanup
+// functions, the S3 bucket and DynamoDB table, a CloudFront distribution with
+// signed blob URLs, a KMS key for registry tokens, alarms and outputs.
+//
+//	berth.NewRegistry(stack, jsii.String("Registry"), &berth.RegistryProps{
+//		CodeDir: "../dist",
+//	})
+//
+// docs/deploy.md describes every prop and what the deployment costs.
+package berth
+
+import (
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscertificatemanager"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudfront"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
+)
+
+// BucketEncryption selects the server-side encryption of the blob bucket.
+type BucketEncryption string
+
+const (
+	// EncryptionS3Managed is SSE-S3 (AES-256 with S3's keys): no KMS request
+	// charges on pulls, the default.
+	EncryptionS3Managed BucketEncryption = "S3_MANAGED"
+	// EncryptionKMS is SSE-KMS with a customer managed key (BucketKey, or one
+	// the construct creates with rotation on) and S3 Bucket Keys enabled.
+	EncryptionKMS BucketEncryption = "KMS"
+)
+
+// OIDCIssuer is one trusted OIDC identity provider for the token function
+// (BERTH_OIDC_ISSUERS), such as GitHub Actions.
+type OIDCIssuer struct {
+	Issuer   string `json:"issuer"`
+	Audience string `json:"audience"`
+}
+
+// RegistryProps is what a platform team sets. The zero value deploys a
+// working registry on the CloudFront default domain with auth on, scanning
+// on, and data retained when the stack is deleted.
+type RegistryProps struct {
+	// CodeDir holds one directory per function with its bootstrap binary
+	// (api/bootstrap, token/bootstrap, ...), as `make build` writes to dist/.
+	// Default "../dist" (relative to infra/, where cdk runs).
+	CodeDir string
+
+	// DomainName is the registry's host name (registry.example.com). It needs
+	// Certificate, an ACM certificate in us-east-1 covering it; point a CNAME
+	// or alias record at the distribution. Empty: the CloudFront domain.
+	DomainName  string
+	Certificate awscertificatemanager.ICertificate
+	// PriceClass of the distribution. Default PRICE_CLASS_100 (North
+	// America, Europe, Israel: the cheapest edges).
+	PriceClass awscloudfront.PriceClass
+
+	// CdnPublicKeyPEM is the public half (PEM, RSA 2048) of the key pair the
+	// api function signs CloudFront blob URLs with. Empty: no key group, and
+	// blob GETs redirect to presigned S3 URLs instead of CloudFront.
+	CdnPublicKeyPEM string
+	// CdnPrivateKeySecret holds the private half (PEM) in Secrets Manager,
+	// imported with a complete ARN. Nil with CdnPublicKeyPEM set: the
+	// construct creates an empty secret; put the PEM into it after the
+	// first deploy (docs/deploy.md, "CloudFront key pair").
+	CdnPrivateKeySecret awssecretsmanager.ISecret
+
+	// Function memory in MiB. Defaults: api 512, token 256, scan 1024,
+	// cleanup 256 (Lambda CPU scales with memory; the api hashes 4 MB chunks).
+	ApiMemoryMiB, TokenMemoryMiB, ScanMemoryMiB, CleanupMemoryMiB float64
+	// LogRetention of every log group (functions, API access log).
+	// Default ONE_MONTH.
+	LogRetention awslogs.RetentionDays
+	// LogLevel is BERTH_LOG_LEVEL: debug, info, warn or error. Default info.
+	LogLevel string
+
+	// ScanEnabled deploys the scan function and the blobs/ ObjectCreated
+	// notification. Default true.
+	ScanEnabled *bool
+
+	// UploadTTL (BERTH_UPLOAD_TTL, a Go duration) is how long an upload
+	// session lives. Default "1h".
+	UploadTTL string
+	// PresignExpiry (BERTH_PRESIGN_EXPIRY, a Go duration) of blob redirect
+	// URLs. Default "20m".
+	PresignExpiry string
+	// MaxBodyBytes (BERTH_MAX_BODY_BYTES) caps a request body through
+	// Lambda. Default 4404019 (6 MB invocation payload after base64).
+	MaxBodyBytes int64
+	// StagingExpirationDays expires objects under uploads/ (chunk carry-over
+	// and staging) that an aborted upload left behind. Default 1.
+	StagingExpirationDays float64
+
+	// RemovalPolicy of the bucket, table, keys and secret. Default RETAIN.
+	RemovalPolicy awscdk.RemovalPolicy
+	// DeletionProtection of the table. Default true.
+	DeletionProtection *bool
+	// BucketName fixes the bucket's name. Default: berth-<account>-<region>-
+	// <stack id>-<construct hash>, computed so the scan notification needs
+	// no custom resource.
+	BucketName string
+	// BucketEncryption: EncryptionS3Managed (default) or EncryptionKMS.
+	BucketEncryption BucketEncryption
+	// BucketKey is the customer managed key for EncryptionKMS. Nil: created.
+	BucketKey awskms.IKey
+
+	// Auth is BERTH_AUTH. Default true ("on"): no anonymous writes.
+	Auth *bool
+	// TokenSigningKey is an asymmetric ECC_NIST_P256 SIGN_VERIFY KMS key for
+	// registry tokens. Nil: created.
+	TokenSigningKey awskms.IKey
+	// TokenTTL (BERTH_TOKEN_TTL, a Go duration). Empty: the function's
+	// default (15m).
+	TokenTTL string
+	// AuthPolicy is the repository policy document the token function reads
+	// from the SSM parameter the construct creates (BERTH_AUTH_POLICY_PARAM).
+	// Default DefaultAuthPolicy (deny everything).
+	AuthPolicy string
+	// OIDCIssuers trusted for workload identity (BERTH_OIDC_ISSUERS).
+	OIDCIssuers []OIDCIssuer
+
+	// ThrottleRateLimit and ThrottleBurstLimit of the HTTP API's default
+	// stage. Defaults 500 requests/s and 1000.
+	ThrottleRateLimit, ThrottleBurstLimit float64
+
+	// AlarmTopic receives alarm and OK notifications. Nil: alarms only.
+	AlarmTopic awssns.ITopic
+	// Api5xxRatePercent is the API 5xx rate that raises the alarm.
+	// Default 5.
+	Api5xxRatePercent float64
+}
+
+// DefaultAuthPolicy grants nothing: the token function fails closed until a
+// policy is set (docs/auth.md).
+const DefaultAuthPolicy = `{"rules":[]}`
+
+// withDefaults returns a copy of p with every zero value replaced.
+func (p RegistryProps) withDefaults() RegistryProps {
+	if p.CodeDir == "" {
+		p.CodeDir = "../dist"
+	}
+	if p.PriceClass == "" {
+		p.PriceClass = awscloudfront.PriceClass_PRICE_CLASS_100
+	}
+	setF := func(v *float64, d float64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	setS := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	setF(&p.ApiMemoryMiB, 512)
+	setF(&p.TokenMemoryMiB, 256)
+	setF(&p.ScanMemoryMiB, 1024)
+	setF(&p.CleanupMemoryMiB, 256)
+	setF(&p.StagingExpirationDays, 1)
+	setF(&p.ThrottleRateLimit, 500)
+	setF(&p.ThrottleBurstLimit, 1000)
+	setF(&p.Api5xxRatePercent, 5)
+	if p.LogRetention == "" {
+		p.LogRetention = awslogs.RetentionDays_ONE_MONTH
+	}
+	setS(&p.LogLevel, "info")
+	setS(&p.UploadTTL, "1h")
+	setS(&p.PresignExpiry, "20m")
+	setS(&p.AuthPolicy, DefaultAuthPolicy)
+	if p.MaxBodyBytes == 0 {
+		p.MaxBodyBytes = 4404019
+	}
+	if p.RemovalPolicy == "" {
+		p.RemovalPolicy = awscdk.RemovalPolicy_RETAIN
+	}
+	if p.BucketEncryption == "" {
+		p.BucketEncryption = EncryptionS3Managed
+		if p.BucketKey != nil {
+			p.BucketEncryption = EncryptionKMS
+		}
+	}
+	t := true
+	if p.ScanEnabled == nil {
+		p.ScanEnabled = &t
+	}
+	if p.DeletionProtection == nil {
+		p.DeletionProtection = &t
+	}
+	if p.Auth == nil {
+		p.Auth = &t
+	}
+	return p
+}
