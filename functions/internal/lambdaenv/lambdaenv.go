@@ -1,0 +1,119 @@
+// Package lambdaenv reads the Lambda functions' configuration from
+// environment variables (the deployment contract in docs/lambda.md). Each
+// main names the variables it reads through a Reader, so the template test
+// can check every one of them is set on that function in template.yaml.
+package lambdaenv
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Environment variable names. Names and defaults are fixed by the
+// deployment contract shared with the CDK app and the auth functions.
+const (
+	Table                = "BERTH_TABLE"
+	Bucket               = "BERTH_BUCKET"
+	PresignExpiry        = "BERTH_PRESIGN_EXPIRY"
+	CDNURL               = "BERTH_CDN_URL"
+	CDNKeyPairID         = "BERTH_CDN_KEY_PAIR_ID"
+	CDNPrivateKeySecret  = "BERTH_CDN_PRIVATE_KEY_SECRET"
+	UploadTTL            = "BERTH_UPLOAD_TTL"
+	MaxBodyBytes         = "BERTH_MAX_BODY_BYTES"
+	LogLevel             = "BERTH_LOG_LEVEL"
+	Auth                 = "BERTH_AUTH"
+	Service              = "BERTH_SERVICE"
+	TokenKMSKeyID        = "BERTH_TOKEN_KMS_KEY_ID"
+	TokenIssuer          = "BERTH_TOKEN_ISSUER"
+	TokenTTL             = "BERTH_TOKEN_TTL"
+	AuthPolicyParam      = "BERTH_AUTH_POLICY_PARAM"
+	STSAudience          = "BERTH_STS_AUDIENCE"
+	OIDCIssuers          = "BERTH_OIDC_ISSUERS"
+	DefaultPresignExpiry = 20 * time.Minute
+	DefaultUploadTTL     = time.Hour
+	// DefaultMaxBodyBytes is what fits one Lambda invocation: 6 MB of event
+	// minus headers, base64-encoded (docs/lambda.md has the arithmetic).
+	DefaultMaxBodyBytes = 4404019
+)
+
+// Reader reads variables and collects every problem, so a misconfigured
+// function reports all of them in one cold start.
+type Reader struct {
+	getenv func(string) string
+	errs   []error
+}
+
+// New reads from getenv (os.Getenv in a main, a map in tests).
+func New(getenv func(string) string) *Reader { return &Reader{getenv: getenv} }
+
+// Err reports every missing or malformed variable.
+func (r *Reader) Err() error { return errors.Join(r.errs...) }
+
+// Required returns the variable's value or records that it is missing.
+func (r *Reader) Required(key string) string {
+	v := strings.TrimSpace(r.getenv(key))
+	if v == "" {
+		r.errs = append(r.errs, fmt.Errorf("%s is required", key))
+	}
+	return v
+}
+
+// String returns the variable's value, or def when unset.
+func (r *Reader) String(key, def string) string {
+	if v := strings.TrimSpace(r.getenv(key)); v != "" {
+		return v
+	}
+	return def
+}
+
+// Duration parses a Go duration, or returns def when unset.
+func (r *Reader) Duration(key string, def time.Duration) time.Duration {
+	v := strings.TrimSpace(r.getenv(key))
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		r.errs = append(r.errs, fmt.Errorf("%s=%q: want a positive Go duration such as 20m", key, v))
+		return def
+	}
+	return d
+}
+
+// Int64 parses a non-negative integer, or returns def when unset.
+func (r *Reader) Int64(key string, def int64) int64 {
+	v := strings.TrimSpace(r.getenv(key))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		r.errs = append(r.errs, fmt.Errorf("%s=%q: want a non-negative integer", key, v))
+		return def
+	}
+	return n
+}
+
+// Level parses debug|info|warn|error, default info.
+func (r *Reader) Level(key string) slog.Level {
+	v := strings.TrimSpace(r.getenv(key))
+	if v == "" {
+		return slog.LevelInfo
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(v)); err != nil {
+		r.errs = append(r.errs, fmt.Errorf("%s=%q: want debug, info, warn or error", key, v))
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// Logger is the functions' JSON logger (CloudWatch parses it).
+func Logger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}
