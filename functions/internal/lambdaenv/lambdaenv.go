@@ -5,6 +5,7 @@
 package lambdaenv
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,7 @@ const (
 	STSAudience          = "BERTH_STS_AUDIENCE"
 	OIDCIssuers          = "BERTH_OIDC_ISSUERS"
 	DefaultPresignExpiry = 20 * time.Minute
+	DefaultTokenTTL      = 15 * time.Minute
 	DefaultUploadTTL     = time.Hour
 	// DefaultMaxBodyBytes is what fits one Lambda invocation: 6 MB of event
 	// minus headers, base64-encoded (docs/lambda.md has the arithmetic).
@@ -97,6 +99,32 @@ func (r *Reader) Int64(key string, def int64) int64 {
 		return def
 	}
 	return n
+}
+
+// JSON decodes a JSON value into v, leaving v alone when unset.
+func (r *Reader) JSON(key string, v any) {
+	s := strings.TrimSpace(r.getenv(key))
+	if s == "" {
+		return
+	}
+	if err := json.Unmarshal([]byte(s), v); err != nil {
+		r.errs = append(r.errs, fmt.Errorf("%s: %w", key, err))
+	}
+}
+
+// Bool parses "on"/"off" (and true/false, 1/0), or returns def when unset.
+func (r *Reader) Bool(key string, def bool) bool {
+	switch v := strings.ToLower(strings.TrimSpace(r.getenv(key))); v {
+	case "":
+		return def
+	case "on", "true", "1", "yes":
+		return true
+	case "off", "false", "0", "no":
+		return false
+	default:
+		r.errs = append(r.errs, fmt.Errorf("%s=%q: want on or off", key, v))
+		return def
+	}
 }
 
 // Level parses debug|info|warn|error, default info.
