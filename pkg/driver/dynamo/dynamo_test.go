@@ -1,0 +1,19 @@
+package dynamo_test
+
+import (
+	"testing"
+
+	"github.com/berth-registry/berth/pkg/driver/dynamo"
+	"github.com/berth-registry/berth/pkg/internal/testenv"
+	"github.com/berth-registry/berth/pkg/meta"
+	"github.com/berth-registry/berth/pkg/storage/storagetest"
+)
+
+var _ meta.Items = (*dynamo.Store)(nil)
+
+func TestItems(t *testing.T) {
+	client := testenv.DynamoDB(t)
+	storagetest.TestItems(t, func(t *testing.T) meta.Items {
+		return dynamo.New(client, testenv.FreshTable(t, client))
+	})
+}
