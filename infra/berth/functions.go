@@ -57,7 +57,7 @@ func (r *registry) logGroup(id string) awslogs.LogGroup {
 var (
 	ddbRead   = []string{"dynamodb:GetItem", "dynamodb:Query"}
 	ddbWrite  = []string{"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"}
-	s3Objects = []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
+	s3Staging = []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
 )
 
 func concat(lists ...[]string) []string {
@@ -92,8 +92,9 @@ func (r *registry) newFunctions() {
 
 	api := fnSpec{
 		name: FnAPI, description: "Berth OCI /v2/ API", memory: p.ApiMemoryMiB,
-		// API Gateway gives up after 30 s: finish (and log) first.
-		timeout: awscdk.Duration_Seconds(jsii.Number(29)),
+		// The HTTP API integration timeout (30 s, its maximum): running
+		// longer would bill work nobody waits for.
+		timeout: awscdk.Duration_Seconds(jsii.Number(30)),
 		env: map[string]*string{
 			"BERTH_TABLE": common["BERTH_TABLE"], "BERTH_BUCKET": common["BERTH_BUCKET"],
 			"BERTH_LOG_LEVEL":        common["BERTH_LOG_LEVEL"],
@@ -105,8 +106,15 @@ func (r *registry) newFunctions() {
 		},
 		statements: []awsiam.PolicyStatement{
 			statement("MetadataReadWrite", concat(ddbRead, ddbWrite), table),
-			statement("BlobObjects", s3Objects, blobs, uploads),
+			// Blob bytes are written once (PutObject also covers multipart
+			// create/part/complete and the copy into place) and read through
+			// presigned URLs signed with this role; only garbage collection
+			// deletes them.
+			statement("BlobObjects", []string{"s3:GetObject", "s3:PutObject"}, blobs),
+			statement("UploadStaging", s3Staging, uploads),
 			// Without ListBucket a HEAD of a missing key answers 403, not 404.
+			// No s3:prefix condition: HEAD requests carry no prefix, so a
+			// conditioned grant would never apply to them.
 			statement("BlobBucketList", []string{"s3:ListBucket"}, r.bucketARN("")),
 			statement("TokenVerify", []string{"kms:GetPublicKey"}, r.tokKey.KeyArn()),
 		},
@@ -135,17 +143,19 @@ func (r *registry) newFunctions() {
 		}
 		token.env["BERTH_OIDC_ISSUERS"] = jsii.String(string(b))
 	}
+	// The scan function validates and logs blob events; it reads and
+	// stores nothing yet (DESIGN.md §7 arrives with its own issue, which
+	// adds blob reads and report writes here).
 	scan := fnSpec{
 		name: FnScan, description: "Berth layer scanner (S3 ObjectCreated on blobs/)", memory: p.ScanMemoryMiB,
-		timeout: awscdk.Duration_Minutes(jsii.Number(10)),
-		env:     common,
-		statements: []awsiam.PolicyStatement{
-			statement("MetadataReadWrite", concat(ddbRead, []string{"dynamodb:PutItem", "dynamodb:UpdateItem"}), table),
-			statement("BlobRead", []string{"s3:GetObject"}, blobs),
-		},
+		timeout: awscdk.Duration_Minutes(jsii.Number(1)),
+		env:     map[string]*string{"BERTH_BUCKET": common["BERTH_BUCKET"], "BERTH_LOG_LEVEL": common["BERTH_LOG_LEVEL"]},
 	}
+	// The cleanup function sweeps expired upload sessions (scan UPLOAD#
+	// items, delete each, abort its staging); blob garbage collection and
+	// retention arrive with their own issue and extend these statements.
 	cleanup := fnSpec{
-		name: FnCleanup, description: "Berth garbage collection and expired uploads (hourly)", memory: p.CleanupMemoryMiB,
+		name: FnCleanup, description: "Berth cleanup: expired upload sessions (hourly)", memory: p.CleanupMemoryMiB,
 		timeout: awscdk.Duration_Minutes(jsii.Number(5)),
 		env: map[string]*string{
 			"BERTH_TABLE": common["BERTH_TABLE"], "BERTH_BUCKET": common["BERTH_BUCKET"],
@@ -153,14 +163,13 @@ func (r *registry) newFunctions() {
 			"BERTH_UPLOAD_TTL": jsii.String(p.UploadTTL),
 		},
 		statements: []awsiam.PolicyStatement{
-			statement("MetadataSweep", concat(ddbRead, ddbWrite, []string{"dynamodb:Scan"}), table),
-			statement("BlobDelete", []string{"s3:DeleteObject", "s3:AbortMultipartUpload"}, blobs, uploads),
+			statement("UploadSweep", []string{"dynamodb:Scan", "dynamodb:DeleteItem"}, table),
+			statement("UploadStagingDelete", []string{"s3:AbortMultipartUpload", "s3:DeleteObject"}, uploads),
 		},
 	}
 	if r.bktKey != nil {
 		key := r.bktKey.KeyArn()
 		api.statements = append(api.statements, statement("BucketKey", []string{"kms:Decrypt", "kms:GenerateDataKey"}, key))
-		scan.statements = append(scan.statements, statement("BucketKey", []string{"kms:Decrypt"}, key))
 	}
 	if r.secret != nil {
 		api.statements = append(api.statements, statement("CdnPrivateKeyRead", []string{"secretsmanager:GetSecretValue"}, r.secret.SecretArn()))

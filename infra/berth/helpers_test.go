@@ -160,7 +160,7 @@ var variantStack = sync.OnceValue(func() *synthesized {
 		p.Certificate = awscertificatemanager.Certificate_FromCertificateArn(stack, jsii.String("Cert"),
 			jsii.String("arn:aws:acm:us-east-1:111122223333:certificate/00000000-0000-0000-0000-000000000000"))
 		p.AlarmTopic = awssns.NewTopic(stack, jsii.String("Alarms"), &awssns.TopicProps{EnforceSSL: jsii.Bool(true)})
-		p.ApiMemoryMiB = 1024
+		p.ApiMemoryMiB = 2048
 		p.BucketName = "my-berth-blobs"
 	})
 })
@@ -172,6 +172,10 @@ var kmsCdnStack = sync.OnceValue(func() *synthesized {
 		p.BucketEncryption = berth.EncryptionKMS
 	})
 })
+
+// samShapedStack: the defaults, which is what template.yaml deploys (no
+// CloudFront key pair).
+var samShapedStack = sync.OnceValue(func() *synthesized { return synth(nil) })
 
 // must runs f and turns a jsii panic (a failed assertion) into t.Errorf.
 func must(t *testing.T, what string, f func()) {

@@ -22,8 +22,8 @@ func (r *registry) suppressNagFindings() {
 
 	suppress(r.bucket, "AwsSolutions-S1",
 		"Server access logs would log every blob GET a second time at S3 request prices; CloudTrail data events are the audit trail when a team needs one, and CloudFront serves pulls.")
-	for name, fn := range r.fns {
-		suppress(fn.Role(), "AwsSolutions-IAM5",
+	for _, name := range []string{FnAPI, FnCleanup} {
+		suppress(r.fns[name].Role(), "AwsSolutions-IAM5",
 			"Object permissions are scoped to the registry bucket's key prefixes ("+BlobPrefix+"* for content-addressed blobs, "+UploadPrefix+"* for upload staging): object keys are digests and upload ids known only at run time ("+name+" function).",
 			re(`/^Resource::arn:<AWS::Partition>:s3:::.*\/(blobs|uploads)\/\*$/`))
 	}

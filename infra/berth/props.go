@@ -67,8 +67,10 @@ type RegistryProps struct {
 	// first deploy (docs/deploy.md, "CloudFront key pair").
 	CdnPrivateKeySecret awssecretsmanager.ISecret
 
-	// Function memory in MiB. Defaults: api 512, token 256, scan 1024,
-	// cleanup 256 (Lambda CPU scales with memory; the api hashes 4 MB chunks).
+	// Function memory in MiB. Defaults: api 1024 (about 0.6 vCPU: a 4.4 MB
+	// chunk is base64-decoded, hashed and sent to S3 well within a second),
+	// token 256, scan 256 (it only validates and logs events until layer
+	// indexing lands), cleanup 256 (network-bound). The same as template.yaml.
 	ApiMemoryMiB, TokenMemoryMiB, ScanMemoryMiB, CleanupMemoryMiB float64
 	// LogRetention of every log group (functions, API access log).
 	// Default ONE_MONTH.
@@ -133,8 +135,8 @@ type RegistryProps struct {
 }
 
 // DefaultAuthPolicy grants nothing: the token function fails closed until a
-// policy is set (docs/auth.md).
-const DefaultAuthPolicy = `{"rules":[]}`
+// policy is set (docs/auth.md, pkg/auth/policy).
+const DefaultAuthPolicy = `{"version":"1","rules":[]}`
 
 // withDefaults returns a copy of p with every zero value replaced.
 func (p RegistryProps) withDefaults() RegistryProps {
@@ -154,9 +156,9 @@ func (p RegistryProps) withDefaults() RegistryProps {
 			*v = d
 		}
 	}
-	setF(&p.ApiMemoryMiB, 512)
+	setF(&p.ApiMemoryMiB, 1024)
 	setF(&p.TokenMemoryMiB, 256)
-	setF(&p.ScanMemoryMiB, 1024)
+	setF(&p.ScanMemoryMiB, 256)
 	setF(&p.CleanupMemoryMiB, 256)
 	setF(&p.StagingExpirationDays, 1)
 	setF(&p.ThrottleRateLimit, 500)

@@ -81,12 +81,12 @@ func TestFunctions(t *testing.T) {
 		memory, timeout float64
 		env             []string
 	}{
-		"ApiFunction": {512, 29, []string{"BERTH_AUTH", "BERTH_BUCKET", "BERTH_CDN_KEY_PAIR_ID", "BERTH_CDN_PRIVATE_KEY_SECRET",
+		"ApiFunction": {1024, 30, []string{"BERTH_AUTH", "BERTH_BUCKET", "BERTH_CDN_KEY_PAIR_ID", "BERTH_CDN_PRIVATE_KEY_SECRET",
 			"BERTH_CDN_URL", "BERTH_LOG_LEVEL", "BERTH_MAX_BODY_BYTES", "BERTH_PRESIGN_EXPIRY", "BERTH_SERVICE", "BERTH_TABLE",
 			"BERTH_TOKEN_ISSUER", "BERTH_TOKEN_KMS_KEY_ID", "BERTH_UPLOAD_TTL"}},
 		"TokenFunction": {256, 10, []string{"BERTH_AUTH", "BERTH_AUTH_POLICY_PARAM", "BERTH_LOG_LEVEL", "BERTH_OIDC_ISSUERS",
 			"BERTH_SERVICE", "BERTH_TOKEN_ISSUER", "BERTH_TOKEN_KMS_KEY_ID", "BERTH_TOKEN_TTL"}},
-		"ScanFunction":    {1024, 600, []string{"BERTH_BUCKET", "BERTH_LOG_LEVEL", "BERTH_TABLE"}},
+		"ScanFunction":    {256, 60, []string{"BERTH_BUCKET", "BERTH_LOG_LEVEL"}},
 		"CleanupFunction": {256, 300, []string{"BERTH_BUCKET", "BERTH_LOG_LEVEL", "BERTH_TABLE", "BERTH_UPLOAD_TTL"}},
 	}
 	for prefix, w := range want {
@@ -137,7 +137,7 @@ func TestFunctions(t *testing.T) {
 	v := variantStack()
 	must(t, "variant api", func() {
 		v.template.HasResourceProperties(jsii.String("AWS::Lambda::Function"), obj{
-			"MemorySize": 1024,
+			"MemorySize": 2048,
 			"Environment": obj{"Variables": obj{
 				"BERTH_AUTH": "off", "BERTH_SERVICE": "registry.example.com", "BERTH_BUCKET": "my-berth-blobs",
 				"BERTH_TOKEN_ISSUER": "https://registry.example.com",
@@ -211,7 +211,8 @@ func TestIAMPerFunction(t *testing.T) {
 		"ApiFunction": {
 			"Logs":              {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryApiFunctionLogs"}},
 			"MetadataReadWrite": {[]string{"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"}, []string{"RegistryTable"}},
-			"BlobObjects":       {[]string{"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"}, []string{obj3("blobs/"), obj3("uploads/")}},
+			"BlobObjects":       {[]string{"s3:GetObject", "s3:PutObject"}, []string{obj3("blobs/")}},
+			"UploadStaging":     {[]string{"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"}, []string{obj3("uploads/")}},
 			"BlobBucketList":    {[]string{"s3:ListBucket"}, []string{`":s3:::",`}},
 			"TokenVerify":       {[]string{"kms:GetPublicKey"}, []string{"RegistryTokenSigningKey"}},
 			"CdnPrivateKeyRead": {[]string{"secretsmanager:GetSecretValue"}, []string{"RegistryCdnPrivateKey"}},
@@ -221,15 +222,14 @@ func TestIAMPerFunction(t *testing.T) {
 			"TokenSign":      {[]string{"kms:GetPublicKey", "kms:Sign"}, []string{"RegistryTokenSigningKey"}},
 			"AuthPolicyRead": {[]string{"ssm:GetParameter"}, []string{"RegistryAuthPolicy"}},
 		},
+		// Scan validates and logs events; it reads nothing yet.
 		"ScanFunction": {
-			"Logs":              {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryScanFunctionLogs"}},
-			"MetadataReadWrite": {[]string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"}, []string{"RegistryTable"}},
-			"BlobRead":          {[]string{"s3:GetObject"}, []string{obj3("blobs/")}},
+			"Logs": {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryScanFunctionLogs"}},
 		},
 		"CleanupFunction": {
-			"Logs":          {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryCleanupFunctionLogs"}},
-			"MetadataSweep": {[]string{"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem"}, []string{"RegistryTable"}},
-			"BlobDelete":    {[]string{"s3:AbortMultipartUpload", "s3:DeleteObject"}, []string{obj3("blobs/"), obj3("uploads/")}},
+			"Logs":                {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryCleanupFunctionLogs"}},
+			"UploadSweep":         {[]string{"dynamodb:DeleteItem", "dynamodb:Scan"}, []string{"RegistryTable"}},
+			"UploadStagingDelete": {[]string{"s3:AbortMultipartUpload", "s3:DeleteObject"}, []string{obj3("uploads/")}},
 		},
 	}
 	s := defaultStack()

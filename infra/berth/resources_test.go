@@ -274,7 +274,7 @@ func TestKeysAndParameters(t *testing.T) {
 	})
 	must(t, "auth policy parameter", func() {
 		s.template.HasResourceProperties(jsii.String("AWS::SSM::Parameter"), obj{
-			"Type": "String", "Tier": "Standard", "Value": `{"rules":[]}`,
+			"Type": "String", "Tier": "Standard", "Value": `{"version":"1","rules":[]}`,
 		})
 	})
 }
