@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -145,10 +146,22 @@ type VerifierConfig struct {
 }
 
 // Verifier checks tokens. It is safe for concurrent use.
+//
+// A client sends the same token with every request of an operation, so the
+// verifier remembers tokens it has fully verified (keyed by their exact
+// bytes, at most cacheSize of them) and, for those, only re-checks expiry.
 type Verifier struct {
 	keys   map[string]*ecdsa.PublicKey
 	parser *jwt.Parser
+	leeway time.Duration
+	now    func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]*Claims
 }
+
+// cacheSize bounds the verified-token cache; when full it is emptied.
+const cacheSize = 4096
 
 // ErrInvalid wraps every verification failure.
 var ErrInvalid = errors.New("token: invalid")
@@ -176,7 +189,10 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		keys[kid] = k
 	}
 	return &Verifier{
-		keys: keys,
+		keys:   keys,
+		leeway: cfg.Leeway,
+		now:    cfg.Now,
+		cache:  map[string]*Claims{},
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodES256.Alg()}),
 			jwt.WithIssuer(cfg.Issuer),
@@ -191,11 +207,35 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 }
 
 // Verify checks raw's signature (ES256 only, key chosen by kid), issuer,
-// audience and time window, and returns its claims.
+// audience and time window, and returns its claims. The claims are shared:
+// callers must not modify them.
 func (v *Verifier) Verify(raw string) (*Claims, error) {
 	if len(raw) > maxTokenBytes || strings.Count(raw, ".") != 2 {
 		return nil, fmt.Errorf("%w: not a compact JWS", ErrInvalid)
 	}
+	v.mu.Lock()
+	c, ok := v.cache[raw]
+	v.mu.Unlock()
+	if ok {
+		if v.now().After(c.ExpiresAt.Add(v.leeway)) {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, jwt.ErrTokenExpired)
+		}
+		return c, nil
+	}
+	c, err := v.verify(raw)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	if len(v.cache) >= cacheSize {
+		clear(v.cache)
+	}
+	v.cache[raw] = c
+	v.mu.Unlock()
+	return c, nil
+}
+
+func (v *Verifier) verify(raw string) (*Claims, error) {
 	var c Claims
 	_, err := v.parser.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)

@@ -276,3 +276,49 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestCachedTokenExpires(t *testing.T) {
+	s := newSigner(t)
+	now := time.Now()
+	v := newVerifier(t, s, func() time.Time { return now })
+	raw, _, err := token.NewIssuer(s, "berth", time.Minute, func() time.Time { return now }).Issue(context.Background(), "sub", "reg", pullPush)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // verified, then served from the cache
+		if _, err := v.Verify(raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(time.Minute + token.DefaultLeeway + time.Second)
+	if _, err := v.Verify(raw); !errors.Is(err, token.ErrInvalid) {
+		t.Fatalf("expired cached token: %v", err)
+	}
+}
+
+// BenchmarkVerify: "first" is a token's first verification (ECDSA P-256),
+// "cached" every later request carrying the same token.
+func BenchmarkVerify(b *testing.B) {
+	s := newSigner(b)
+	raw, _, err := token.NewIssuer(s, "berth", time.Hour, nil).Issue(context.Background(), "sub", "reg", pullPush)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("first", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := newVerifier(b, s, nil).Verify(raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		v := newVerifier(b, s, nil)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := v.Verify(raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
