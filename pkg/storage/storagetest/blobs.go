@@ -134,7 +134,7 @@ func testBlobPutEmpty(t *testing.T, s registry.Blobs) {
 	noErr(t, "put empty", s.BlobPut(t.Context(), d, 0, bytes.NewReader(nil)))
 	checkBlob(t, s, d, nil)
 	d512 := oci.FromBytes(oci.SHA512, nil)
-	noErr(t, "put empty sha512", s.BlobPut(t.Context(), d512, 0, http0Body{}))
+	noErr(t, "put empty sha512", s.BlobPut(t.Context(), d512, 0, emptyBody{}))
 	checkBlob(t, s, d512, nil)
 }
 
@@ -648,7 +648,7 @@ func (r *trickleReader) Read(p []byte) (int, error) {
 	return k, nil
 }
 
-// http0Body is an empty body that is not a *bytes.Reader (no Len method).
-type http0Body struct{}
+// emptyBody is an empty body that is not a *bytes.Reader (no Len method).
+type emptyBody struct{}
 
-func (http0Body) Read([]byte) (int, error) { return 0, io.EOF }
+func (emptyBody) Read([]byte) (int, error) { return 0, io.EOF }
