@@ -42,7 +42,7 @@ type Manifest struct {
 	External     bool              `json:"ext,omitempty"`  // body stored as the blob Digest
 	Subject      oci.Digest        `json:"subject,omitempty"`
 	ArtifactType string            `json:"at,omitempty"`
-	Annotations  map[string]string `json:"ann,omitempty"`
+	Annotations  map[string]string `json:"-"` // kept in the body and the referrer entry only
 	Blobs        []oci.Digest      `json:"blobs,omitempty"`    // distinct referenced blobs (refcounted)
 	Children     []oci.Digest      `json:"children,omitempty"` // index children
 	PushedAt     int64             `json:"at_push"`
@@ -56,8 +56,14 @@ type Tag struct {
 }
 
 // InlineLimit is the largest manifest body kept in its metadata item; larger
-// bodies are stored as blobs (DESIGN §3).
-const InlineLimit = 256 * 1024
+// bodies are stored as blobs (DESIGN §3). The body is base64 inside the
+// item's JSON, so 200 KiB becomes ~267 KiB and, with up to a hundred
+// referenced digests, stays below storage.MaxItemBytes.
+const InlineLimit = 200 * 1024
+
+// maxReferrerAnnotations bounds the annotations copied into a referrer
+// entry; larger sets are left to the manifest itself (clients fetch it).
+const maxReferrerAnnotations = 64 * 1024
 
 // ManifestPut is what the HTTP layer hands over for a manifest PUT.
 type ManifestPut struct {
@@ -264,13 +270,17 @@ func (s *Store) compensate(ctx context.Context, ops []storage.Op) {
 }
 
 func referrerDescriptor(p ManifestPut, m Manifest) oci.Descriptor {
-	return oci.Descriptor{
+	d := oci.Descriptor{
 		MediaType:    m.MediaType,
 		Digest:       p.Digest,
 		Size:         m.Size,
 		ArtifactType: m.ArtifactType,
 		Annotations:  m.Annotations,
 	}
+	if len(encode(d.Annotations)) > maxReferrerAnnotations {
+		d.Annotations = nil
+	}
+	return d
 }
 
 // ManifestGet returns the manifest stored under digest in repo.

@@ -171,6 +171,9 @@ func (g *Registry) toOCI(err error) *errcode.Error {
 	case errors.As(err, &maxBytes):
 		return errcode.Wrap(errcode.SizeInvalid, err).WithStatus(http.StatusRequestEntityTooLarge).
 			WithMessage(fmt.Sprintf("request body exceeds %d bytes", maxBytes.Limit))
+	case errors.Is(err, storage.ErrTooLarge):
+		return errcode.Wrap(errcode.SizeInvalid, err).WithStatus(http.StatusRequestEntityTooLarge).
+			WithMessage("content exceeds a storage limit")
 	case errors.Is(err, storage.ErrUnavailable):
 		return errcode.Wrap(errcode.Unavailable, err).WithHeader("Retry-After", "1")
 	case errors.Is(err, meta.ErrConflict), errors.Is(err, meta.ErrUploadBusy):

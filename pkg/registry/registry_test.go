@@ -1,0 +1,87 @@
+package registry_test
+
+import (
+	"io/fs"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/berth-registry/berth/pkg/driver/boltdb"
+	"github.com/berth-registry/berth/pkg/driver/fsblob"
+	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/registry/registrytest"
+)
+
+func embeddedEnv(cfg registry.Config) func(t *testing.T) registrytest.Env {
+	return func(t *testing.T) registrytest.Env {
+		dir := t.TempDir()
+		var closeCurrent func()
+		open := func(t *testing.T) *registry.Registry {
+			items, err := boltdb.Open(filepath.Join(dir, "meta.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			closeCurrent = func() { _ = items.Close() }
+			blobs, err := fsblob.New(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return registry.New(cfg, items, blobs)
+		}
+		h := open(t)
+		t.Cleanup(func() { closeCurrent() })
+		return registrytest.Env{
+			Handler:      h,
+			MaxBodyBytes: cfg.MaxBodyBytes,
+			Restart: func(t *testing.T) http.Handler {
+				closeCurrent()
+				return open(t)
+			},
+			Leftovers: func(t *testing.T) []string { return strayFiles(t, dir) },
+		}
+	}
+}
+
+// strayFiles lists files under dir that are neither blobs nor the database.
+func strayFiles(t *testing.T, dir string) []string {
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if rel == "meta.db" || strings.HasPrefix(rel, "blobs"+string(filepath.Separator)) && !strings.Contains(filepath.Base(rel), ".tmp") {
+			return nil
+		}
+		out = append(out, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestEmbedded(t *testing.T) {
+	registrytest.Run(t, embeddedEnv(registry.Config{}))
+}
+
+func TestEmbeddedBodyLimit(t *testing.T) {
+	registrytest.Run(t, embeddedEnv(registry.Config{MaxBodyBytes: 4_404_019, ChunkMinLength: 1 << 20}))
+}
+
+// TestCoreImports keeps the registry core free of the AWS SDK and the
+// drivers: it depends only on the seams.
+func TestCoreImports(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/berth-registry/berth/pkg/registry").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "github.com/aws/") || strings.Contains(dep, "/pkg/driver/") || strings.HasPrefix(dep, "go.etcd.io/") {
+			t.Errorf("pkg/registry depends on %s", dep)
+		}
+	}
+}

@@ -1,0 +1,174 @@
+package registry_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/berth-registry/berth/pkg/driver/boltdb"
+	"github.com/berth-registry/berth/pkg/driver/fsblob"
+	"github.com/berth-registry/berth/pkg/registry"
+)
+
+type clock struct{ ns atomic.Int64 }
+
+func (c *clock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+func newEmbedded(t *testing.T, cfg registry.Config) (*registry.Registry, string) {
+	t.Helper()
+	dir := t.TempDir()
+	var opts []boltdb.Option
+	if cfg.Now != nil {
+		opts = append(opts, boltdb.WithClock(cfg.Now))
+	}
+	items, err := boltdb.Open(filepath.Join(dir, "meta.db"), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = items.Close() })
+	blobs, err := fsblob.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return registry.New(cfg, items, blobs), dir
+}
+
+func call(t *testing.T, h http.Handler, method, path string, body []byte, hdr ...string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, path, bytes.NewReader(body))
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// Expired sessions disappear and their staged bytes with them.
+func TestSweepUploads(t *testing.T) {
+	c := &clock{}
+	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	g, dir := newEmbedded(t, registry.Config{UploadTTL: time.Hour, Now: c.now})
+	var locs []string
+	for i := 0; i < 3; i++ {
+		rec := call(t, g, "POST", "/v2/sweep/blobs/uploads/", nil)
+		loc := rec.Header().Get("Location")
+		if rec := call(t, g, "PATCH", loc, bytes.Repeat([]byte{'x'}, 1000)); rec.Code != 202 {
+			t.Fatalf("patch %d", rec.Code)
+		}
+		locs = append(locs, loc)
+		c.advance(20 * time.Minute)
+	}
+	// Now: first session 60 min idle (expired), second 40, third 20.
+	n, err := g.SweepUploads(t.Context())
+	if err != nil || n != 1 {
+		t.Fatalf("swept %d, %v", n, err)
+	}
+	if rec := call(t, g, "GET", locs[0], nil); rec.Code != 404 {
+		t.Fatalf("expired session: %d", rec.Code)
+	}
+	if rec := call(t, g, "GET", locs[1], nil); rec.Code != 204 {
+		t.Fatalf("live session: %d", rec.Code)
+	}
+	// Activity extends a session.
+	if rec := call(t, g, "PATCH", locs[1], []byte("more")); rec.Code != 202 {
+		t.Fatalf("patch %d", rec.Code)
+	}
+	c.advance(50 * time.Minute)
+	if n, err := g.SweepUploads(t.Context()); err != nil || n != 1 {
+		t.Fatalf("second sweep %d, %v", n, err)
+	}
+	if rec := call(t, g, "GET", locs[1], nil); rec.Code != 204 {
+		t.Fatalf("refreshed session: %d", rec.Code)
+	}
+	c.advance(2 * time.Hour)
+	if n, err := g.SweepUploads(t.Context()); err != nil || n != 1 {
+		t.Fatalf("third sweep %d, %v", n, err)
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "uploads"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Fatalf("staged data left: %d entries", len(entries))
+	}
+}
+
+// slowReader hands out its bytes slowly so two requests overlap.
+type slowReader struct {
+	b   []byte
+	off int
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	if s.off >= len(s.b) {
+		return 0, io.EOF
+	}
+	time.Sleep(2 * time.Millisecond)
+	n := copy(p[:min(len(p), 4096)], s.b[s.off:])
+	s.off += n
+	return n, nil
+}
+
+// Two PATCHes racing on one session: at most one is applied, the stored
+// bytes are exactly what the session's hash covers, and the upload
+// completes with the right digest.
+func TestConcurrentPatchSameSession(t *testing.T) {
+	g, _ := newEmbedded(t, registry.Config{})
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	rec := call(t, g, "POST", "/v2/race/blobs/uploads/", nil)
+	loc := rec.Header().Get("Location")
+	a, b := bytes.Repeat([]byte{'a'}, 200_000), bytes.Repeat([]byte{'b'}, 200_000)
+	var wg sync.WaitGroup
+	codes := make([]int, 2)
+	for i, body := range [][]byte{a, b} {
+		wg.Add(1)
+		go func(i int, body []byte) {
+			defer wg.Done()
+			req, _ := http.NewRequest("PATCH", srv.URL+loc, &slowReader{b: body})
+			req.Header.Set("Content-Range", fmt.Sprintf("0-%d", len(body)-1))
+			req.ContentLength = int64(len(body))
+			res, err := srv.Client().Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Body.Close()
+			codes[i] = res.StatusCode
+		}(i, body)
+	}
+	wg.Wait()
+	won := -1
+	for i, c := range codes {
+		if c == 202 {
+			if won >= 0 {
+				t.Fatalf("both PATCHes applied: %v", codes)
+			}
+			won = i
+		} else if c != 503 && c != 416 {
+			t.Fatalf("loser status %d", c)
+		}
+	}
+	if won < 0 {
+		t.Fatalf("no PATCH applied: %v", codes)
+	}
+	body := [][]byte{a, b}[won]
+	d := fmt.Sprintf("sha256:%x", sha256.Sum256(body))
+	if rec := call(t, g, "PUT", loc+"?digest="+d, nil); rec.Code != 201 {
+		t.Fatalf("close %d %s", rec.Code, rec.Body)
+	}
+	if rec := call(t, g, "GET", "/v2/race/blobs/"+d, nil); rec.Code != 200 || !bytes.Equal(rec.Body.Bytes(), body) {
+		t.Fatalf("blob %d", rec.Code)
+	}
+}
