@@ -12,7 +12,7 @@ import (
 	"github.com/berth-registry/berth/pkg/storage"
 )
 
-func newStore(t *testing.T, opts ...Option) *meta.Store {
+func newStore(t *testing.T, opts ...meta.Option) *meta.Store {
 	t.Helper()
 	items, err := boltdb.Open(filepath.Join(t.TempDir(), "meta.db"), boltdb.WithNoSync())
 	if err != nil {
