@@ -30,15 +30,25 @@ go_tool() {
   touch "$stamp"
 }
 
+# as_root runs a command as root (CI runs as root; a laptop may have sudo).
+as_root() {
+  if ((EUID == 0)); then "$@"; else sudo -n "$@"; fi
+}
+
+# apt_tools installs the clients Debian packages (skopeo, podman, buildah; uidmap
+# for rootless user namespaces) and a Java runtime for DynamoDB Local. The test
+# harness runs podman with the vfs storage driver, so fuse-overlayfs is not needed.
 apt_tools() {
-  local missing=()
+  local missing=() b
   for b in skopeo podman buildah; do command -v "$b" >/dev/null || missing+=("$b"); done
-  command -v fuse-overlayfs >/dev/null || true
+  command -v newuidmap >/dev/null || missing+=(uidmap)
+  command -v java >/dev/null || missing+=(default-jre-headless)
+  command -v npm >/dev/null || missing+=(npm)
   if ((${#missing[@]})); then
     log "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends skopeo podman buildah uidmap >/dev/null
+    as_root apt-get update -qq >/dev/null
+    as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 }
 
@@ -69,6 +79,7 @@ install_one() {
 }
 
 tools=("$@")
-((${#tools[@]})) || tools=(apt crane regctl oras dynamodb versitygw cosign)
+# registry and olareg (reference registries) are for `make bench` and manual checks.
+((${#tools[@]})) || tools=(apt crane regctl oras dynamodb versitygw cosign staticcheck)
 for t in "${tools[@]}"; do install_one "$t"; done
 echo "$BIN"

@@ -1,0 +1,57 @@
+# Berth developer entry points. `make run` serves a local registry,
+# `make test` runs every suite CI runs (tests/run.sh does the work).
+# Other parts of the build live in mk/*.mk (Lambda bundles, infrastructure).
+
+SHELL := /usr/bin/env bash
+GO ?= go
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+ADDR ?= 127.0.0.1:5000
+DATA ?= ./.berth
+
+# Directories gofmt checks; node_modules trees hold Go templates that are not ours.
+FMT_DIRS := $(wildcard cmd pkg functions tests infra/berth infra/main.go)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help run berth build test e2e bench lint fmt clean
+
+help:
+	@echo 'make run    build bin/berth and serve a registry on $(ADDR) (data in $(DATA))'
+	@echo 'make test   everything CI runs (installs tools, starts emulators)'
+	@echo 'make build  bin/berth and the Lambda bundles'
+	@echo 'make bench  push/pull benchmark against the distribution registry'
+	@echo 'make lint   gofmt check, go vet, staticcheck'
+	@echo 'make fmt    gofmt -w'
+
+# bin/berth is rebuilt every time: go build's cache makes that cheap and a
+# stale binary is worse than a second of linking.
+berth:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth ./cmd/berth
+
+# mk/lambda.mk adds its own recipe to build (the Lambda bundles).
+build: berth
+
+run: berth
+	./bin/berth serve --addr $(ADDR) --data $(DATA)
+
+test:
+	tests/run.sh all
+
+e2e:
+	tests/run.sh e2e
+
+lint:
+	tests/run.sh lint
+
+bench: berth
+	tests/bench/push_pull.sh
+
+fmt:
+	gofmt -w $(FMT_DIRS)
+
+clean:
+	rm -rf bin dist
+
+-include mk/*.mk

@@ -1,0 +1,27 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/berth-registry/berth/pkg/driver/boltdb"
+	"github.com/berth-registry/berth/pkg/driver/fsblob"
+)
+
+// openEmbedded opens the single-machine backend: metadata in dir/meta.db,
+// blobs as files under dir.
+func openEmbedded(dir string) (backend, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return backend{}, fmt.Errorf("data directory: %w", err)
+	}
+	blobs, err := fsblob.New(dir)
+	if err != nil {
+		return backend{}, fmt.Errorf("blob store: %w", err)
+	}
+	items, err := boltdb.Open(filepath.Join(dir, "meta.db"))
+	if err != nil {
+		return backend{}, fmt.Errorf("metadata store: %w", err)
+	}
+	return backend{items: items, blobs: blobs, close: items.Close}, nil
+}

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/berth-registry/berth/pkg/apigw"
+	"github.com/berth-registry/berth/pkg/meta"
+	"github.com/berth-registry/berth/pkg/registry"
+)
+
+// Backends `berth serve` can run on.
+const backendEmbedded = "embedded"
+
+// lambdaMaxBodyBytes is the blob bytes one request carries through API
+// Gateway and Lambda (6 MB event, base64): the deployment contract's
+// BERTH_MAX_BODY_BYTES default.
+const lambdaMaxBodyBytes = 4404019
+
+// serveConfig is everything `berth serve` can be told. Flags fill it in
+// parseServeFlags; setDefaults is the one place defaults live.
+type serveConfig struct {
+	Addr    string // listen address, HOST:PORT (port 0: any free port)
+	Data    string // embedded backend: data directory
+	Backend string // embedded
+	// ViaLambda serves the handler through the in-process API Gateway and
+	// Lambda emulation, with their request and response limits.
+	ViaLambda bool
+
+	UploadTTL time.Duration
+	// MaxBodyBytes caps one upload request's body; 0: no cap; <0: the
+	// default (no cap, or what fits Lambda with ViaLambda).
+	MaxBodyBytes int64
+	// ChunkMinLength is advertised as OCI-Chunk-Min-Length; 0: not sent;
+	// <0: the backend's default.
+	ChunkMinLength  int64
+	SweepInterval   time.Duration // how often expired upload sessions are removed
+	ShutdownTimeout time.Duration // how long in-flight requests get on SIGTERM
+	LogLevel        string        // debug | info | warn | error
+}
+
+func (c *serveConfig) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:5000"
+	}
+	if c.Data == "" {
+		c.Data = "./.berth"
+	}
+	if c.Backend == "" {
+		c.Backend = backendEmbedded
+	}
+	if c.UploadTTL <= 0 {
+		c.UploadTTL = time.Hour
+	}
+	if c.MaxBodyBytes < 0 {
+		c.MaxBodyBytes = 0
+		if c.ViaLambda {
+			c.MaxBodyBytes = lambdaMaxBodyBytes
+		}
+	}
+	if c.ChunkMinLength < 0 {
+		// Chunks land in S3 multipart parts (at least 5 MiB each), so larger
+		// chunks mean fewer carry-over copies; through Lambda a chunk must
+		// also fit one request. The embedded store has no preference.
+		c.ChunkMinLength = 0
+		if c.ViaLambda {
+			c.ChunkMinLength = 4 << 20
+		}
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = 5 * time.Minute
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+}
+
+func (c *serveConfig) validate() error {
+	var errs []error
+	switch c.Backend {
+	case backendEmbedded:
+	default:
+		errs = append(errs, fmt.Errorf("unknown --backend %q (embedded)", c.Backend))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	fs := flag.NewFlagSet("berth serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: berth serve [flags]\n\nRuns an OCI registry. Flags:\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:5000", "listen address `HOST:PORT` (port 0 picks a free port)")
+	fs.StringVar(&c.Data, "data", "./.berth", "data `directory` of the embedded backend")
+	fs.StringVar(&c.Backend, "backend", backendEmbedded, "storage backend: embedded")
+	fs.BoolVar(&c.ViaLambda, "via-lambda", false, "serve through the emulated API Gateway and Lambda (their limits apply)")
+	fs.DurationVar(&c.UploadTTL, "upload-ttl", time.Hour, "how long an idle upload session lives")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", -1, "cap on one upload request's body; 0: none (default: none, or 4404019 with --via-lambda)")
+	fs.Int64Var(&c.ChunkMinLength, "chunk-min-length", -1, "OCI-Chunk-Min-Length to advertise; 0: none (default: by backend)")
+	fs.DurationVar(&c.SweepInterval, "sweep-interval", 5*time.Minute, "how often expired upload sessions are removed")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on shutdown")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "berth serve: unexpected argument %q\n", fs.Arg(0))
+		return c, errUsage
+	}
+	c.setDefaults()
+	if err := c.validate(); err != nil {
+		fmt.Fprintf(stderr, "berth serve: %v\n", err)
+		return c, errUsage
+	}
+	return c, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToLower(s))); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// backend is an opened pair of storage drivers.
+type backend struct {
+	items meta.Items
+	blobs registry.Blobs
+	close func() error
+}
+
+func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
+	cfg, err := parseServeFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	level, _ := parseLevel(cfg.LogLevel)
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	be, err := openBackend(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := be.close(); err != nil {
+			log.Error("closing storage", slog.Any("error", err))
+		}
+	}()
+
+	reg := registry.New(registry.Config{
+		UploadTTL:      cfg.UploadTTL,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		ChunkMinLength: cfg.ChunkMinLength,
+		Logger:         log,
+	}, be.items, be.blobs)
+	var h http.Handler = reg
+	if cfg.ViaLambda {
+		h = apigw.Emulate(reg, apigw.WithLogger(log))
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("listening",
+		slog.String("addr", ln.Addr().String()),
+		slog.String("version", version),
+		slog.String("backend", cfg.Backend),
+		slog.Bool("via_lambda", cfg.ViaLambda),
+		slog.Int64("max_body_bytes", cfg.MaxBodyBytes))
+
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		sweep(sweepCtx, reg, cfg.SweepInterval, log)
+	}()
+	defer func() { stopSweep(); <-sweepDone }()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", slog.Duration("timeout", cfg.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("in-flight requests cut off", slog.Any("error", err))
+		_ = srv.Close()
+	}
+	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// sweep removes expired upload sessions every interval until ctx ends.
+func sweep(ctx context.Context, reg *registry.Registry, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := reg.SweepUploads(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("sweeping expired uploads", slog.Any("error", err))
+		case n > 0:
+			log.Info("removed expired uploads", slog.Int("count", n))
+		}
+	}
+}
+
+// openBackend opens the storage drivers cfg names.
+func openBackend(ctx context.Context, cfg serveConfig, log *slog.Logger) (backend, error) {
+	return openEmbedded(cfg.Data)
+}
