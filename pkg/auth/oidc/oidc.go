@@ -285,17 +285,18 @@ func (k jwk) public() (crypto.PublicKey, error) {
 		if k.Crv != "P-256" {
 			return nil, errors.New("unsupported curve")
 		}
-		x, err := b(k.X)
-		if err != nil {
-			return nil, err
+		x, err := base64.RawURLEncoding.DecodeString(k.X)
+		if err != nil || len(x) != 32 {
+			return nil, errors.New("bad EC x coordinate")
 		}
-		y, err := b(k.Y)
-		if err != nil {
-			return nil, err
+		y, err := base64.RawURLEncoding.DecodeString(k.Y)
+		if err != nil || len(y) != 32 {
+			return nil, errors.New("bad EC y coordinate")
 		}
-		pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}
-		if _, err := pub.ECDH(); err != nil { // rejects points off the curve
-			return nil, errors.New("EC point not on P-256")
+		// Rejects points off the curve.
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+		if err != nil {
+			return nil, fmt.Errorf("EC key: %w", err)
 		}
 		return pub, nil
 	}

@@ -44,7 +44,7 @@ func New() *Issuer {
 		i.jwksCalls++
 		writeJSON(w, map[string]any{"keys": []map[string]string{
 			{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": i.kid("rsa"), "n": b64(i.rsaKey.N), "e": b64(big.NewInt(int64(i.rsaKey.E)))},
-			{"kty": "EC", "use": "sig", "alg": "ES256", "crv": "P-256", "kid": i.kid("ec"), "x": b64(i.ecKey.X), "y": b64(i.ecKey.Y)},
+			{"kty": "EC", "use": "sig", "alg": "ES256", "crv": "P-256", "kid": i.kid("ec"), "x": ecCoord(i.ecKey, 0), "y": ecCoord(i.ecKey, 1)},
 		}})
 	})
 	i.Server = httptest.NewTLSServer(mux)
@@ -106,6 +106,15 @@ func (i *Issuer) Sign(claims jwt.MapClaims, ec bool) string {
 		panic(err)
 	}
 	return s
+}
+
+// ecCoord returns the x (0) or y (1) coordinate of a P-256 key, base64url.
+func ecCoord(k *ecdsa.PrivateKey, i int) string {
+	b, err := k.PublicKey.Bytes() // 0x04 || x || y
+	if err != nil {
+		panic(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[1+32*i : 33+32*i])
 }
 
 func b64(n *big.Int) string { return base64.RawURLEncoding.EncodeToString(n.Bytes()) }
