@@ -10,6 +10,7 @@ import (
 
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
 	"github.com/berth-registry/berth/pkg/driver/fsblob"
+	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/registry/registrytest"
 )
@@ -84,4 +85,20 @@ func TestCoreImports(t *testing.T) {
 			t.Errorf("pkg/registry depends on %s", dep)
 		}
 	}
+}
+
+func TestEmbeddedFaults(t *testing.T) {
+	registrytest.RunFaults(t, func(t *testing.T) (meta.Items, registry.Blobs) {
+		dir := t.TempDir()
+		items, err := boltdb.Open(filepath.Join(dir, "meta.db"), boltdb.WithNoSync())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = items.Close() })
+		blobs, err := fsblob.New(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return items, blobs
+	})
 }
