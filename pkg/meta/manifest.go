@@ -42,7 +42,7 @@ type Manifest struct {
 	External     bool              `json:"ext,omitempty"`  // body stored as the blob Digest
 	Subject      oci.Digest        `json:"subject,omitempty"`
 	ArtifactType string            `json:"at,omitempty"`
-	Annotations  map[string]string `json:"-"` // kept in the body and the referrer entry only
+	Annotations  map[string]string `json:"-"`                  // kept in the body and the referrer entry only
 	Blobs        []oci.Digest      `json:"blobs,omitempty"`    // distinct referenced blobs (refcounted)
 	Children     []oci.Digest      `json:"children,omitempty"` // index children
 	PushedAt     int64             `json:"at_push"`
