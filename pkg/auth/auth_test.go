@@ -560,3 +560,23 @@ func BenchmarkAuthOverhead(b *testing.B) {
 		run(b, auth.Middleware(bare, v, "https://r/token", service, auth.WithLogger(slog.New(slog.NewJSONHandler(io.Discard, nil)))), "PUT")
 	})
 }
+
+func FuzzParseScope(f *testing.F) {
+	for _, s := range []string{"repository:a/b:pull,push", "registry:catalog:*", "repository(plugin):x:pull", "a:b", ":::", "repository:host:5000/a:pull"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		s, ok := auth.ParseScope(in)
+		if !ok {
+			return
+		}
+		if s.Type == "" || s.Name == "" || len(s.Actions) == 0 {
+			t.Fatalf("accepted %q as %+v", in, s)
+		}
+		// Formatting and parsing again is stable.
+		again, ok := auth.ParseScope(s.String())
+		if !ok || again.String() != s.String() {
+			t.Fatalf("%q → %q → %q", in, s.String(), again.String())
+		}
+	})
+}
