@@ -147,8 +147,10 @@ const (
 // BlobKey returns the object key of blob d.
 func BlobKey(d oci.Digest) string { return blobsPrefix + d.Algorithm().String() + "/" + d.Encoded() }
 
-func stagingKey(id string) string           { return uploadsPrefix + id + "/blob" }
-func carryKey(id string, off int64) string  { return fmt.Sprintf("%s%s/carry-%d", uploadsPrefix, id, off) }
+func stagingKey(id string) string { return uploadsPrefix + id + "/blob" }
+func carryKey(id string, off int64) string {
+	return fmt.Sprintf("%s%s/carry-%d", uploadsPrefix, id, off)
+}
 func (s *Store) copySource(key string) *string { return aws.String(s.bucket + "/" + key) }
 
 // callOpts applies the retry policy to one SDK call.
