@@ -57,7 +57,7 @@ func (r *registry) logGroup(id string) awslogs.LogGroup {
 var (
 	ddbRead   = []string{"dynamodb:GetItem", "dynamodb:Query"}
 	ddbWrite  = []string{"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"}
-	s3Staging = []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
+	s3Staging = []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
 )
 
 func concat(lists ...[]string) []string {
@@ -84,7 +84,13 @@ func (r *registry) newFunctions() {
 		auth = "on"
 	}
 
+	// A predictable name, so operators know which parameter to edit:
+	// /berth/<stack name>/<construct id>/auth-policy.
 	r.policy = awsssm.NewStringParameter(r.Construct, jsii.String("AuthPolicy"), &awsssm.StringParameterProps{
+		ParameterName: awscdk.Fn_Join(jsii.String(""), &[]*string{
+			jsii.String("/berth/"), awscdk.Aws_STACK_NAME(), jsii.String("/" + *r.Node().Id() + "/auth-policy"),
+		}),
+		SimpleName:  jsii.Bool(false),
 		Description: jsii.String("Berth repository policy (docs/auth.md)"),
 		StringValue: jsii.String(p.AuthPolicy),
 		Tier:        awsssm.ParameterTier_STANDARD,
@@ -103,14 +109,18 @@ func (r *registry) newFunctions() {
 			"BERTH_MAX_BODY_BYTES":   envInt(p.MaxBodyBytes),
 			"BERTH_AUTH":             jsii.String(auth),
 			"BERTH_TOKEN_KMS_KEY_ID": r.tokKey.KeyArn(),
+			// Required by the api's auth setup, which only verifies tokens
+			// and never reads the policy: no ssm:GetParameter here.
+			"BERTH_AUTH_POLICY_PARAM": r.policy.ParameterName(),
 		},
 		statements: []awsiam.PolicyStatement{
 			statement("MetadataReadWrite", concat(ddbRead, ddbWrite), table),
 			// Blob bytes are written once (PutObject also covers multipart
-			// create/part/complete and the copy into place) and read through
+			// create/part/complete and the copy into place; a failed copy
+			// above 5 GiB aborts its multipart upload) and read through
 			// presigned URLs signed with this role; only garbage collection
 			// deletes them.
-			statement("BlobObjects", []string{"s3:GetObject", "s3:PutObject"}, blobs),
+			statement("BlobObjects", []string{"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}, blobs),
 			statement("UploadStaging", s3Staging, uploads),
 			// Without ListBucket a HEAD of a missing key answers 403, not 404.
 			// No s3:prefix condition: HEAD requests carry no prefix, so a
@@ -119,29 +129,27 @@ func (r *registry) newFunctions() {
 			statement("TokenVerify", []string{"kms:GetPublicKey"}, r.tokKey.KeyArn()),
 		},
 	}
+	oidc, err := json.Marshal(p.OIDCIssuers)
+	if err != nil {
+		panic(err)
+	}
+	if p.OIDCIssuers == nil {
+		oidc = []byte("[]")
+	}
 	token := fnSpec{
 		name: FnToken, description: "Berth token realm", memory: p.TokenMemoryMiB,
 		timeout: awscdk.Duration_Seconds(jsii.Number(10)),
 		env: map[string]*string{
 			"BERTH_LOG_LEVEL":         common["BERTH_LOG_LEVEL"],
-			"BERTH_AUTH":              jsii.String(auth),
 			"BERTH_TOKEN_KMS_KEY_ID":  r.tokKey.KeyArn(),
 			"BERTH_AUTH_POLICY_PARAM": r.policy.ParameterName(),
+			"BERTH_TOKEN_TTL":         jsii.String(p.TokenTTL),
+			"BERTH_OIDC_ISSUERS":      jsii.String(string(oidc)),
 		},
 		statements: []awsiam.PolicyStatement{
 			statement("TokenSign", []string{"kms:Sign", "kms:GetPublicKey"}, r.tokKey.KeyArn()),
 			statement("AuthPolicyRead", []string{"ssm:GetParameter"}, r.policy.ParameterArn()),
 		},
-	}
-	if p.TokenTTL != "" {
-		token.env["BERTH_TOKEN_TTL"] = jsii.String(p.TokenTTL)
-	}
-	if len(p.OIDCIssuers) > 0 {
-		b, err := json.Marshal(p.OIDCIssuers)
-		if err != nil {
-			panic(err)
-		}
-		token.env["BERTH_OIDC_ISSUERS"] = jsii.String(string(b))
 	}
 	// The scan function validates and logs blob events; it reads and
 	// stores nothing yet (DESIGN.md §7 arrives with its own issue, which
@@ -157,11 +165,7 @@ func (r *registry) newFunctions() {
 	cleanup := fnSpec{
 		name: FnCleanup, description: "Berth cleanup: expired upload sessions (hourly)", memory: p.CleanupMemoryMiB,
 		timeout: awscdk.Duration_Minutes(jsii.Number(5)),
-		env: map[string]*string{
-			"BERTH_TABLE": common["BERTH_TABLE"], "BERTH_BUCKET": common["BERTH_BUCKET"],
-			"BERTH_LOG_LEVEL":  common["BERTH_LOG_LEVEL"],
-			"BERTH_UPLOAD_TTL": jsii.String(p.UploadTTL),
-		},
+		env:     common,
 		statements: []awsiam.PolicyStatement{
 			statement("UploadSweep", []string{"dynamodb:Scan", "dynamodb:DeleteItem"}, table),
 			statement("UploadStagingDelete", []string{"s3:AbortMultipartUpload", "s3:DeleteObject"}, uploads),

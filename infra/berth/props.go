@@ -67,10 +67,11 @@ type RegistryProps struct {
 	// first deploy (docs/deploy.md, "CloudFront key pair").
 	CdnPrivateKeySecret awssecretsmanager.ISecret
 
-	// Function memory in MiB. Defaults: api 1024 (about 0.6 vCPU: a 4.4 MB
-	// chunk is base64-decoded, hashed and sent to S3 well within a second),
-	// token 256, scan 256 (it only validates and logs events until layer
-	// indexing lands), cleanup 256 (network-bound). The same as template.yaml.
+	// Function memory in MiB, the same defaults as template.yaml: api 1024
+	// (about 0.6 vCPU: a 4.4 MB chunk is base64-decoded, hashed and sent to
+	// S3 well within a second), token 512 (TLS handshakes to STS and JWKS,
+	// ECDSA checks), scan 256 (it validates and logs events until layer
+	// indexing lands), cleanup 256 (network-bound).
 	ApiMemoryMiB, TokenMemoryMiB, ScanMemoryMiB, CleanupMemoryMiB float64
 	// LogRetention of every log group (functions, API access log).
 	// Default ONE_MONTH.
@@ -113,8 +114,8 @@ type RegistryProps struct {
 	// TokenSigningKey is an asymmetric ECC_NIST_P256 SIGN_VERIFY KMS key for
 	// registry tokens. Nil: created.
 	TokenSigningKey awskms.IKey
-	// TokenTTL (BERTH_TOKEN_TTL, a Go duration). Empty: the function's
-	// default (15m).
+	// TokenTTL (BERTH_TOKEN_TTL, a Go duration) of registry tokens.
+	// Default "15m".
 	TokenTTL string
 	// AuthPolicy is the repository policy document the token function reads
 	// from the SSM parameter the construct creates (BERTH_AUTH_POLICY_PARAM).
@@ -157,7 +158,7 @@ func (p RegistryProps) withDefaults() RegistryProps {
 		}
 	}
 	setF(&p.ApiMemoryMiB, 1024)
-	setF(&p.TokenMemoryMiB, 256)
+	setF(&p.TokenMemoryMiB, 512)
 	setF(&p.ScanMemoryMiB, 256)
 	setF(&p.CleanupMemoryMiB, 256)
 	setF(&p.StagingExpirationDays, 1)
@@ -171,6 +172,7 @@ func (p RegistryProps) withDefaults() RegistryProps {
 	setS(&p.UploadTTL, "1h")
 	setS(&p.PresignExpiry, "20m")
 	setS(&p.AuthPolicy, DefaultAuthPolicy)
+	setS(&p.TokenTTL, "15m")
 	if p.MaxBodyBytes == 0 {
 		p.MaxBodyBytes = 4404019
 	}

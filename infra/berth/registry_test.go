@@ -81,13 +81,13 @@ func TestFunctions(t *testing.T) {
 		memory, timeout float64
 		env             []string
 	}{
-		"ApiFunction": {1024, 30, []string{"BERTH_AUTH", "BERTH_BUCKET", "BERTH_CDN_KEY_PAIR_ID", "BERTH_CDN_PRIVATE_KEY_SECRET",
+		"ApiFunction": {1024, 30, []string{"BERTH_AUTH", "BERTH_AUTH_POLICY_PARAM", "BERTH_BUCKET", "BERTH_CDN_KEY_PAIR_ID", "BERTH_CDN_PRIVATE_KEY_SECRET",
 			"BERTH_CDN_URL", "BERTH_LOG_LEVEL", "BERTH_MAX_BODY_BYTES", "BERTH_PRESIGN_EXPIRY", "BERTH_SERVICE", "BERTH_TABLE",
 			"BERTH_TOKEN_ISSUER", "BERTH_TOKEN_KMS_KEY_ID", "BERTH_UPLOAD_TTL"}},
-		"TokenFunction": {256, 10, []string{"BERTH_AUTH", "BERTH_AUTH_POLICY_PARAM", "BERTH_LOG_LEVEL", "BERTH_OIDC_ISSUERS",
+		"TokenFunction": {512, 10, []string{"BERTH_AUTH_POLICY_PARAM", "BERTH_LOG_LEVEL", "BERTH_OIDC_ISSUERS",
 			"BERTH_SERVICE", "BERTH_TOKEN_ISSUER", "BERTH_TOKEN_KMS_KEY_ID", "BERTH_TOKEN_TTL"}},
 		"ScanFunction":    {256, 60, []string{"BERTH_BUCKET", "BERTH_LOG_LEVEL"}},
-		"CleanupFunction": {256, 300, []string{"BERTH_BUCKET", "BERTH_LOG_LEVEL", "BERTH_TABLE", "BERTH_UPLOAD_TTL"}},
+		"CleanupFunction": {256, 300, []string{"BERTH_BUCKET", "BERTH_LOG_LEVEL", "BERTH_TABLE"}},
 	}
 	for prefix, w := range want {
 		id, fn := s.function(t, prefix)
@@ -211,8 +211,8 @@ func TestIAMPerFunction(t *testing.T) {
 		"ApiFunction": {
 			"Logs":              {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryApiFunctionLogs"}},
 			"MetadataReadWrite": {[]string{"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"}, []string{"RegistryTable"}},
-			"BlobObjects":       {[]string{"s3:GetObject", "s3:PutObject"}, []string{obj3("blobs/")}},
-			"UploadStaging":     {[]string{"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"}, []string{obj3("uploads/")}},
+			"BlobObjects":       {[]string{"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"}, []string{obj3("blobs/")}},
+			"UploadStaging":     {[]string{"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"}, []string{obj3("uploads/")}},
 			"BlobBucketList":    {[]string{"s3:ListBucket"}, []string{`":s3:::",`}},
 			"TokenVerify":       {[]string{"kms:GetPublicKey"}, []string{"RegistryTokenSigningKey"}},
 			"CdnPrivateKeyRead": {[]string{"secretsmanager:GetSecretValue"}, []string{"RegistryCdnPrivateKey"}},

@@ -275,6 +275,7 @@ func TestKeysAndParameters(t *testing.T) {
 	must(t, "auth policy parameter", func() {
 		s.template.HasResourceProperties(jsii.String("AWS::SSM::Parameter"), obj{
 			"Type": "String", "Tier": "Standard", "Value": `{"version":"1","rules":[]}`,
+			"Name": obj{"Fn::Join": arr{"", arr{"/berth/", obj{"Ref": "AWS::StackName"}, "/Registry/auth-policy"}}},
 		})
 	})
 }
