@@ -91,6 +91,7 @@ func apiEvent(tb testing.TB) []byte {
 }
 
 var coldStarts = []coldStart{
+	{fn: "api", env: []string{"BERTH_TABLE=berth", "BERTH_BUCKET=berth-blobs", "BERTH_AUTH=off"}, event: apiEvent},
 	{fn: "scan", env: []string{"BERTH_BUCKET=berth-blobs-123456789012-eu-west-1"}, event: fileEvent("scan-s3-object-created.json")},
 }
 
@@ -154,7 +155,7 @@ func BenchmarkColdStart(b *testing.B) {
 
 // sizeOnly are functions whose init needs AWS (token: the KMS public key;
 // cleanup: its first invocation scans DynamoDB): built and measured, not run.
-var sizeOnly = []string{"token"}
+var sizeOnly = []string{"token", "cleanup"}
 
 // TestBootstrapsStart builds every function for arm64 (the deployed form)
 // and runs the locally runnable ones once, checking their first answer.

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/berth-registry/berth/functions/internal/lambdaenv"
+	"github.com/berth-registry/berth/pkg/apigw"
+	"github.com/berth-registry/berth/pkg/auth"
+	"github.com/berth-registry/berth/pkg/auth/policy"
+	"github.com/berth-registry/berth/pkg/auth/token"
+	"github.com/berth-registry/berth/pkg/driver/boltdb"
+	"github.com/berth-registry/berth/pkg/driver/fsblob"
+)
+
+var baseEnv = map[string]string{
+	lambdaenv.Table: "berth-table", lambdaenv.Bucket: "berth-bucket", lambdaenv.Auth: "off",
+}
+
+func getenv(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// handler is the function's handler over the embedded drivers.
+func handler(t *testing.T) apigw.HandlerFunc {
+	t.Helper()
+	s, err := loadSettings(getenv(baseEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	items, err := boltdb.Open(filepath.Join(dir, "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = items.Close() })
+	blobs, err := fsblob.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return apigw.Handler(newHandler(s, slog.New(slog.DiscardHandler), items, blobs, nil))
+}
+
+func event(t *testing.T, name string) events.APIGatewayV2HTTPRequest {
+	t.Helper()
+	raw, err := os.ReadFile("../../events/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev events.APIGatewayV2HTTPRequest
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func ociCode(t *testing.T, resp events.APIGatewayV2HTTPResponse) string {
+	t.Helper()
+	var e struct{ Errors []struct{ Code string } }
+	if err := json.Unmarshal([]byte(resp.Body), &e); err != nil || len(e.Errors) == 0 {
+		t.Fatalf("no OCI error in %d %q", resp.StatusCode, resp.Body)
+	}
+	return e.Errors[0].Code
+}
+
+func TestSampleEvents(t *testing.T) {
+	h := handler(t)
+	resp, err := h(context.Background(), event(t, "api-blob-get.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 404 || ociCode(t, resp) != "BLOB_UNKNOWN" {
+		t.Errorf("blob GET on an empty registry: %d %s", resp.StatusCode, resp.Body)
+	}
+	// The manifest's config blob was never pushed.
+	resp, err = h(context.Background(), event(t, "api-manifest-put.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 400 || ociCode(t, resp) != "MANIFEST_BLOB_UNKNOWN" {
+		t.Errorf("manifest PUT without its config blob: %d %s", resp.StatusCode, resp.Body)
+	}
+	if resp.Headers["Docker-Distribution-Api-Version"] != "registry/2.0" || resp.Headers["Content-Type"] == "" {
+		t.Errorf("headers %v", resp.Headers)
+	}
+}
+
+func TestAuthGuards(t *testing.T) {
+	signer, err := token.LoadOrCreateKeyFile(filepath.Join(t.TempDir(), "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Parse([]byte(`{"version":"1","rules":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup, err := auth.New(auth.Config{Service: "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com", Signer: signer, Policy: pol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := loadSettings(getenv(baseEnv))
+	dir := t.TempDir()
+	items, err := boltdb.Open(filepath.Join(dir, "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer items.Close()
+	blobs, _ := fsblob.New(dir)
+	h := apigw.Handler(newHandler(s, slog.New(slog.DiscardHandler), items, blobs, setup.Middleware))
+	resp, err := h(context.Background(), event(t, "api-blob-get.json")) // carries a forged bearer token
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 401 || !strings.Contains(resp.Headers["Www-Authenticate"], `realm="https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/token"`) {
+		t.Errorf("forged token: %d %v", resp.StatusCode, resp.Headers)
+	}
+}
+
+func TestSettings(t *testing.T) {
+	if _, err := loadSettings(getenv(map[string]string{})); err == nil ||
+		!strings.Contains(err.Error(), lambdaenv.Table) || !strings.Contains(err.Error(), lambdaenv.TokenKMSKeyID) {
+		t.Errorf("empty environment (auth on by default): %v", err)
+	}
+	env := map[string]string{lambdaenv.CDNURL: "https://cdn.example.com"}
+	for k, v := range baseEnv {
+		env[k] = v
+	}
+	if _, err := loadSettings(getenv(env)); err == nil || !strings.Contains(err.Error(), "together") {
+		t.Errorf("partial CloudFront settings: %v", err)
+	}
+	env[lambdaenv.MaxBodyBytes], env[lambdaenv.CDNURL] = "1000", ""
+	s, err := loadSettings(getenv(env))
+	if err != nil || s.maxBodyBytes != 1000 || s.presignExpiry != lambdaenv.DefaultPresignExpiry || s.authOn {
+		t.Errorf("settings %+v, %v", s, err)
+	}
+}
