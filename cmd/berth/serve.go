@@ -18,7 +18,10 @@ import (
 )
 
 // Backends `berth serve` can run on.
-const backendEmbedded = "embedded"
+const (
+	backendEmbedded = "embedded"
+	backendAWS      = "aws"
+)
 
 // lambdaMaxBodyBytes is the blob bytes one request carries through API
 // Gateway and Lambda (6 MB event, base64): the deployment contract's
@@ -30,7 +33,8 @@ const lambdaMaxBodyBytes = 4404019
 type serveConfig struct {
 	Addr    string // listen address, HOST:PORT (port 0: any free port)
 	Data    string // embedded backend: data directory
-	Backend string // embedded
+	Backend string // embedded | aws
+	AWS     awsConfig
 	// ViaLambda serves the handler through the in-process API Gateway and
 	// Lambda emulation, with their request and response limits.
 	ViaLambda bool
@@ -45,6 +49,18 @@ type serveConfig struct {
 	SweepInterval   time.Duration // how often expired upload sessions are removed
 	ShutdownTimeout time.Duration // how long in-flight requests get on SIGTERM
 	LogLevel        string        // debug | info | warn | error
+}
+
+// awsConfig configures the S3 + DynamoDB backend. Credentials, region and
+// endpoints come from the standard AWS configuration chain
+// (AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_DYNAMODB included).
+type awsConfig struct {
+	Bucket        string
+	Table         string
+	Create        bool // create bucket and table when missing (local and emulator use)
+	S3PathStyle   bool // path-style S3 URLs, for emulators
+	PresignExpiry time.Duration
+	NoRedirect    bool // serve blob bytes instead of redirecting to S3
 }
 
 func (c *serveConfig) setDefaults() {
@@ -70,9 +86,13 @@ func (c *serveConfig) setDefaults() {
 		// Chunks land in S3 multipart parts (at least 5 MiB each), so larger
 		// chunks mean fewer carry-over copies; through Lambda a chunk must
 		// also fit one request. The embedded store has no preference.
-		c.ChunkMinLength = 0
-		if c.ViaLambda {
+		switch {
+		case c.ViaLambda:
 			c.ChunkMinLength = 4 << 20
+		case c.Backend == backendAWS:
+			c.ChunkMinLength = 5 << 20
+		default:
+			c.ChunkMinLength = 0
 		}
 	}
 	if c.SweepInterval <= 0 {
@@ -84,14 +104,24 @@ func (c *serveConfig) setDefaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	if c.AWS.PresignExpiry <= 0 {
+		c.AWS.PresignExpiry = 20 * time.Minute
+	}
 }
 
 func (c *serveConfig) validate() error {
 	var errs []error
 	switch c.Backend {
 	case backendEmbedded:
+	case backendAWS:
+		if c.AWS.Bucket == "" {
+			errs = append(errs, errors.New("--backend aws needs --bucket"))
+		}
+		if c.AWS.Table == "" {
+			errs = append(errs, errors.New("--backend aws needs --table"))
+		}
 	default:
-		errs = append(errs, fmt.Errorf("unknown --backend %q (embedded)", c.Backend))
+		errs = append(errs, fmt.Errorf("unknown --backend %q (embedded or aws)", c.Backend))
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
@@ -109,7 +139,13 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:5000", "listen address `HOST:PORT` (port 0 picks a free port)")
 	fs.StringVar(&c.Data, "data", "./.berth", "data `directory` of the embedded backend")
-	fs.StringVar(&c.Backend, "backend", backendEmbedded, "storage backend: embedded")
+	fs.StringVar(&c.Backend, "backend", backendEmbedded, "storage backend: embedded or aws")
+	fs.StringVar(&c.AWS.Bucket, "bucket", "", "aws: S3 bucket `name`")
+	fs.StringVar(&c.AWS.Table, "table", "", "aws: DynamoDB table `name`")
+	fs.BoolVar(&c.AWS.Create, "create", false, "aws: create the bucket and table when missing")
+	fs.BoolVar(&c.AWS.S3PathStyle, "s3-path-style", false, "aws: path-style S3 addressing (emulators)")
+	fs.DurationVar(&c.AWS.PresignExpiry, "presign-expiry", 20*time.Minute, "aws: lifetime of presigned blob URLs")
+	fs.BoolVar(&c.AWS.NoRedirect, "no-redirect", false, "aws: serve blob bytes instead of redirecting to S3")
 	fs.BoolVar(&c.ViaLambda, "via-lambda", false, "serve through the emulated API Gateway and Lambda (their limits apply)")
 	fs.DurationVar(&c.UploadTTL, "upload-ttl", time.Hour, "how long an idle upload session lives")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", -1, "cap on one upload request's body; 0: none (default: none, or 4404019 with --via-lambda)")
@@ -245,5 +281,10 @@ func sweep(ctx context.Context, reg *registry.Registry, interval time.Duration, 
 
 // openBackend opens the storage drivers cfg names.
 func openBackend(ctx context.Context, cfg serveConfig, log *slog.Logger) (backend, error) {
-	return openEmbedded(cfg.Data)
+	switch cfg.Backend {
+	case backendAWS:
+		return openAWS(ctx, cfg.AWS, log)
+	default:
+		return openEmbedded(cfg.Data)
+	}
 }

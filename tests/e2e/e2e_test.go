@@ -3,8 +3,9 @@
 // store, the AWS drivers on the emulators, and the AWS drivers behind the
 // emulated API Gateway and Lambda.
 //
-// Backends: all three by default (the AWS ones need tests/emulators.sh
-// running); BERTH_E2E_BACKENDS=embedded,aws narrows the set.
+// Backends: all three by default (the AWS ones need the emulators of
+// tests/emulators.sh, which tests/run.sh starts; outside CI they are left
+// out when not running); BERTH_E2E_BACKENDS=embedded,aws selects.
 // BERTH_E2E_REGISTRY=HOST:PORT runs the client tests against a registry
 // that is already running instead (a reference registry, a deployment).
 // Outside CI, BERTH_E2E_CLIENTS=crane,oras narrows the clients.
@@ -24,11 +25,16 @@ import (
 
 func TestMain(m *testing.M) { harness.Main(m) }
 
-// backends returns the backends this run covers.
+// backends returns the backends this run covers: BERTH_E2E_BACKENDS, or
+// all three. Outside CI, without running emulators, only the embedded one.
 func backends(t *testing.T) []harness.Backend {
 	all := []harness.Backend{harness.Embedded, harness.AWS, harness.Lambda}
 	sel := os.Getenv("BERTH_E2E_BACKENDS")
 	if sel == "" {
+		if !harness.CI() && !harness.EmulatorsRunning() {
+			t.Logf("emulators not running (tests/emulators.sh): embedded backend only")
+			return all[:1]
+		}
 		return all
 	}
 	var out []harness.Backend
