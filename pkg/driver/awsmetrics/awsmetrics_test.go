@@ -15,10 +15,10 @@ import (
 )
 
 func TestCounter(t *testing.T) {
-	srv := httptest.NewServer(gofakes3.New(s3mem.New(), gofakes3.WithV4Auth(map[string]string{"ak": "sk"})).Server())
+	srv := httptest.NewServer(gofakes3.New(s3mem.New(), gofakes3.WithV4Auth(map[string]string{"fakeaccess": "fakesecret"})).Server())
 	defer srv.Close()
 	c := awsmetrics.New()
-	client, _ := testenv.S3Client(testenv.S3Endpoint{URL: srv.URL, AccessKey: "ak", SecretKey: "sk"},
+	client, _ := testenv.S3Client(testenv.S3Endpoint{URL: srv.URL, AccessKey: "fakeaccess", SecretKey: "fakesecret"},
 		func(o *s3.Options) { o.APIOptions = append(o.APIOptions, c.AddTo) })
 	ctx := t.Context()
 	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("b")}); err != nil {
