@@ -21,11 +21,11 @@ func TestCounter(t *testing.T) {
 	client, _ := testenv.S3Client(testenv.S3Endpoint{URL: srv.URL, AccessKey: "fakeaccess", SecretKey: "fakesecret"},
 		func(o *s3.Options) { o.APIOptions = append(o.APIOptions, c.AddTo) })
 	ctx := t.Context()
-	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("b")}); err != nil {
+	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("bkt")}); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("b"), Key: aws.String("k"), Body: strings.NewReader("x")}); err != nil {
+		if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("bkt"), Key: aws.String("k"), Body: strings.NewReader("x")}); err != nil {
 			t.Fatal(err)
 		}
 	}
