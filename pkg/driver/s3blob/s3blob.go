@@ -118,7 +118,16 @@ func WithoutRedirect(b registry.Blobs) registry.Blobs {
 func (s *Store) CreateBucket(ctx context.Context) error {
 	_, err := s.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.bucket)}, s.callOpts)
 	var owned *types.BucketAlreadyOwnedByYou
-	if err != nil && !errors.As(err, &owned) {
+	var exists *types.BucketAlreadyExists
+	switch {
+	case err == nil, errors.As(err, &owned):
+	case errors.As(err, &exists):
+		// Some S3 implementations say this for the caller's own bucket:
+		// fine if we can use it.
+		if _, herr := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.bucket)}, s.callOpts); herr != nil {
+			return fmt.Errorf("s3: create bucket %s: %w", s.bucket, err)
+		}
+	default:
 		return fmt.Errorf("s3: create bucket %s: %w", s.bucket, err)
 	}
 	_, err = s.client.PutBucketLifecycleConfiguration(ctx, &s3.PutBucketLifecycleConfigurationInput{
