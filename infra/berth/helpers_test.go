@@ -135,8 +135,51 @@ func synth(configure func(stack awscdk.Stack, p *berth.RegistryProps)) *synthesi
 	}
 	berth.NewRegistry(stack, jsii.String("Registry"), props)
 	awscdk.Aspects_Of(app).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
+	defer func() {
+		if r := recover(); r != nil {
+			panic(fmt.Sprintf("%v%s", r, validationReport(out)))
+		}
+	}()
 	tpl := assertions.Template_FromStack(stack, nil)
 	return &synthesized{stack: stack, template: tpl, json: (*tpl.ToJSON())}
+}
+
+// validationReport lists the violations of a failed synth (unsuppressed
+// cdk-nag errors, CloudFormation checks such as circular dependencies).
+func validationReport(outdir string) string {
+	b, err := os.ReadFile(filepath.Join(outdir, "validation-report.json"))
+	if err != nil {
+		return ""
+	}
+	var report struct {
+		PluginReports []struct {
+			Violations []struct {
+				RuleName, Description string
+			}
+		}
+	}
+	if err := json.Unmarshal(b, &report); err != nil {
+		return "\n" + string(b)
+	}
+	var out string
+	for _, p := range report.PluginReports {
+		for _, v := range p.Violations {
+			out += "\n  " + v.RuleName + ": " + v.Description
+		}
+	}
+	return out
+}
+
+// use returns the stack f synthesizes, failing the test (not the whole
+// run) when synthesis fails.
+func use(t *testing.T, f func() *synthesized) (s *synthesized) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("synth: %v", r)
+		}
+	}()
+	return f()
 }
 
 // defaultStack: the props a first deployment uses, plus a CloudFront key.

@@ -504,7 +504,7 @@ func TestParityWithSAMTemplate(t *testing.T) {
 	}
 	// The default stack without the CloudFront key pair: the SAM template
 	// deploys without CloudFront.
-	cdk := cdkModel(samShapedStack())
+	cdk := cdkModel(use(t, samShapedStack))
 	for name, fn := range sam.functions {
 		if c, ok := cdk.functions[name]; ok && c.sizing != fn.sizing {
 			t.Logf("%s sizing differs (not compared): template.yaml %s, CDK %s", name, fn.sizing, c.sizing)

@@ -63,7 +63,7 @@ func TestResourceCounts(t *testing.T) {
 			"AWS::CloudWatch::Alarm": 8, "AWS::SNS::Topic": 1, "Custom::S3BucketNotifications": 0,
 		},
 	}
-	for name, s := range map[string]*synthesized{"default": defaultStack(), "variant": variantStack()} {
+	for name, s := range map[string]*synthesized{"default": use(t, defaultStack), "variant": use(t, variantStack)} {
 		total := 0
 		for typ, n := range counts[name] {
 			must(t, name+" "+typ, func() { s.template.ResourceCountIs(jsii.String(typ), jsii.Number(n)) })
@@ -76,7 +76,7 @@ func TestResourceCounts(t *testing.T) {
 }
 
 func TestFunctions(t *testing.T) {
-	s := defaultStack()
+	s := use(t, defaultStack)
 	want := map[string]struct {
 		memory, timeout float64
 		env             []string
@@ -134,7 +134,7 @@ func TestFunctions(t *testing.T) {
 	}
 
 	// The variant: custom domain, auth off, memory override, scan absent.
-	v := variantStack()
+	v := use(t, variantStack)
 	must(t, "variant api", func() {
 		v.template.HasResourceProperties(jsii.String("AWS::Lambda::Function"), obj{
 			"MemorySize": 2048,
@@ -232,7 +232,7 @@ func TestIAMPerFunction(t *testing.T) {
 			"UploadStagingDelete": {[]string{"s3:AbortMultipartUpload", "s3:DeleteObject"}, []string{obj3("uploads/")}},
 		},
 	}
-	s := defaultStack()
+	s := use(t, defaultStack)
 	for fn, wantSt := range cases {
 		got := s.statements(t, fn)
 		if !reflect.DeepEqual(keys(toObj(got)), keys(toObj(wantSt))) {
@@ -263,7 +263,7 @@ func TestIAMPerFunction(t *testing.T) {
 	}
 
 	// With SSE-KMS the api and scan functions may use exactly the bucket key.
-	v := variantStack()
+	v := use(t, variantStack)
 	for fn, actions := range map[string][]string{"ApiFunction": {"kms:Decrypt", "kms:GenerateDataKey"}} {
 		st := v.statements(t, fn)["BucketKey"]
 		if st == nil || !reflect.DeepEqual(strs(st["Action"]), actions) || !strings.Contains(resourceText(st)[0], "RegistryBucketKey") {
@@ -276,7 +276,7 @@ func TestIAMPerFunction(t *testing.T) {
 
 	// No identity policy in the stack allows every resource (key policies
 	// say "*" for the key itself, which is how KMS spells it).
-	for name, s := range map[string]*synthesized{"default": defaultStack(), "variant": variantStack()} {
+	for name, s := range map[string]*synthesized{"default": use(t, defaultStack), "variant": use(t, variantStack)} {
 		for _, typ := range []string{"AWS::IAM::Role", "AWS::IAM::Policy", "AWS::S3::BucketPolicy"} {
 			for id, r := range s.resources(typ) {
 				b, _ := json.Marshal(r)
