@@ -16,7 +16,7 @@ cleanup() {
   local rc=$?
   if [[ -n $emulators_up ]]; then
     step "stopping emulators"
-    tests/emulators.sh stop || true
+    bash tests/emulators.sh stop || true
   fi
   exit "$rc"
 }
@@ -35,12 +35,20 @@ install_tools() {
 
 start_emulators() {
   [[ -n $emulators_up ]] && return 0
-  # tests/emulators.sh belongs to the AWS driver; without it only the
-  # embedded backend runs.
   if [[ -f tests/emulators.sh ]]; then
     step "starting emulators"
     emulators_up=1
-    tests/emulators.sh start
+    bash tests/emulators.sh start
+    # `env` prints export lines naming the endpoints, for
+    # pkg/internal/testenv and tests/harness.
+    local out line
+    out=$(bash tests/emulators.sh env)
+    while IFS= read -r line; do
+      line=${line#export }
+      if [[ $line =~ ^(BERTH_TEST_[A-Z0-9_]+)=(.*)$ ]]; then
+        export "${BASH_REMATCH[1]}=${BASH_REMATCH[2]}"
+      fi
+    done <<<"$out"
   fi
 }
 

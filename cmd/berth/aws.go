@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/berth-registry/berth/pkg/driver/dynamo"
 	"github.com/berth-registry/berth/pkg/driver/s3blob"
@@ -26,7 +27,15 @@ func openAWS(ctx context.Context, c awsConfig, log *slog.Logger) (backend, error
 		return backend{}, errors.New("aws config: no region (set AWS_REGION)")
 	}
 	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = c.S3PathStyle })
-	blobStore := s3blob.New(s3c, s3.NewPresignClient(s3c), c.Bucket, s3blob.WithPresignExpiry(c.PresignExpiry))
+	opts := []s3blob.Option{s3blob.WithPresignExpiry(c.PresignExpiry)}
+	if c.CDNURL != "" {
+		key, err := s3blob.LoadCloudFrontKey(ctx, c.CDNPrivateKey, secretsmanager.NewFromConfig(awsCfg))
+		if err != nil {
+			return backend{}, err
+		}
+		opts = append(opts, s3blob.WithCloudFront(c.CDNURL, c.CDNKeyPairID, key))
+	}
+	blobStore := s3blob.New(s3c, s3.NewPresignClient(s3c), c.Bucket, opts...)
 	items := dynamo.New(dynamodb.NewFromConfig(awsCfg), c.Table)
 	if c.Create {
 		if err := blobStore.CreateBucket(ctx); err != nil {

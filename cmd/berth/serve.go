@@ -61,6 +61,12 @@ type awsConfig struct {
 	S3PathStyle   bool // path-style S3 URLs, for emulators
 	PresignExpiry time.Duration
 	NoRedirect    bool // serve blob bytes instead of redirecting to S3
+	// CloudFront signed URLs for blob GETs instead of presigned S3 URLs,
+	// when all three are set. CDNPrivateKey is a PEM file or a Secrets
+	// Manager secret ARN.
+	CDNURL        string
+	CDNKeyPairID  string
+	CDNPrivateKey string
 }
 
 func (c *serveConfig) setDefaults() {
@@ -120,6 +126,9 @@ func (c *serveConfig) validate() error {
 		if c.AWS.Table == "" {
 			errs = append(errs, errors.New("--backend aws needs --table"))
 		}
+		if n := countSet(c.AWS.CDNURL, c.AWS.CDNKeyPairID, c.AWS.CDNPrivateKey); n != 0 && n != 3 {
+			errs = append(errs, errors.New("--cdn-url, --cdn-key-pair-id and --cdn-private-key go together"))
+		}
 	default:
 		errs = append(errs, fmt.Errorf("unknown --backend %q (embedded or aws)", c.Backend))
 	}
@@ -146,6 +155,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.BoolVar(&c.AWS.S3PathStyle, "s3-path-style", false, "aws: path-style S3 addressing (emulators)")
 	fs.DurationVar(&c.AWS.PresignExpiry, "presign-expiry", 20*time.Minute, "aws: lifetime of presigned blob URLs")
 	fs.BoolVar(&c.AWS.NoRedirect, "no-redirect", false, "aws: serve blob bytes instead of redirecting to S3")
+	fs.StringVar(&c.AWS.CDNURL, "cdn-url", "", "aws: CloudFront `URL` whose origin is the bucket; blob GETs redirect to signed URLs under it")
+	fs.StringVar(&c.AWS.CDNKeyPairID, "cdn-key-pair-id", "", "aws: CloudFront public key `id`")
+	fs.StringVar(&c.AWS.CDNPrivateKey, "cdn-private-key", "", "aws: CloudFront signing key: PEM `file` or Secrets Manager secret ARN")
 	fs.BoolVar(&c.ViaLambda, "via-lambda", false, "serve through the emulated API Gateway and Lambda (their limits apply)")
 	fs.DurationVar(&c.UploadTTL, "upload-ttl", time.Hour, "how long an idle upload session lives")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", -1, "cap on one upload request's body; 0: none (default: none, or 4404019 with --via-lambda)")
@@ -169,6 +181,15 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, errUsage
 	}
 	return c, nil
+}
+
+func countSet(vs ...string) (n int) {
+	for _, v := range vs {
+		if v != "" {
+			n++
+		}
+	}
+	return n
 }
 
 func parseLevel(s string) (slog.Level, error) {
