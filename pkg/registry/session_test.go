@@ -172,3 +172,5 @@ func TestConcurrentPatchSameSession(t *testing.T) {
 		t.Fatalf("blob %d", rec.Code)
 	}
 }
+
+func sha256hex(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }

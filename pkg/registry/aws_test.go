@@ -1,0 +1,102 @@
+package registry_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/berth-registry/berth/pkg/driver/dynamo"
+	"github.com/berth-registry/berth/pkg/driver/s3blob"
+	"github.com/berth-registry/berth/pkg/internal/testenv"
+	"github.com/berth-registry/berth/pkg/meta"
+	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/registry/registrytest"
+)
+
+// awsDrivers returns the AWS drivers on a fresh table and bucket of the
+// emulators (DynamoDB Local, versitygw).
+func awsDrivers(t *testing.T, redirect bool) (open func() (*dynamo.Store, registry.Blobs), leftovers func(t *testing.T) []string) {
+	ddb := testenv.DynamoDB(t)
+	s3c, presign := testenv.S3(t)
+	table := testenv.FreshTable(t, ddb)
+	bucket := testenv.FreshBucket(t, s3c)
+	open = func() (*dynamo.Store, registry.Blobs) {
+		st := s3blob.New(s3c, presign, bucket)
+		if !redirect {
+			return dynamo.New(ddb, table), s3blob.WithoutRedirect(st)
+		}
+		return dynamo.New(ddb, table), st
+	}
+	leftovers = func(t *testing.T) []string {
+		objs, err := testenv.Objects(context.Background(), s3c, bucket, "uploads/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mpus, err := testenv.MultipartUploads(context.Background(), s3c, bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range mpus {
+			objs = append(objs, "multipart:"+*u.Key)
+		}
+		return objs
+	}
+	return open, leftovers
+}
+
+func awsEnv(cfg registry.Config, redirect bool) func(t *testing.T) registrytest.Env {
+	return func(t *testing.T) registrytest.Env {
+		open, leftovers := awsDrivers(t, redirect)
+		items, blobs := open()
+		return registrytest.Env{
+			Handler:      registry.New(cfg, items, blobs),
+			MaxBodyBytes: cfg.MaxBodyBytes,
+			Restart: func(t *testing.T) http.Handler {
+				// Nothing lives in the process: new clients over the same
+				// table and bucket are a restart.
+				items, blobs := open()
+				return registry.New(cfg, items, blobs)
+			},
+			Leftovers: leftovers,
+		}
+	}
+}
+
+// TestAWS runs the conformance suite on S3 + DynamoDB with blob GETs
+// redirected to presigned S3 URLs.
+func TestAWS(t *testing.T) {
+	registrytest.Run(t, awsEnv(registry.Config{}, true))
+}
+
+// TestAWSProxy serves blob bytes through the handler (redirects off) with
+// the Lambda body cap.
+func TestAWSProxy(t *testing.T) {
+	registrytest.Run(t, awsEnv(registry.Config{MaxBodyBytes: 4_404_019, ChunkMinLength: 5 << 20}, false))
+}
+
+func TestAWSFaults(t *testing.T) {
+	registrytest.RunFaults(t, func(t *testing.T) (meta.Items, registry.Blobs) {
+		open, _ := awsDrivers(t, false)
+		items, blobs := open()
+		return items, blobs
+	})
+}
+
+// The redirect for a blob GET is a presigned URL for the blob's key.
+func TestAWSRedirectShape(t *testing.T) {
+	open, _ := awsDrivers(t, true)
+	items, blobs := open()
+	g := registry.New(registry.Config{}, items, blobs)
+	body := []byte("redirect me")
+	d := "sha256:" + sha256hex(body)
+	if rec := call(t, g, "POST", "/v2/r/blobs/uploads/?digest="+d, body); rec.Code != 201 {
+		t.Fatalf("push %d %s", rec.Code, rec.Body)
+	}
+	rec := call(t, g, "GET", "/v2/r/blobs/"+d, nil)
+	loc := rec.Header().Get("Location")
+	if rec.Code != http.StatusTemporaryRedirect || !strings.Contains(loc, "/blobs/sha256/"+sha256hex(body)) ||
+		!strings.Contains(loc, "X-Amz-Signature=") || rec.Header().Get("Docker-Content-Digest") != d {
+		t.Fatalf("redirect %d %v", rec.Code, rec.Header())
+	}
+}
