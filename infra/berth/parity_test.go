@@ -529,10 +529,4 @@ func TestParityWithSAMTemplate(t *testing.T) {
 // knownDifferences are differences reported to the lead, each with the
 // side that is expected to move. The test fails on any other difference,
 // and on an entry here that no longer occurs.
-var knownDifferences = map[string]string{
-	// API Gateway HTTP APIs reject route paths ending in "/" and route both
-	// /v2 and /v2/ to "ANY /v2" (storacha/w3infra#166,
-	// aws-powertools/powertools-lambda-python#1552).
-	"routes: only in template.yaml: ANY /v2/ -> ApiFunction":    "template.yaml: route path must be /v2",
-	"routes: only in the CDK construct: ANY /v2 -> ApiFunction": "template.yaml: route path must be /v2",
-}
+var knownDifferences = map[string]string{}

@@ -458,7 +458,8 @@ func parseRoute(key string) route {
 
 // match finds the route for a request the way HTTP APIs choose: an exact
 // path beats a greedy one, a specific method beats ANY, the longest greedy
-// prefix wins.
+// prefix wins. A trailing slash does not matter to an exact route: HTTP
+// APIs send /v2 and /v2/ to "ANY /v2" (and reject route keys ending in /).
 func (e *Emulator) match(method, rawPath string) (string, map[string]string, bool) {
 	if len(e.routes) == 0 {
 		return "$default", nil, true
@@ -470,7 +471,7 @@ func (e *Emulator) match(method, rawPath string) (string, map[string]string, boo
 		}
 		score := 0
 		switch {
-		case !rt.greedy && rt.path == rawPath:
+		case !rt.greedy && (rt.path == rawPath || rawPath != "/" && rt.path == strings.TrimSuffix(rawPath, "/")):
 			score = 1 << 20
 		case rt.greedy && strings.HasPrefix(rawPath, rt.path) && len(rawPath) > len(rt.path):
 			score = len(rt.path)

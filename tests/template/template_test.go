@@ -338,7 +338,7 @@ var grants = map[string]map[string][]string{
 	"ApiFunction": {
 		"key":       {"kms:GetPublicKey"},
 		"table":     {"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
-		"blobs/*":   {"s3:GetObject", "s3:PutObject"}, // no DeleteObject: only GC deletes bytes
+		"blobs/*":   {"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"}, // no DeleteObject: only GC deletes bytes; abort for failed >5 GB copies
 		"uploads/*": {"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"},
 		"bucket":    {"s3:ListBucket"},
 	},
