@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,10 +10,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/berth-registry/berth/pkg/apigw"
+	"github.com/berth-registry/berth/pkg/auth"
+	"github.com/berth-registry/berth/pkg/auth/oidc"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
 )
@@ -49,6 +54,18 @@ type serveConfig struct {
 	SweepInterval   time.Duration // how often expired upload sessions are removed
 	ShutdownTimeout time.Duration // how long in-flight requests get on SIGTERM
 	LogLevel        string        // debug | info | warn | error
+	Auth            authConfig
+}
+
+// authConfig turns on Docker token auth (docs/auth.md): a /token endpoint
+// and token checks on /v2/, decided by a policy file.
+type authConfig struct {
+	PolicyFile string // enables auth when set
+	Service    string // token audience and challenge service; default: the listen address
+	KeyFile    string // token signing key (PEM, created 0600); default <data>/token-key.pem
+	// OIDCIssuers is a JSON array of {"issuer","audience"} trusted for OIDC
+	// identities (BERTH_OIDC_ISSUERS in AWS).
+	OIDCIssuers string
 }
 
 // awsConfig configures the S3 + DynamoDB backend. Credentials, region and
@@ -110,6 +127,9 @@ func (c *serveConfig) setDefaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	if c.Auth.KeyFile == "" {
+		c.Auth.KeyFile = filepath.Join(c.Data, "token-key.pem")
+	}
 	if c.AWS.PresignExpiry <= 0 {
 		c.AWS.PresignExpiry = 20 * time.Minute
 	}
@@ -133,6 +153,9 @@ func (c *serveConfig) validate() error {
 		errs = append(errs, fmt.Errorf("unknown --backend %q (embedded or aws)", c.Backend))
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := c.Auth.issuers(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -165,6 +188,10 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", 5*time.Minute, "how often expired upload sessions are removed")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on shutdown")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.Auth.PolicyFile, "auth-policy", "", "turn on token auth with this policy `file` (JSON or YAML; docs/auth.md)")
+	fs.StringVar(&c.Auth.Service, "auth-service", "", "auth: service `name` (token audience; default: the listen address)")
+	fs.StringVar(&c.Auth.KeyFile, "auth-key", "", "auth: token signing key `file`, created if missing (default <data>/token-key.pem)")
+	fs.StringVar(&c.Auth.OIDCIssuers, "oidc-issuers", "", "auth: trusted OIDC issuers, `JSON` [{\"issuer\":…,\"audience\":…}]")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -231,14 +258,19 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		ChunkMinLength: cfg.ChunkMinLength,
 		Logger:         log,
 	}, be.items, be.blobs)
-	var h http.Handler = reg
-	if cfg.ViaLambda {
-		h = apigw.Emulate(reg, apigw.WithLogger(log))
-	}
-
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
+	}
+	var h http.Handler = reg
+	if cfg.Auth.PolicyFile != "" {
+		if h, err = withAuth(ctx, cfg, reg, ln.Addr().String(), log); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	if cfg.ViaLambda {
+		h = apigw.Emulate(h, apigw.WithLogger(log))
 	}
 	srv := &http.Server{
 		Handler:           h,
@@ -250,7 +282,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		slog.String("version", version),
 		slog.String("backend", cfg.Backend),
 		slog.Bool("via_lambda", cfg.ViaLambda),
-		slog.Int64("max_body_bytes", cfg.MaxBodyBytes))
+		slog.Int64("max_body_bytes", cfg.MaxBodyBytes),
+		slog.Bool("auth", cfg.Auth.PolicyFile != ""))
 
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	sweepDone := make(chan struct{})
@@ -278,6 +311,44 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+func (a authConfig) issuers() ([]oidc.IssuerConfig, error) {
+	if a.OIDCIssuers == "" {
+		return nil, nil
+	}
+	var out []oidc.IssuerConfig
+	if err := json.Unmarshal([]byte(a.OIDCIssuers), &out); err != nil {
+		return nil, fmt.Errorf("--oidc-issuers: %w", err)
+	}
+	return out, nil
+}
+
+// withAuth puts token auth in front of the registry: /token issues tokens,
+// everything under /v2/ needs one.
+func withAuth(ctx context.Context, cfg serveConfig, reg http.Handler, addr string, log *slog.Logger) (http.Handler, error) {
+	service := cfg.Auth.Service
+	if service == "" {
+		service = addr
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Auth.KeyFile), 0o700); err != nil {
+		return nil, fmt.Errorf("auth key directory: %w", err)
+	}
+	issuers, _ := cfg.Auth.issuers() // validated with the flags
+	setup, err := auth.NewLocal(ctx, auth.LocalConfig{
+		PolicyFile:  cfg.Auth.PolicyFile,
+		KeyFile:     cfg.Auth.KeyFile,
+		Service:     service,
+		OIDCIssuers: issuers,
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/token", setup.TokenHandler)
+	mux.Handle("/", setup.Middleware(reg))
+	return mux, nil
 }
 
 // sweep removes expired upload sessions every interval until ctx ends.

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -90,13 +92,14 @@ func TestRunExitCodes(t *testing.T) {
 // serveEmbedded runs `berth serve` in process on a free port over dir and
 // returns its base URL and a stop function that cancels it (as SIGTERM
 // does) and returns runServe's error.
-func serveEmbedded(t *testing.T, dir string) (string, func() error) {
+func serveEmbedded(t *testing.T, dir string, extra ...string) (string, func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- runServe(ctx, []string{"--addr", "127.0.0.1:0", "--data", dir, "--sweep-interval", "50ms"}, io.Discard, pw)
+		args := append([]string{"--addr", "127.0.0.1:0", "--data", dir, "--sweep-interval", "50ms"}, extra...)
+		done <- runServe(ctx, args, io.Discard, pw)
 		pw.Close()
 	}()
 	addr := make(chan string, 1)
@@ -164,5 +167,58 @@ func TestServeEmbeddedRestart(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !bytes.Equal(got, blob) {
 		t.Fatalf("blob after restart: %d, %d bytes", resp.StatusCode, len(got))
+	}
+}
+
+// TestServeAuth turns on token auth with a policy file: /v2/ challenges,
+// /token grants anonymous pull where the policy allows it, and the token
+// opens /v2/.
+func TestServeAuth(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.yaml")
+	doc := "version: \"1\"\nrules:\n  - repositories: [\"public/**\"]\n    principals: [anonymous]\n    actions: [pull]\n"
+	if err := os.WriteFile(policy, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base, stop := serveEmbedded(t, filepath.Join(dir, "data"), "--auth-policy", policy, "--auth-service", "berth-test")
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	resp, err := http.Get(base + "/v2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	challenge := resp.Header.Get("WWW-Authenticate")
+	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(challenge, "Bearer ") ||
+		!strings.Contains(challenge, `realm="`+base+`/token"`) || !strings.Contains(challenge, `service="berth-test"`) {
+		t.Fatalf("GET /v2/ without a token: %d %q", resp.StatusCode, challenge)
+	}
+	resp, err = http.Get(base + "/token?service=berth-test&scope=repository:public/app:pull")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		Token string `json:"token"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || err != nil || tok.Token == "" {
+		t.Fatalf("anonymous token: %d %v", resp.StatusCode, err)
+	}
+	req, _ := http.NewRequest("GET", base+"/v2/public/app/tags/list", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound { // authorized; the repository does not exist
+		t.Fatalf("tag list with a pull token: %d", resp.StatusCode)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "token-key.pem")); err != nil {
+		t.Fatalf("token key not created in the data directory: %v", err)
 	}
 }
