@@ -24,10 +24,12 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# install_tools [tool...]: installs the pinned tools (default: all) and puts
+# their bin dir first on PATH.
 install_tools() {
   step "installing tools"
   local out
-  out=$(tests/tools/install.sh)
+  out=$(tests/tools/install.sh "$@")
   BERTH_TOOLS_BIN=$(tail -n1 <<<"$out")
   export BERTH_TOOLS_BIN
   export PATH=$BERTH_TOOLS_BIN:$PATH
@@ -114,7 +116,7 @@ modes=("$@")
 for m in "${modes[@]}"; do
   case $m in
     all) install_tools; lint; start_emulators; unit; fuzz; infra; e2e ;;
-    lint) install_tools; lint ;;
+    lint) install_tools staticcheck; lint ;;
     unit) install_tools; start_emulators; unit ;;
     fuzz) fuzz ;;
     e2e) install_tools; start_emulators; e2e ;;
