@@ -289,7 +289,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
-		sweep(sweepCtx, reg, cfg.SweepInterval, log)
+		sweep(sweepCtx, reg, be.items, cfg.SweepInterval, log)
 	}()
 	defer func() { stopSweep(); <-sweepDone }()
 
@@ -351,8 +351,15 @@ func withAuth(ctx context.Context, cfg serveConfig, reg http.Handler, addr strin
 	return mux, nil
 }
 
-// sweep removes expired upload sessions every interval until ctx ends.
-func sweep(ctx context.Context, reg *registry.Registry, interval time.Duration, log *slog.Logger) {
+// purger is a metadata driver without a TTL of its own (the embedded store):
+// expired items stay hidden until it removes them.
+type purger interface {
+	PurgeExpired(ctx context.Context) (int, error)
+}
+
+// sweep removes expired upload sessions, and expired items from a store
+// that has no TTL, every interval until ctx ends.
+func sweep(ctx context.Context, reg *registry.Registry, items meta.Items, interval time.Duration, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -367,6 +374,13 @@ func sweep(ctx context.Context, reg *registry.Registry, interval time.Duration, 
 			log.Warn("sweeping expired uploads", slog.Any("error", err))
 		case n > 0:
 			log.Info("removed expired uploads", slog.Int("count", n))
+		}
+		if p, ok := items.(purger); ok {
+			if n, err := p.PurgeExpired(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("purging expired metadata", slog.Any("error", err))
+			} else if n > 0 {
+				log.Info("purged expired metadata", slog.Int("count", n))
+			}
 		}
 	}
 }

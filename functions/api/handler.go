@@ -79,7 +79,10 @@ func newHandler(s settings, log *slog.Logger, items meta.Items, blobs registry.B
 	var h http.Handler = registry.New(registry.Config{
 		UploadTTL:    s.uploadTTL,
 		MaxBodyBytes: s.maxBodyBytes,
-		Logger:       log,
+		// Advertised so chunking clients (regctl) send chunks that fit one
+		// invocation; they only ever raise their chunk size to it.
+		ChunkMinLength: min(4<<20, s.maxBodyBytes),
+		Logger:         log,
 	}, items, blobs)
 	if guard != nil {
 		h = guard(h)
