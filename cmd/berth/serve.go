@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
+
 	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/auth/oidc"
@@ -43,6 +45,10 @@ type serveConfig struct {
 	// ViaLambda serves the handler through the in-process API Gateway and
 	// Lambda emulation, with their request and response limits.
 	ViaLambda bool
+	// LambdaColdStarts, with ViaLambda, builds new clients, drivers and
+	// handler for every invocation: the worst case of Lambda scaling, which
+	// proves no request depends on another's process memory.
+	LambdaColdStarts bool
 
 	UploadTTL time.Duration
 	// MaxBodyBytes caps one upload request's body; 0: no cap; <0: the
@@ -152,6 +158,9 @@ func (c *serveConfig) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("unknown --backend %q (embedded or aws)", c.Backend))
 	}
+	if c.LambdaColdStarts && (!c.ViaLambda || c.Backend != backendAWS || c.Auth.PolicyFile != "") {
+		errs = append(errs, errors.New("--lambda-cold-starts needs --via-lambda and --backend aws, without --auth-policy"))
+	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
@@ -182,6 +191,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.AWS.CDNKeyPairID, "cdn-key-pair-id", "", "aws: CloudFront public key `id`")
 	fs.StringVar(&c.AWS.CDNPrivateKey, "cdn-private-key", "", "aws: CloudFront signing key: PEM `file` or Secrets Manager secret ARN")
 	fs.BoolVar(&c.ViaLambda, "via-lambda", false, "serve through the emulated API Gateway and Lambda (their limits apply)")
+	fs.BoolVar(&c.LambdaColdStarts, "lambda-cold-starts", false, "with --via-lambda: a cold start (new clients, drivers, handler) for every invocation")
 	fs.DurationVar(&c.UploadTTL, "upload-ttl", time.Hour, "how long an idle upload session lives")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", -1, "cap on one upload request's body; 0: none (default: none, or 4404019 with --via-lambda)")
 	fs.Int64Var(&c.ChunkMinLength, "chunk-min-length", -1, "OCI-Chunk-Min-Length to advertise; 0: none (default: by backend)")
@@ -252,12 +262,13 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 	}()
 
-	reg := registry.New(registry.Config{
+	regCfg := registry.Config{
 		UploadTTL:      cfg.UploadTTL,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		ChunkMinLength: cfg.ChunkMinLength,
 		Logger:         log,
-	}, be.items, be.blobs)
+	}
+	reg := registry.New(regCfg, be.items, be.blobs)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
@@ -270,7 +281,11 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 	}
 	if cfg.ViaLambda {
-		h = apigw.Emulate(h, apigw.WithLogger(log))
+		fn := apigw.Func(apigw.Handler(h))
+		if cfg.LambdaColdStarts {
+			fn = coldStarts(cfg.AWS, regCfg, log)
+		}
+		h = apigw.NewEmulator(fn, apigw.WithLogger(log))
 	}
 	srv := &http.Server{
 		Handler:           h,
@@ -349,6 +364,19 @@ func withAuth(ctx context.Context, cfg serveConfig, reg http.Handler, addr strin
 	mux.Handle("/token", setup.TokenHandler)
 	mux.Handle("/", setup.Middleware(reg))
 	return mux, nil
+}
+
+// coldStarts is a Lambda function that starts from nothing on every
+// invocation: configuration, AWS clients, drivers and handler.
+func coldStarts(c awsConfig, regCfg registry.Config, log *slog.Logger) apigw.Function {
+	c.Create = false
+	return apigw.Func(func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+		be, err := openAWS(ctx, c, log)
+		if err != nil {
+			return events.APIGatewayV2HTTPResponse{}, err
+		}
+		return apigw.Handler(registry.New(regCfg, be.items, be.blobs))(ctx, ev)
+	})
 }
 
 // purger is a metadata driver without a TTL of its own (the embedded store):

@@ -88,7 +88,9 @@ func Start(tb testing.TB, cfg Config) *Server {
 		s.env = env
 		s.args = []string{"--backend", "aws", "--bucket", s.Bucket, "--table", s.Table, "--create", "--s3-path-style"}
 		if cfg.Backend == Lambda {
-			s.args = append(s.args, "--via-lambda")
+			// Every invocation starts cold, so a chunked upload's chunks
+			// are each served by a fresh handler, as Lambda may do.
+			s.args = append(s.args, "--via-lambda", "--lambda-cold-starts")
 		}
 	default:
 		tb.Fatalf("harness: unknown backend %q", cfg.Backend)

@@ -251,6 +251,12 @@ func testUploadDigestMismatch(t *testing.T, s *server) {
 	s.expect(s.do("HEAD", "/v2/mm/blobs/"+string(wrong), nil, nil, false), 404, "", "wrong digest blob")
 	s.expect(s.do("HEAD", "/v2/mm/blobs/"+string(sha(b)), nil, nil, false), 404, "", "real digest blob")
 	s.expect(s.do("GET", loc, nil, nil, false), 404, "BLOB_UPLOAD_UNKNOWN", "session after mismatch")
+	// Nor any staged bytes.
+	if s.env.Leftovers != nil {
+		if left := s.env.Leftovers(t); len(left) > 0 {
+			t.Fatalf("staging data left after a mismatch: %v", left)
+		}
+	}
 }
 
 func testUploadRestart(t *testing.T, s *server) {
