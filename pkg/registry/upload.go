@@ -214,17 +214,22 @@ func checkRange(r *http.Request, u meta.Upload, rt route.Route) (int64, error) {
 	return n, nil
 }
 
+// chunkRequest loads the session a PATCH or closing PUT names and checks
+// its Content-Range and body size. want is the declared chunk length, or -1.
+func (g *Registry) chunkRequest(w http.ResponseWriter, r *http.Request, rt route.Route) (u meta.Upload, want int64, body io.Reader, err error) {
+	if u, err = g.session(r.Context(), rt); err != nil {
+		return u, 0, nil, err
+	}
+	if want, err = checkRange(r, u, rt); err != nil {
+		return u, 0, nil, err
+	}
+	body, err = g.bodyLimit(w, r)
+	return u, want, body, err
+}
+
 func (g *Registry) uploadPatch(w http.ResponseWriter, r *http.Request, rt route.Route) error {
 	ctx := r.Context()
-	u, err := g.session(ctx, rt)
-	if err != nil {
-		return err
-	}
-	want, err := checkRange(r, u, rt)
-	if err != nil {
-		return err
-	}
-	body, err := g.bodyLimit(w, r)
+	u, want, body, err := g.chunkRequest(w, r, rt)
 	if err != nil {
 		return err
 	}
@@ -288,7 +293,6 @@ func (g *Registry) release(u meta.Upload) {
 }
 
 func (g *Registry) uploadPut(w http.ResponseWriter, r *http.Request, rt route.Route) error {
-	ctx := r.Context()
 	ds := r.URL.Query().Get("digest")
 	if ds == "" {
 		return errcode.New(errcode.DigestInvalid, "the digest query parameter is required")
@@ -297,15 +301,7 @@ func (g *Registry) uploadPut(w http.ResponseWriter, r *http.Request, rt route.Ro
 	if err != nil {
 		return err
 	}
-	u, err := g.session(ctx, rt)
-	if err != nil {
-		return err
-	}
-	want, err := checkRange(r, u, rt)
-	if err != nil {
-		return err
-	}
-	body, err := g.bodyLimit(w, r)
+	u, want, body, err := g.chunkRequest(w, r, rt)
 	if err != nil {
 		return err
 	}
