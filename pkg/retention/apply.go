@@ -1,0 +1,270 @@
+package retention
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/berth-registry/berth/pkg/meta"
+	"github.com/berth-registry/berth/pkg/oci"
+)
+
+// Reserve is how much of the context's deadline Apply leaves unused: it
+// starts no repository, and no delete, with less than this left, so a
+// Lambda invocation ends cleanly and the next scheduled run carries on.
+const Reserve = 15 * time.Second
+
+// Report summarises one Apply.
+type Report struct {
+	Repositories int  // repositories evaluated (and their expiries carried out)
+	Expired      int  // manifests deleted
+	Remaining    int  // repositories not reached before the deadline
+	Failed       int  // repositories whose evaluation or deletes failed
+	Stopped      bool // the deadline stopped the run; the next run continues
+}
+
+// Reasons a manifest is deleted, as logged.
+const (
+	ReasonRule     = "rule"                           // the policy expired it
+	ReasonChild    = "child of an expired index"      // untagged, no other parent stays
+	ReasonReferrer = "referrer of an expired subject" // its subject goes
+)
+
+// Apply applies policy to every repository in the catalog. Each run lists
+// the catalog (repository names only), starts at a position derived from
+// the hour of now so that a deadline does not always starve the same
+// repositories, and stops starting work when ctx's deadline is less than
+// Reserve away. A failing repository is logged and counted; the others
+// still run, and the joined errors are returned. A nil policy does nothing.
+func Apply(ctx context.Context, store *meta.Store, policy *Policy, now time.Time, log *slog.Logger) (Report, error) {
+	var rep Report
+	if policy == nil {
+		return rep, nil
+	}
+	repos, _, err := store.Catalog(ctx, "", 0)
+	if err != nil {
+		return rep, fmt.Errorf("retention: catalog: %w", err)
+	}
+	if len(repos) > 1 {
+		h := fnv.New64a()
+		fmt.Fprint(h, now.UTC().Truncate(time.Hour).Unix())
+		start := int(h.Sum64() % uint64(len(repos)))
+		repos = append(repos[start:], repos[:start]...)
+	}
+	var errs []error
+	for i, repo := range repos {
+		if late(ctx) {
+			rep.Stopped, rep.Remaining = true, len(repos)-i
+			break
+		}
+		n, err := ApplyRepo(ctx, store, policy, repo, now, log)
+		rep.Expired += n
+		if errors.Is(err, errDeadline) {
+			rep.Stopped, rep.Remaining = true, len(repos)-i
+			break
+		}
+		if err != nil {
+			rep.Failed++
+			log.LogAttrs(ctx, slog.LevelError, "retention: repository", slog.String("repo", repo), slog.Any("error", err))
+			errs = append(errs, fmt.Errorf("retention: %s: %w", repo, err))
+			continue
+		}
+		rep.Repositories++
+	}
+	return rep, errors.Join(errs...)
+}
+
+// errDeadline: ApplyRepo stopped between deletes because of the deadline.
+var errDeadline = errors.New("retention: deadline near, stopped")
+
+func late(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ctx.Err() != nil || ok && time.Until(dl) < Reserve
+}
+
+// doomed is a manifest to delete and why.
+type doomed struct {
+	info   meta.ManifestInfo
+	rule   *Rule
+	reason string
+	cause  oci.Digest // the expired manifest a cascade follows from
+}
+
+// ApplyRepo applies policy to one repository and returns how many
+// manifests it deleted.
+//
+// The images the policy sees are the repository's top-level manifests:
+// those without a subject (referrers are not images of their own) and not
+// referenced as a child by another manifest of the repository (a platform
+// manifest is part of its index). What the policy expires goes with:
+//   - every referrer of an expired manifest (signatures, SBOMs), recursively;
+//   - the children of an expired index that carry no tag and are not
+//     children of a manifest that stays.
+//
+// A child of a kept index is never deleted. Deletes run parents and
+// referrers first, so a run cut short never leaves an index whose child is
+// gone. If a tag of a manifest about to be deleted changed since the
+// evaluation (a push re-tagged it), the repository is left for the next run.
+// Each delete is meta.ManifestDelete: the manifest, its tags and referrer
+// entry go, blob reference counts drop, and the blob GC reclaims bytes later.
+func ApplyRepo(ctx context.Context, store *meta.Store, policy *Policy, repo string, now time.Time, log *slog.Logger) (int, error) {
+	list, err := store.ManifestList(ctx, repo)
+	if err != nil {
+		return 0, fmt.Errorf("list manifests: %w", err)
+	}
+	byDigest := make(map[oci.Digest]meta.ManifestInfo, len(list))
+	parents := map[oci.Digest][]oci.Digest{}
+	referrers := map[oci.Digest][]oci.Digest{}
+	for _, m := range list {
+		byDigest[m.Digest] = m
+	}
+	for _, m := range list {
+		for _, c := range m.Children {
+			if _, ok := byDigest[c]; ok && !slices.Contains(parents[c], m.Digest) {
+				parents[c] = append(parents[c], m.Digest)
+			}
+		}
+		if m.Subject != "" {
+			referrers[m.Subject] = append(referrers[m.Subject], m.Digest)
+		}
+	}
+	var images []Image
+	for _, m := range list {
+		if m.Subject == "" && len(parents[m.Digest]) == 0 {
+			images = append(images, Image{Digest: string(m.Digest), Tags: m.Tags, PushedAt: time.Unix(m.PushedAt, 0)})
+		}
+	}
+	doom := map[oci.Digest]*doomed{}
+	var order []oci.Digest // discovery order, for stable logs
+	add := func(d oci.Digest, x *doomed) bool {
+		if _, seen := doom[d]; seen {
+			return false
+		}
+		doom[d] = x
+		order = append(order, d)
+		return true
+	}
+	for _, e := range Evaluate(policy, images, now) {
+		r := e.Rule
+		add(oci.Digest(e.Digest), &doomed{info: byDigest[oci.Digest(e.Digest)], rule: &r, reason: ReasonRule})
+	}
+	// Cascade to a fixed point: referrers of doomed manifests, and untagged
+	// children whose parents are all doomed.
+	for changed := true; changed; {
+		changed = false
+		for _, d := range slices.Clone(order) {
+			x := doom[d]
+			for _, r := range referrers[d] {
+				if !allIn(parents[r], doom) {
+					continue // also a child of a manifest that stays
+				}
+				changed = add(r, &doomed{info: byDigest[r], rule: x.rule, reason: ReasonReferrer, cause: d}) || changed
+			}
+			for _, c := range x.info.Children {
+				child, ok := byDigest[c]
+				if !ok || len(child.Tags) > 0 {
+					continue
+				}
+				if !allIn(parents[c], doom) {
+					continue
+				}
+				changed = add(c, &doomed{info: child, rule: x.rule, reason: ReasonChild, cause: d}) || changed
+			}
+		}
+	}
+	if len(doom) == 0 {
+		return 0, nil
+	}
+	// Re-read the tags just before deleting: a manifest re-tagged since the
+	// listing is not what the policy decided on.
+	fresh, err := store.TagsByDigest(ctx, repo)
+	if err != nil {
+		return 0, fmt.Errorf("re-read tags: %w", err)
+	}
+	for d, x := range doom {
+		if !slices.Equal(fresh[d], x.info.Tags) {
+			log.LogAttrs(ctx, slog.LevelWarn, "retention: repository changed during evaluation; next run",
+				slog.String("repo", repo), slog.String("digest", string(d)),
+				slog.Any("tags_before", x.info.Tags), slog.Any("tags_now", fresh[d]))
+			return 0, nil
+		}
+	}
+	// waiting[d]: pending manifests that still refer to d (as an index
+	// child or as their subject); d is deleted only when none do.
+	waiting := map[oci.Digest]int{}
+	for p := range doom {
+		for _, r := range refsOf(byDigest[p]) {
+			if _, ok := doom[r]; ok {
+				waiting[r]++
+			}
+		}
+	}
+	deleted := 0
+	for len(doom) > 0 {
+		progress := false
+		for _, d := range order {
+			x, pending := doom[d]
+			if !pending || waiting[d] > 0 {
+				continue
+			}
+			if late(ctx) {
+				return deleted, errDeadline
+			}
+			err := store.ManifestDelete(ctx, repo, d)
+			if err != nil && !errors.Is(err, meta.ErrManifestUnknown) {
+				return deleted, fmt.Errorf("delete %s: %w", d, err)
+			}
+			delete(doom, d)
+			for _, r := range refsOf(x.info) {
+				if _, ok := doom[r]; ok {
+					waiting[r]--
+				}
+			}
+			progress = true
+			if err != nil {
+				continue // deleted concurrently
+			}
+			deleted++
+			attrs := []slog.Attr{
+				slog.String("repo", repo), slog.String("digest", string(d)), slog.Any("tags", append([]string{}, x.info.Tags...)),
+				slog.Int("rule", x.rule.RulePriority), slog.String("reason", x.reason),
+				slog.Time("pushed", time.Unix(x.info.PushedAt, 0).UTC()),
+			}
+			if x.rule.Description != "" {
+				attrs = append(attrs, slog.String("description", x.rule.Description))
+			}
+			if x.cause != "" {
+				attrs = append(attrs, slog.String("cause", string(x.cause)))
+			}
+			log.LogAttrs(ctx, slog.LevelInfo, "retention: expired", attrs...)
+		}
+		if !progress {
+			// Content addressing makes references acyclic; a cycle here
+			// means corrupt records, so stop rather than loop.
+			return deleted, fmt.Errorf("reference cycle among %d manifests", len(doom))
+		}
+	}
+	return deleted, nil
+}
+
+// refsOf lists the manifests m refers to: its children and its subject.
+func refsOf(m meta.ManifestInfo) []oci.Digest {
+	refs := slices.Clone(m.Children)
+	if m.Subject != "" {
+		refs = append(refs, m.Subject)
+	}
+	return slices.Compact(refs)
+}
+
+func allIn(ds []oci.Digest, set map[oci.Digest]*doomed) bool {
+	for _, d := range ds {
+		if _, ok := set[d]; !ok {
+			return false
+		}
+	}
+	return true
+}
