@@ -12,7 +12,9 @@ const (
 	pfxRef    = "REFERRER#"
 	pfxBlob   = "BLOB#"
 	pfxUpload = "UPLOAD#"
-	keySep    = "#"
+	// pfxUploadIndex partitions list live sessions (see uploadIndexPK).
+	pfxUploadIndex = "UPLOADS#"
+	keySep         = "#"
 )
 
 func repoPK(repo string) string                { return pfxRepo + repo }

@@ -1,10 +1,12 @@
 package meta_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
 	"github.com/berth-registry/berth/pkg/meta"
@@ -225,5 +227,57 @@ func TestExternalManifestCounts(t *testing.T) {
 	}
 	if c := refcount(t, s, p.Digest); c != 0 {
 		t.Fatalf("external body count %d after delete", c)
+	}
+}
+
+// noScan fails any table scan: the sweep must read only its index.
+type noScan struct{ meta.Items }
+
+func (noScan) ItemScan(context.Context, string, string, int) ([]storage.Item, string, error) {
+	return nil, "", errors.New("scan on the sweep path")
+}
+
+func TestUploadsExpiredUsesIndex(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	items, err := boltdb.Open(filepath.Join(t.TempDir(), "meta.db"), boltdb.WithNoSync(), boltdb.WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = items.Close() })
+	s := meta.New(noScan{items}, meta.WithClock(func() time.Time { return now }))
+	ctx := t.Context()
+	for i := 0; i < 40; i++ {
+		exp := now.Add(-time.Minute) // expired
+		if i%2 == 1 {
+			exp = now.Add(time.Hour)
+		}
+		if _, err := s.UploadCreate(ctx, meta.Upload{ID: fmt.Sprintf("up%02d", i), Repo: "r", Created: now.Unix(), ExpiresAt: exp.Unix()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A session whose record vanished (its TTL ran): only the index remains.
+	if err := items.ItemDelete(ctx, "UPLOAD#up00", "META", storage.IfNone); err != nil {
+		t.Fatal(err)
+	}
+	var expired []string
+	if err := s.UploadsExpired(ctx, func(u meta.Upload) error { expired = append(expired, u.ID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(expired) != 19 {
+		t.Fatalf("expired %d sessions: %v", len(expired), expired)
+	}
+	for _, id := range expired {
+		if err := s.UploadDelete(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Only the 20 live sessions are left in the index: the orphan and the
+	// deleted ones are gone.
+	left, _, err := items.ItemScan(ctx, "UPLOADS#", "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 20 {
+		t.Fatalf("%d index entries left, want 20", len(left))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/berth-registry/berth/pkg/storage"
@@ -46,9 +47,25 @@ func (s *Store) uploadItem(u Upload) storage.Item {
 	}
 }
 
-// UploadCreate stores a new session.
+// uploadShards spreads the live-session index over partitions so that a
+// burst of uploads does not make one hot partition.
+const uploadShards = 16
+
+// uploadIndexPK is the index partition that lists session id: the sweep
+// reads these few partitions instead of scanning the table.
+func uploadIndexPK(id string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return fmt.Sprintf("%s%02d", pfxUploadIndex, h.Sum32()%uploadShards)
+}
+
+// UploadCreate stores a new session and its index entry.
 func (s *Store) UploadCreate(ctx context.Context, u Upload) (Upload, error) {
-	if err := s.items.ItemPut(ctx, s.uploadItem(u), storage.IfNotExists); err != nil {
+	err := s.items.Transact(ctx, []storage.Op{
+		{Kind: storage.OpPut, Item: s.uploadItem(u), Cond: storage.IfNotExists},
+		{Kind: storage.OpPut, Item: storage.Item{PK: uploadIndexPK(u.ID), SK: u.ID, Data: []byte("{}")}},
+	})
+	if err != nil {
 		return Upload{}, err
 	}
 	u.Version = 1
@@ -57,18 +74,13 @@ func (s *Store) UploadCreate(ctx context.Context, u Upload) (Upload, error) {
 
 // UploadGet returns a live session.
 func (s *Store) UploadGet(ctx context.Context, id string) (Upload, error) {
-	it, err := s.items.ItemGet(ctx, uploadPK(id), skMeta)
+	u, err := s.uploadRecord(ctx, id)
 	if errors.Is(err, storage.ErrNotFound) {
 		return Upload{}, fmt.Errorf("%w: %s", ErrUploadUnknown, id)
 	}
 	if err != nil {
 		return Upload{}, err
 	}
-	u, err := decode[Upload](it)
-	if err != nil {
-		return Upload{}, err
-	}
-	u.ID, u.Version = id, it.Version
 	if u.Expired(s.now()) {
 		return Upload{}, fmt.Errorf("%w: %s (expired)", ErrUploadUnknown, id)
 	}
@@ -101,29 +113,61 @@ func (s *Store) UploadSave(ctx context.Context, u Upload) (Upload, error) {
 	return u, nil
 }
 
-// UploadDelete removes the session record.
+// UploadDelete removes the session record and its index entry.
 func (s *Store) UploadDelete(ctx context.Context, id string) error {
-	return s.items.ItemDelete(ctx, uploadPK(id), skMeta, storage.IfNone)
+	return s.items.Transact(ctx, []storage.Op{
+		{Kind: storage.OpDelete, Item: storage.Item{PK: uploadPK(id), SK: skMeta}},
+		{Kind: storage.OpDelete, Item: storage.Item{PK: uploadIndexPK(id), SK: id}},
+	})
 }
 
-// UploadsExpired pages through sessions past their expiry (background
-// sweep only: it scans).
-func (s *Store) UploadsExpired(ctx context.Context, cursor string, limit int) ([]Upload, string, error) {
-	items, next, err := s.items.ItemScan(ctx, pfxUpload, cursor, limit)
-	if err != nil {
-		return nil, "", err
-	}
+// UploadsExpired calls fn for every session past its expiry. It reads the
+// session index (a few small partitions), never the whole table, and drops
+// index entries whose session is already gone (removed by its TTL).
+func (s *Store) UploadsExpired(ctx context.Context, fn func(Upload) error) error {
 	now := s.now()
-	var out []Upload
-	for _, it := range items {
-		u, err := decode[Upload](it)
-		if err != nil {
-			continue // not ours to judge; leave it to its TTL
-		}
-		u.ID, u.Version = it.PK[len(pfxUpload):], it.Version
-		if u.Expired(now) {
-			out = append(out, u)
+	for shard := 0; shard < uploadShards; shard++ {
+		pk := fmt.Sprintf("%s%02d", pfxUploadIndex, shard)
+		after := ""
+		for {
+			entries, more, err := s.items.ItemQuery(ctx, pk, "", after, 500)
+			if err != nil {
+				return err
+			}
+			for _, e := range entries {
+				u, err := s.uploadRecord(ctx, e.SK)
+				switch {
+				case errors.Is(err, storage.ErrNotFound):
+					if err := s.items.ItemDelete(ctx, pk, e.SK, storage.IfNone); err != nil {
+						return err
+					}
+				case err != nil:
+					return err
+				case u.Expired(now):
+					if err := fn(u); err != nil {
+						return err
+					}
+				}
+			}
+			if !more || len(entries) == 0 {
+				break
+			}
+			after = entries[len(entries)-1].SK
 		}
 	}
-	return out, next, nil
+	return nil
+}
+
+// uploadRecord reads a session whether or not it has expired.
+func (s *Store) uploadRecord(ctx context.Context, id string) (Upload, error) {
+	it, err := s.items.ItemGet(ctx, uploadPK(id), skMeta)
+	if err != nil {
+		return Upload{}, err
+	}
+	u, err := decode[Upload](it)
+	if err != nil {
+		return Upload{}, err
+	}
+	u.ID, u.Version = id, it.Version
+	return u, nil
 }

@@ -399,27 +399,20 @@ func (g *Registry) uploadCancel(w http.ResponseWriter, r *http.Request, rt route
 // staged. Run it periodically (berth serve does; in AWS the cleanup
 // function does).
 func (g *Registry) SweepUploads(ctx context.Context) (int, error) {
-	removed, cursor := 0, ""
-	for {
-		ups, next, err := g.meta.UploadsExpired(ctx, cursor, 500)
-		if err != nil {
-			return removed, err
+	removed := 0
+	err := g.meta.UploadsExpired(ctx, func(u meta.Upload) error {
+		if err := g.blobs.UploadAbort(ctx, u.ID, u.DriverState); err != nil {
+			// Left for the next sweep (and the bucket's lifecycle rules).
+			g.log.WarnContext(ctx, "sweep: abort upload", slog.String("upload", u.ID), slog.Any("error", err))
+			return nil
 		}
-		for _, u := range ups {
-			if err := g.blobs.UploadAbort(ctx, u.ID, u.DriverState); err != nil {
-				g.log.WarnContext(ctx, "sweep: abort upload", slog.String("upload", u.ID), slog.Any("error", err))
-				continue
-			}
-			if err := g.meta.UploadDelete(ctx, u.ID); err != nil {
-				return removed, err
-			}
-			removed++
+		if err := g.meta.UploadDelete(ctx, u.ID); err != nil {
+			return err
 		}
-		if next == "" {
-			return removed, nil
-		}
-		cursor = next
-	}
+		removed++
+		return nil
+	})
+	return removed, err
 }
 
 type countingReader struct {
