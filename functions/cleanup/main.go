@@ -1,14 +1,18 @@
 // Command cleanup is the cleanup function, run hourly by an EventBridge
-// schedule. For now it does what the core already has: it removes expired
-// upload sessions and the data they staged in S3 (DynamoDB's TTL deletes
-// lazily and would leave the staged objects behind). Garbage collection and
-// retention rules arrive with their own issue.
+// schedule. It removes expired upload sessions and the data they staged in
+// S3 (DynamoDB's TTL deletes lazily and would leave the staged objects
+// behind), then, when BERTH_RETENTION_POLICY holds an Amazon ECR lifecycle
+// policy, applies it to every repository (docs/retention.md). Blob garbage
+// collection arrives with its own issue.
 package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
@@ -19,18 +23,29 @@ import (
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/driver/dynamo"
 	"github.com/berth-registry/berth/pkg/driver/s3blob"
+	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/retention"
 )
 
 type settings struct {
 	table, bucket string
 	level         slog.Level
+	retention     *retention.Policy // nil: no retention
 }
 
 func loadSettings(getenv func(string) string) (settings, error) {
 	env := lambdaenv.New(getenv)
 	s := settings{table: env.Required(lambdaenv.Table), bucket: env.Required(lambdaenv.Bucket), level: env.Level(lambdaenv.LogLevel)}
-	return s, env.Err()
+	var errs []error
+	if raw := env.String(lambdaenv.RetentionPolicy, ""); raw != "" {
+		p, err := retention.Parse([]byte(raw))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", lambdaenv.RetentionPolicy, err))
+		}
+		s.retention = p
+	}
+	return s, errors.Join(append([]error{env.Err()}, errs...)...)
 }
 
 func main() {
@@ -48,7 +63,7 @@ func main() {
 	items := dynamo.New(dynamodb.NewFromConfig(awsCfg), s.table)
 	blobs := s3blob.New(s3.NewFromConfig(awsCfg), nil, s.bucket)
 	reg := registry.New(registry.Config{Logger: log}, items, blobs)
-	lambda.Start(newHandler(reg, log))
+	lambda.Start(newHandler(reg, meta.New(items), s.retention, time.Now, log))
 }
 
 // sweeper is what the handler needs of *registry.Registry.
@@ -56,18 +71,34 @@ type sweeper interface {
 	SweepUploads(ctx context.Context) (int, error)
 }
 
-// newHandler returns the scheduled-event handler. A failed sweep fails the
-// invocation (visible in the function's error metric); the next hour's run
-// picks up where it stopped.
-func newHandler(reg sweeper, log *slog.Logger) func(ctx context.Context, ev events.EventBridgeEvent) error {
+// newHandler returns the scheduled-event handler: the upload sweep, then
+// retention when policy is set. A failed step fails the invocation
+// (visible in the function's error metric) after the other step ran; the
+// next hour's run picks up where it stopped. Retention stops starting work
+// retention.Reserve before the invocation's deadline and says how many
+// repositories it did not reach; the next run covers them.
+func newHandler(reg sweeper, store *meta.Store, policy *retention.Policy, now func() time.Time, log *slog.Logger) func(ctx context.Context, ev events.EventBridgeEvent) error {
 	return func(ctx context.Context, ev events.EventBridgeEvent) error {
-		removed, err := reg.SweepUploads(ctx)
+		removed, sweepErr := reg.SweepUploads(ctx)
 		attrs := []slog.Attr{slog.String("event", ev.ID), slog.Time("scheduled", ev.Time), slog.Int("removed", removed)}
-		if err != nil {
-			log.LogAttrs(ctx, slog.LevelError, "cleanup: sweep uploads", append(attrs, slog.Any("error", err))...)
-			return err
+		if sweepErr != nil {
+			log.LogAttrs(ctx, slog.LevelError, "cleanup: sweep uploads", append(attrs, slog.Any("error", sweepErr))...)
+		} else {
+			log.LogAttrs(ctx, slog.LevelInfo, "cleanup: sweep uploads", attrs...)
 		}
-		log.LogAttrs(ctx, slog.LevelInfo, "cleanup: sweep uploads", attrs...)
-		return nil
+		if policy == nil {
+			return sweepErr
+		}
+		rep, err := retention.Apply(ctx, store, policy, now(), log)
+		attrs = []slog.Attr{
+			slog.String("event", ev.ID), slog.Int("repositories", rep.Repositories), slog.Int("expired", rep.Expired),
+			slog.Int("failed", rep.Failed), slog.Int("remaining", rep.Remaining), slog.Bool("stopped", rep.Stopped),
+		}
+		if err != nil {
+			log.LogAttrs(ctx, slog.LevelError, "cleanup: retention", append(attrs, slog.Any("error", err))...)
+		} else {
+			log.LogAttrs(ctx, slog.LevelInfo, "cleanup: retention", attrs...)
+		}
+		return errors.Join(sweepErr, err)
 	}
 }

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,7 +20,10 @@ import (
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
 	"github.com/berth-registry/berth/pkg/driver/fsblob"
+	"github.com/berth-registry/berth/pkg/meta"
+	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/retention"
 )
 
 func TestSweepOnSchedule(t *testing.T) {
@@ -62,7 +68,7 @@ func TestSweepOnSchedule(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	h := newHandler(reg, lambdaenv.Logger(&logs, 0))
+	h := newHandler(reg, meta.New(items), nil, clock, lambdaenv.Logger(&logs, 0))
 
 	// Within the upload TTL nothing goes.
 	if err := h(context.Background(), ev); err != nil {
@@ -90,5 +96,137 @@ func TestSweepOnSchedule(t *testing.T) {
 func TestSettings(t *testing.T) {
 	if _, err := loadSettings(func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), lambdaenv.Table) || !strings.Contains(err.Error(), lambdaenv.Bucket) {
 		t.Errorf("missing settings: %v", err)
+	}
+	env := func(policy string) func(string) string {
+		return func(k string) string {
+			return map[string]string{lambdaenv.Table: "t", lambdaenv.Bucket: "b", lambdaenv.RetentionPolicy: policy}[k]
+		}
+	}
+	if s, err := loadSettings(env("")); err != nil || s.retention != nil {
+		t.Errorf("no policy: %+v, %v", s, err)
+	}
+	if s, err := loadSettings(env(retentionPolicy)); err != nil || s.retention == nil || len(s.retention.Rules) != 2 {
+		t.Errorf("policy: %+v, %v", s, err)
+	}
+	// A policy Berth cannot honour stops the cold start, naming the variable.
+	pulled := `{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":30},"action":{"type":"expire"}}]}`
+	if _, err := loadSettings(env(pulled)); err == nil || !strings.Contains(err.Error(), lambdaenv.RetentionPolicy) || !errors.Is(err, retention.ErrUnsupported) {
+		t.Errorf("sinceImagePulled: %v", err)
+	}
+	if _, err := loadSettings(env(`{"rules":[}`)); err == nil || !strings.Contains(err.Error(), lambdaenv.RetentionPolicy) {
+		t.Errorf("malformed policy: %v", err)
+	}
+}
+
+const retentionPolicy = `{"rules":[
+ {"rulePriority":1,"description":"keep three builds","selection":{"tagStatus":"tagged","tagPatternList":["build-*"],"countType":"imageCountMoreThan","countNumber":3},"action":{"type":"expire"}},
+ {"rulePriority":2,"description":"untagged for a day","selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":1},"action":{"type":"expire"}}
+]}`
+
+// The scheduled event applies BERTH_RETENTION_POLICY to every repository
+// of a real registry (embedded drivers) and logs each expiry.
+func TestRetentionOnSchedule(t *testing.T) {
+	var now atomic.Int64
+	start := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
+	now.Store(start.UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	dir := t.TempDir()
+	items, err := boltdb.Open(filepath.Join(dir, "meta.db"), boltdb.WithClock(clock), boltdb.WithNoSync())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer items.Close()
+	blobs, err := fsblob.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.New(registry.Config{Now: clock}, items, blobs)
+	push := func(repo, ref, seed string) oci.Digest {
+		t.Helper()
+		cfg := []byte(fmt.Sprintf(`{"seed":%q}`, seed))
+		d := oci.FromBytes(oci.SHA256, cfg)
+		w := httptest.NewRecorder()
+		reg.ServeHTTP(w, httptest.NewRequest("POST", fmt.Sprintf("/v2/%s/blobs/uploads/?digest=%s", repo, d), bytes.NewReader(cfg)))
+		if w.Code != http.StatusCreated {
+			t.Fatalf("blob: %d %s", w.Code, w.Body)
+		}
+		m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":%q,"digest":%q,"size":%d},"layers":[]}`,
+			oci.MediaTypeImageManifest, oci.MediaTypeImageConfig, d, len(cfg))
+		if ref == "" {
+			ref = string(oci.FromBytes(oci.SHA256, []byte(m)))
+		}
+		w = httptest.NewRecorder()
+		req := httptest.NewRequest("PUT", "/v2/"+repo+"/manifests/"+ref, strings.NewReader(m))
+		req.Header.Set("Content-Type", oci.MediaTypeImageManifest)
+		reg.ServeHTTP(w, req)
+		if w.Code != http.StatusCreated {
+			t.Fatalf("manifest: %d %s", w.Code, w.Body)
+		}
+		return oci.FromBytes(oci.SHA256, []byte(m))
+	}
+	// Five builds an hour apart in two repositories, plus an untagged image.
+	for i := range 5 {
+		push("team/api", fmt.Sprintf("build-%d", i), fmt.Sprintf("api-%d", i))
+		push("team/web", fmt.Sprintf("build-%d", i), fmt.Sprintf("web-%d", i))
+		now.Add(int64(time.Hour))
+	}
+	untagged := push("team/api", "", "scratch")
+	now.Add(int64(36 * time.Hour))
+
+	raw, err := os.ReadFile("../../events/cleanup-schedule.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev events.EventBridgeEvent
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		t.Fatal(err)
+	}
+	s, err := loadSettings(func(k string) string {
+		return map[string]string{lambdaenv.Table: "t", lambdaenv.Bucket: "b", lambdaenv.RetentionPolicy: retentionPolicy}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	store := meta.New(items, meta.WithClock(clock))
+	h := newHandler(reg, store, s.retention, clock, lambdaenv.Logger(&logs, 0))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // the function's timeout
+	defer cancel()
+	if err := h(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	var expired []string
+	var summary map[string]any
+	for l := range strings.Lines(logs.String()) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		switch m["msg"] {
+		case "retention: expired":
+			expired = append(expired, fmt.Sprintf("%s %v %v", m["repo"], m["tags"], m["rule"]))
+			if m["digest"] == "" || m["reason"] != retention.ReasonRule {
+				t.Errorf("expiry log %v", m)
+			}
+		case "cleanup: retention":
+			summary = m
+		}
+	}
+	slices.Sort(expired)
+	want := []string{"team/api [] 2", "team/api [build-0] 1", "team/api [build-1] 1", "team/web [build-0] 1", "team/web [build-1] 1"}
+	if !slices.Equal(expired, want) {
+		t.Errorf("expired\n %v\nwant\n %v\nlogs:\n%s", expired, want, logs.String())
+	}
+	if summary == nil || summary["repositories"] != 2.0 || summary["expired"] != 5.0 || summary["stopped"] != false {
+		t.Errorf("summary %v", summary)
+	}
+	for _, repo := range []string{"team/api", "team/web"} {
+		tags, _, err := store.TagList(ctx, repo, "", 0)
+		if err != nil || !slices.Equal(tags, []string{"build-2", "build-3", "build-4"}) {
+			t.Errorf("%s tags %v, %v", repo, tags, err)
+		}
+	}
+	if _, err := store.ManifestGet(ctx, "team/api", untagged); !errors.Is(err, meta.ErrManifestUnknown) {
+		t.Errorf("untagged image: %v", err)
 	}
 }

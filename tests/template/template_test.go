@@ -333,7 +333,7 @@ func TestEveryRegistryPathRouted(t *testing.T) {
 
 // grants are the IAM actions each function's code needs, by resource. The
 // API function's statements follow registry → meta.Items → DynamoDB and
-// registry.Blobs → S3; cleanup's follow SweepUploads.
+// registry.Blobs → S3; cleanup's follow SweepUploads and retention.Apply.
 var grants = map[string]map[string][]string{
 	"ApiFunction": {
 		"key":       {"kms:GetPublicKey"},
@@ -343,7 +343,9 @@ var grants = map[string]map[string][]string{
 		"bucket":    {"s3:ListBucket"},
 	},
 	"CleanupFunction": {
-		"table":     {"dynamodb:DeleteItem", "dynamodb:Scan"},
+		// Scan+DeleteItem: SweepUploads. Query, GetItem, UpdateItem (and
+		// DeleteItem): retention, through meta.ManifestList and ManifestDelete.
+		"table":     {"dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem"},
 		"uploads/*": {"s3:AbortMultipartUpload", "s3:DeleteObject"},
 	},
 	"ScanFunction": {},

@@ -35,6 +35,7 @@ const (
 	AuthPolicyParam      = "BERTH_AUTH_POLICY_PARAM"
 	STSAudience          = "BERTH_STS_AUDIENCE"
 	OIDCIssuers          = "BERTH_OIDC_ISSUERS"
+	RetentionPolicy      = "BERTH_RETENTION_POLICY" // ECR lifecycle policy JSON for cleanup (docs/retention.md)
 	DefaultPresignExpiry = 20 * time.Minute
 	DefaultTokenTTL      = 15 * time.Minute
 	DefaultUploadTTL     = time.Hour
