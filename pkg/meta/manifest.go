@@ -80,6 +80,17 @@ type ManifestPut struct {
 // moves the tag. Every referenced blob must be linked into the repository
 // with a matching size and every index child must exist there.
 func (s *Store) ManifestPut(ctx context.Context, p ManifestPut) error {
+	// An existing manifest had its references verified and counted when it
+	// was created: re-pushing it (a new tag) only moves the tag.
+	switch _, err := s.items.ItemGet(ctx, repoPK(p.Repo), manifestSK(p.Digest)); {
+	case err == nil:
+		if p.Tag == "" {
+			return nil
+		}
+		return s.putTag(ctx, p.Repo, p.Tag, p.Digest, p.Parsed.MediaType)
+	case !errors.Is(err, storage.ErrNotFound):
+		return err
+	}
 	blobs, err := s.checkReferences(ctx, p)
 	if err != nil {
 		return err
@@ -102,29 +113,15 @@ func (s *Store) ManifestPut(ctx context.Context, p ManifestPut) error {
 	for _, c := range p.Parsed.Manifests {
 		m.Children = append(m.Children, c.Digest)
 	}
-	// A few attempts: a concurrent put of the same manifest turns ours into a
-	// tag-only update on the next round.
-	for attempt := 0; attempt < 5; attempt++ {
-		_, err := s.items.ItemGet(ctx, repoPK(p.Repo), manifestSK(p.Digest))
-		switch {
-		case err == nil:
-			if p.Tag == "" {
-				return nil
-			}
-			return s.putTag(ctx, p.Repo, p.Tag, p.Digest, m.MediaType)
-		case !errors.Is(err, storage.ErrNotFound):
-			return err
-		}
-		err = s.createManifest(ctx, p, m)
-		if err == nil {
+	err = s.createManifest(ctx, p, m)
+	if ok, _ := isCond(err); ok && errors.Is(err, errManifestRace) {
+		// A concurrent put created it first: ours is now a tag move.
+		if p.Tag == "" {
 			return nil
 		}
-		if ok, _ := isCond(err); ok && errors.Is(err, errManifestRace) {
-			continue
-		}
-		return err
+		return s.putTag(ctx, p.Repo, p.Tag, p.Digest, m.MediaType)
 	}
-	return ErrConflict
+	return err
 }
 
 var errManifestRace = errors.New("manifest created concurrently")
