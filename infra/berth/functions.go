@@ -2,6 +2,7 @@ package berth
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
@@ -160,15 +161,31 @@ func (r *registry) newFunctions() {
 		env:     map[string]*string{"BERTH_BUCKET": common["BERTH_BUCKET"], "BERTH_LOG_LEVEL": common["BERTH_LOG_LEVEL"]},
 	}
 	// The cleanup function sweeps expired upload sessions (scan UPLOAD#
-	// items, delete each, abort its staging); blob garbage collection and
-	// retention arrive with their own issue and extend these statements.
+	// items, delete each, abort its staging) and applies the retention
+	// policy: Query the catalog and each repository's manifests and tags,
+	// then meta.ManifestDelete (GetItem, and a transaction of DeleteItem
+	// and UpdateItem ADD on blob and catalog counts; it never puts or
+	// condition-checks). Blob garbage collection arrives with its own issue.
+	if rp := p.RetentionPolicy; rp != "" {
+		if !json.Valid([]byte(rp)) {
+			panic("berth: RetentionPolicy is not valid JSON (an Amazon ECR lifecycle policy, docs/retention.md)")
+		}
+		if len(rp) > MaxRetentionPolicyBytes {
+			panic(fmt.Sprintf("berth: RetentionPolicy is %d bytes; Lambda environment variables fit %d (docs/retention.md)", len(rp), MaxRetentionPolicyBytes))
+		}
+	}
 	cleanup := fnSpec{
-		name: FnCleanup, description: "Berth cleanup: expired upload sessions (hourly)", memory: p.CleanupMemoryMiB,
+		name: FnCleanup, description: "Berth cleanup: expired upload sessions, retention (hourly)", memory: p.CleanupMemoryMiB,
 		timeout: awscdk.Duration_Minutes(jsii.Number(5)),
-		env:     common,
+		env: map[string]*string{
+			"BERTH_TABLE": common["BERTH_TABLE"], "BERTH_BUCKET": common["BERTH_BUCKET"],
+			"BERTH_LOG_LEVEL":        common["BERTH_LOG_LEVEL"],
+			"BERTH_RETENTION_POLICY": jsii.String(p.RetentionPolicy),
+		},
 		statements: []awsiam.PolicyStatement{
 			statement("UploadSweep", []string{"dynamodb:Scan", "dynamodb:DeleteItem"}, table),
 			statement("UploadStagingDelete", []string{"s3:AbortMultipartUpload", "s3:DeleteObject"}, uploads),
+			statement("Retention", []string{"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}, table),
 		},
 	}
 	if r.bktKey != nil {

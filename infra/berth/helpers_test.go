@@ -205,8 +205,13 @@ var variantStack = sync.OnceValue(func() *synthesized {
 		p.AlarmTopic = awssns.NewTopic(stack, jsii.String("Alarms"), &awssns.TopicProps{EnforceSSL: jsii.Bool(true)})
 		p.ApiMemoryMiB = 2048
 		p.BucketName = "my-berth-blobs"
+		p.RetentionPolicy = variantRetentionPolicy
 	})
 })
+
+// variantRetentionPolicy keeps one untagged image (ECR's documented example).
+const variantRetentionPolicy = `{"rules":[{"rulePriority":1,"description":"Keep only one untagged image, expire all others",` +
+	`"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}`
 
 // kmsCdnStack: SSE-KMS bucket served through CloudFront.
 var kmsCdnStack = sync.OnceValue(func() *synthesized {

@@ -124,6 +124,17 @@ type RegistryProps struct {
 	// OIDCIssuers trusted for workload identity (BERTH_OIDC_ISSUERS).
 	OIDCIssuers []OIDCIssuer
 
+	// RetentionPolicy is an Amazon ECR lifecycle policy (JSON) the hourly
+	// cleanup function applies to every repository
+	// (BERTH_RETENTION_POLICY, docs/retention.md), for example
+	// {"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged",
+	// "countType":"sinceImagePushed","countUnit":"days","countNumber":7},
+	// "action":{"type":"expire"}}]}. Empty (default): nothing is expired.
+	// It must be valid JSON of at most MaxRetentionPolicyBytes (Lambda keeps
+	// all of a function's variables within 4 KB); the function validates
+	// the rules themselves at cold start and refuses sinceImagePulled.
+	RetentionPolicy string
+
 	// ThrottleRateLimit and ThrottleBurstLimit of the HTTP API's default
 	// stage. Defaults 500 requests/s and 1000.
 	ThrottleRateLimit, ThrottleBurstLimit float64
@@ -134,6 +145,11 @@ type RegistryProps struct {
 	// Default 5.
 	Api5xxRatePercent float64
 }
+
+// MaxRetentionPolicyBytes bounds RetentionPolicy: Lambda allows 4 KB for
+// all of a function's environment variables, and the cleanup function's
+// others (table and bucket names, log level) take well under 512 bytes.
+const MaxRetentionPolicyBytes = 3584
 
 // DefaultAuthPolicy grants nothing: the token function fails closed until a
 // policy is set (docs/auth.md, pkg/auth/policy).

@@ -87,7 +87,7 @@ func TestFunctions(t *testing.T) {
 		"TokenFunction": {512, 10, []string{"BERTH_AUTH_POLICY_PARAM", "BERTH_LOG_LEVEL", "BERTH_OIDC_ISSUERS",
 			"BERTH_SERVICE", "BERTH_TOKEN_ISSUER", "BERTH_TOKEN_KMS_KEY_ID", "BERTH_TOKEN_TTL"}},
 		"ScanFunction":    {256, 60, []string{"BERTH_BUCKET", "BERTH_LOG_LEVEL"}},
-		"CleanupFunction": {256, 300, []string{"BERTH_BUCKET", "BERTH_LOG_LEVEL", "BERTH_TABLE"}},
+		"CleanupFunction": {256, 300, []string{"BERTH_BUCKET", "BERTH_LOG_LEVEL", "BERTH_RETENTION_POLICY", "BERTH_TABLE"}},
 	}
 	for prefix, w := range want {
 		id, fn := s.function(t, prefix)
@@ -230,6 +230,8 @@ func TestIAMPerFunction(t *testing.T) {
 			"Logs":                {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryCleanupFunctionLogs"}},
 			"UploadSweep":         {[]string{"dynamodb:DeleteItem", "dynamodb:Scan"}, []string{"RegistryTable"}},
 			"UploadStagingDelete": {[]string{"s3:AbortMultipartUpload", "s3:DeleteObject"}, []string{obj3("uploads/")}},
+			// Retention: list manifests and tags, meta.ManifestDelete.
+			"Retention": {[]string{"dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"}, []string{"RegistryTable"}},
 		},
 	}
 	s := use(t, defaultStack)

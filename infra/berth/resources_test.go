@@ -2,12 +2,16 @@ package berth_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/berth-registry/berth/infra/berth"
 )
 
 func like(re string) assertions.Matcher { return assertions.Match_StringLikeRegexp(jsii.String(re)) }
@@ -313,6 +317,36 @@ func TestCleanupSchedule(t *testing.T) {
 				t.Errorf("schedule input %s lacks %s", b, want)
 			}
 		}
+	}
+}
+
+// RetentionPolicy reaches the cleanup function as BERTH_RETENTION_POLICY,
+// empty by default (nothing expires).
+func TestRetentionPolicy(t *testing.T) {
+	for name, c := range map[string]struct {
+		stack func() *synthesized
+		want  string
+	}{"default": {defaultStack, ""}, "variant": {variantStack, variantRetentionPolicy}} {
+		s := use(t, c.stack)
+		_, fn := s.function(t, "CleanupFunction")
+		env := fn["Properties"].(obj)["Environment"].(obj)["Variables"].(obj)
+		if got := env["BERTH_RETENTION_POLICY"]; got != c.want {
+			t.Errorf("%s: BERTH_RETENTION_POLICY = %v, want %q", name, got, c.want)
+		}
+	}
+	// Malformed or oversized policies fail the synth, not the first run.
+	for name, bad := range map[string]string{
+		"not JSON":  `{"rules":[`,
+		"too large": `{"rules":[],"description":"` + strings.Repeat("x", berth.MaxRetentionPolicyBytes) + `"}`,
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "RetentionPolicy") {
+					t.Errorf("%s: synth recovered %v, want a RetentionPolicy error", name, r)
+				}
+			}()
+			synth(func(_ awscdk.Stack, p *berth.RegistryProps) { p.RetentionPolicy = bad })
+		}()
 	}
 }
 
