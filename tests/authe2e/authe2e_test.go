@@ -3,15 +3,18 @@
 // docker-credential-berth minting IAM proofs from the AWS default
 // credential chain, the token endpoint, scoped tokens, and the policy.
 //
-// The registry runs in process (the handler `berth serve` mounts, over the
-// embedded drivers, directly and behind the emulated API Gateway + Lambda)
-// because its STS verifier must trust the in-process STS that checks the
-// proofs' SigV4 signatures, which only a test-only option allows. The
-// clients and the credential helper are the real binaries.
+// The registry runs in process (the handler `berth serve` and the api and
+// token functions mount, on the embedded drivers and on the AWS drivers
+// over DynamoDB Local and versitygw, each directly and behind the emulated
+// API Gateway + Lambda) because its STS verifier must trust the in-process
+// STS that checks the proofs' SigV4 signatures, which only a test-only
+// option allows. The clients, the credential helper and `berth login` are
+// the real binaries.
 package authe2e
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,6 +35,7 @@ import (
 	"github.com/berth-registry/berth/pkg/auth/stsproof/ststest"
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
 	"github.com/berth-registry/berth/pkg/driver/fsblob"
+	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/tests/harness"
 )
@@ -70,21 +74,65 @@ type world struct {
 	binDir string // holds docker-credential-berth
 }
 
-// start runs the registry for backend "embedded" or "lambda".
-func start(t *testing.T, backend string) *world {
+// backend is where the registry stores and how clients reach it.
+type backend struct {
+	name string
+	// aws selects the DynamoDB + S3 drivers (on the emulators, blob GETs
+	// redirected to presigned S3 URLs) instead of bbolt + files.
+	aws bool
+	// lambda puts the registry and the token endpoint behind the emulated
+	// API Gateway + Lambda, with the api function's request limits.
+	lambda bool
+}
+
+// backends is the matrix every client runs on.
+func backends() []backend {
+	return []backend{
+		{name: "embedded"},
+		{name: "embedded-lambda", lambda: true},
+		{name: "aws", aws: true},
+		{name: "aws-lambda", aws: true, lambda: true},
+	}
+}
+
+var embedded = backend{name: "embedded"}
+
+// needsAWS returns the emulators when one of bs uses the AWS drivers.
+func needsAWS(t *testing.T, bs []backend) emulators {
+	t.Helper()
+	for _, b := range bs {
+		if b.aws {
+			return startEmulators(t)
+		}
+	}
+	return emulators{}
+}
+
+// start runs the registry on backend b (emu names the emulators for the
+// AWS drivers).
+func start(t *testing.T, b backend, emu emulators) *world {
 	t.Helper()
 	w := &world{sts: ststest.New(ciKey, strangerKey), oidc: oidctest.New(), logs: &logBuffer{}}
 	t.Cleanup(w.sts.Close)
 	t.Cleanup(w.oidc.Close)
 	dir := t.TempDir()
-	items, err := boltdb.Open(filepath.Join(dir, "meta.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = items.Close() })
-	blobs, err := fsblob.New(dir)
-	if err != nil {
-		t.Fatal(err)
+	var (
+		items meta.Items
+		blobs registry.Blobs
+	)
+	if b.aws {
+		items, blobs = awsStores(t, emu)
+	} else {
+		bolt, err := boltdb.Open(filepath.Join(dir, "meta.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = bolt.Close() })
+		fs, err := fsblob.New(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		items, blobs = bolt, fs
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -107,11 +155,12 @@ func start(t *testing.T, backend string) *world {
 		t.Fatal(err)
 	}
 	cfg := registry.Config{Logger: log}
-	if backend == "lambda" {
-		cfg.MaxBodyBytes = 4404019
+	if b.lambda {
+		// functions/api's defaults: what fits one invocation.
+		cfg.MaxBodyBytes, cfg.ChunkMinLength = 4404019, 4<<20
 	}
 	var v2, tok http.Handler = setup.Middleware(registry.New(cfg, items, blobs)), setup.TokenHandler
-	if backend == "lambda" {
+	if b.lambda {
 		v2, tok = apigw.Emulate(v2), apigw.Emulate(tok)
 	}
 	mux := http.NewServeMux()
@@ -129,6 +178,22 @@ func start(t *testing.T, backend string) *world {
 		}
 	})
 	return w
+}
+
+// redirects counts the blob GETs the registry answered with a redirect.
+func redirects(logs string) int {
+	n := 0
+	for _, line := range strings.Split(logs, "\n") {
+		var rec struct {
+			Msg, Method, Route string
+			Status             int
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "request" && rec.Method == http.MethodGet &&
+			rec.Route == "blob" && rec.Status == http.StatusTemporaryRedirect {
+			n++
+		}
+	}
+	return n
 }
 
 // logBuffer collects the registry's log lines (written concurrently).
@@ -175,24 +240,6 @@ func (w *world) awsEnv(t *testing.T, key ststest.Key) []string {
 	}
 }
 
-// login configures docker's config and podman's auth file the way
-// `berth login` does: credHelpers → docker-credential-berth.
-func (w *world) login(t *testing.T, key ststest.Key, extra ...string) []string {
-	t.Helper()
-	dockerDir := t.TempDir()
-	env := append(w.awsEnv(t, key), "DOCKER_CONFIG="+dockerDir)
-	env = append(env, extra...)
-	for _, p := range []string{filepath.Join(dockerDir, "config.json"), authFile(env)} {
-		if p == "" {
-			continue
-		}
-		if err := credential.SetCredHelper(p, w.addr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return env
-}
-
 // loginStatic writes a static credential (what `berth login --static`
 // writes for a proof, and what `docker login -p $ID_TOKEN` writes for an
 // OIDC token).
@@ -227,96 +274,118 @@ func (w *world) ref(repo, tag string) string {
 	return w.addr + "/" + repo + ":" + tag
 }
 
-func backends() []string { return []string{"embedded", "lambda"} }
-
-// TestClientsWithHelper: every client pushes and pulls with nothing but
-// AWS credentials in its environment and docker-credential-berth.
-func TestClientsWithHelper(t *testing.T) {
-	for _, b := range backends() {
-		t.Run(b, func(t *testing.T) {
-			w := start(t, b)
-			t.Run("crane", func(t *testing.T) {
-				c := harness.Client(t, "crane").With(w.login(t, ciKey)...)
-				l := harness.WriteImage(t, "v1", 1<<20, 128<<10)
-				c.Run("push", "--insecure", l.Dir, w.ref("team/crane", "v1"))
-				if got := strings.TrimSpace(c.Run("digest", "--insecure", w.ref("team/crane", "v1"))); got != l.Digest() {
-					t.Fatalf("digest %s, want %s", got, l.Digest())
-				}
-				// Cross-repository mount: needs pull on the source in the token.
-				c.Run("copy", "--insecure", w.ref("team/crane", "v1"), w.ref("team/crane-copy", "v1"))
-				if got := strings.TrimSpace(c.Run("digest", "--insecure", w.ref("team/crane-copy", "v1"))); got != l.Digest() {
-					t.Fatalf("copied digest %s", got)
-				}
-				c.Run("pull", "--insecure", "--format", "oci", w.ref("team/crane-copy", "v1"), filepath.Join(t.TempDir(), "out"))
-				c.Run("delete", "--insecure", w.ref("team/crane-copy", l.Digest()))
+// TestClients: every client pushes and pulls on every backend, logged in
+// by the real `berth login`. "helper": login pointed the client's config at
+// docker-credential-berth, and the client has nothing but AWS credentials
+// in its environment. "static": `berth login --static` stored a proof, and
+// the client has nothing but the files login wrote (no AWS credentials, no
+// helper).
+func TestClients(t *testing.T) {
+	bs := backends()
+	emu := needsAWS(t, bs)
+	for _, b := range bs {
+		t.Run(b.name, func(t *testing.T) {
+			w := start(t, b, emu)
+			t.Run("helper", func(t *testing.T) {
+				w.clients(t, func(t *testing.T, extra ...string) []string { return w.login(t, ciKey, extra...) })
 			})
-			t.Run("oras", func(t *testing.T) {
-				c := harness.Client(t, "oras").With(w.login(t, ciKey)...)
-				payload := harness.Random(200 << 10)
-				if err := os.WriteFile(filepath.Join(c.Dir, "payload.bin"), payload, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				c.Run("push", "--plain-http", "--artifact-type", "application/vnd.berth.e2e", w.ref("team/oras", "v1"), "payload.bin:application/octet-stream")
-				out := t.TempDir()
-				c.Run("pull", "--plain-http", "-o", out, w.ref("team/oras", "v1"))
-				if got, err := os.ReadFile(filepath.Join(out, "payload.bin")); err != nil || string(got) != string(payload) {
-					t.Fatalf("oras pull: %v", err)
-				}
-			})
-			t.Run("regctl", func(t *testing.T) {
-				c := harness.Client(t, "regctl").With(w.login(t, ciKey)...)
-				c.Run("registry", "set", w.addr, "--tls", "disabled")
-				l := harness.WriteImage(t, "v1", 256<<10)
-				c.Run("image", "copy", l.Regctl(), w.ref("team/regctl", "v1"))
-				if got := strings.TrimSpace(c.Run("image", "digest", w.ref("team/regctl", "v1"))); got != l.Digest() {
-					t.Fatalf("digest %s", got)
-				}
-			})
-			t.Run("skopeo", func(t *testing.T) {
-				cenv := harness.ContainersEnv(t, w.addr)
-				c := harness.Client(t, "skopeo").With(w.login(t, ciKey, cenv...)...)
-				policy := harness.Policy(cenv)
-				l := harness.WriteImage(t, "v1", 512<<10)
-				c.Run("copy", "--policy", policy, "--preserve-digests", "--dest-tls-verify=false", l.Skopeo(), "docker://"+w.ref("team/skopeo", "v1"))
-				back := harness.WriteImage(t, "unused", 0)
-				c.Run("copy", "--policy", policy, "--src-tls-verify=false", "docker://"+w.ref("team/skopeo", "v1"), "oci:"+back.Dir+":back")
-			})
-			t.Run("podman", func(t *testing.T) {
-				cenv := harness.ContainersEnv(t, w.addr)
-				c := harness.Client(t, "podman").With(w.login(t, ciKey, cenv...)...)
-				l := harness.WriteImage(t, "v1", 256<<10)
-				harness.Client(t, "crane").With(w.login(t, ciKey)...).Run("push", "--insecure", l.Dir, w.ref("team/podman", "v1"))
-				c.Run("pull", "--tls-verify=false", w.ref("team/podman", "v1"))
-				c.Run("tag", w.ref("team/podman", "v1"), w.ref("team/podman", "pushed"))
-				c.Run("push", "--tls-verify=false", w.ref("team/podman", "pushed"))
-			})
-			t.Run("cosign", func(t *testing.T) {
-				c := harness.Client(t, "cosign").With(append(w.login(t, ciKey), "COSIGN_PASSWORD=", "COSIGN_YES=true", "SIGSTORE_NO_CACHE=true")...)
-				c.Run("generate-key-pair")
-				l := harness.WriteImage(t, "v1", 128<<10)
-				harness.Client(t, "crane").With(w.login(t, ciKey)...).Run("push", "--insecure", l.Dir, w.ref("team/cosign", "v1"))
-				image := w.ref("team/cosign", l.Digest())
-				insecure := []string{"--allow-insecure-registry", "--allow-http-registry"}
-				c.Run(append(append([]string{"sign", "--key", "cosign.key", "--tlog-upload=false"}, insecure...), image)...)
-				c.Run(append(append([]string{"verify", "--key", "cosign.pub", "--insecure-ignore-tlog"}, insecure...), image)...)
-			})
+			t.Run("static", func(t *testing.T) { w.clients(t, w.loginStaticProof) })
 			logs := w.logs.String()
+			// On S3 every blob GET is a redirect to a presigned URL, which
+			// each client followed (their pulls checked the bytes).
+			if n := redirects(logs); b.aws && n < 10 || !b.aws && n != 0 {
+				t.Fatalf("%d blob GETs answered 307 on the %s backend", n, b.name)
+			}
 			if !strings.Contains(logs, `"msg":"audit: push","principal":"`+ciKey.ARN+`"`) {
 				t.Fatal("no push audit line for the CI role")
 			}
 			// Every client went through the token endpoint with a proof.
-			if n := strings.Count(logs, `"msg":"audit: token issued","principal":"`+ciKey.ARN+`"`); n < 6 {
-				t.Fatalf("%d tokens issued to the CI role, want at least one per client", n)
+			if n := strings.Count(logs, `"msg":"audit: token issued","principal":"`+ciKey.ARN+`"`); n < 12 {
+				t.Fatalf("%d tokens issued to the CI role, want at least one per client and login", n)
 			}
 		})
 	}
+}
+
+// clients runs the client matrix against w. creds logs a client in and
+// returns the environment it runs with; extra is environment the client
+// needs anyway (the containers tools' configuration), which creds may
+// override.
+func (w *world) clients(t *testing.T, creds func(t *testing.T, extra ...string) []string) {
+	t.Run("crane", func(t *testing.T) {
+		c := harness.Client(t, "crane").With(creds(t)...)
+		l := harness.WriteImage(t, "v1", 1<<20, 128<<10)
+		c.Run("push", "--insecure", l.Dir, w.ref("team/crane", "v1"))
+		if got := strings.TrimSpace(c.Run("digest", "--insecure", w.ref("team/crane", "v1"))); got != l.Digest() {
+			t.Fatalf("digest %s, want %s", got, l.Digest())
+		}
+		// Cross-repository mount: needs pull on the source in the token.
+		c.Run("copy", "--insecure", w.ref("team/crane", "v1"), w.ref("team/crane-copy", "v1"))
+		if got := strings.TrimSpace(c.Run("digest", "--insecure", w.ref("team/crane-copy", "v1"))); got != l.Digest() {
+			t.Fatalf("copied digest %s", got)
+		}
+		c.Run("pull", "--insecure", "--format", "oci", w.ref("team/crane-copy", "v1"), filepath.Join(t.TempDir(), "out"))
+		c.Run("delete", "--insecure", w.ref("team/crane-copy", l.Digest()))
+	})
+	t.Run("oras", func(t *testing.T) {
+		c := harness.Client(t, "oras").With(creds(t)...)
+		payload := harness.Random(200 << 10)
+		if err := os.WriteFile(filepath.Join(c.Dir, "payload.bin"), payload, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c.Run("push", "--plain-http", "--artifact-type", "application/vnd.berth.e2e", w.ref("team/oras", "v1"), "payload.bin:application/octet-stream")
+		out := t.TempDir()
+		c.Run("pull", "--plain-http", "-o", out, w.ref("team/oras", "v1"))
+		if got, err := os.ReadFile(filepath.Join(out, "payload.bin")); err != nil || string(got) != string(payload) {
+			t.Fatalf("oras pull: %v", err)
+		}
+	})
+	t.Run("regctl", func(t *testing.T) {
+		c := harness.Client(t, "regctl").With(creds(t)...)
+		c.Run("registry", "set", w.addr, "--tls", "disabled")
+		l := harness.WriteImage(t, "v1", 256<<10)
+		c.Run("image", "copy", l.Regctl(), w.ref("team/regctl", "v1"))
+		if got := strings.TrimSpace(c.Run("image", "digest", w.ref("team/regctl", "v1"))); got != l.Digest() {
+			t.Fatalf("digest %s", got)
+		}
+		back := harness.WriteImage(t, "unused", 0)
+		c.Run("image", "copy", w.ref("team/regctl", "v1"), "ocidir://"+back.Dir+":back")
+	})
+	t.Run("skopeo", func(t *testing.T) {
+		cenv := harness.ContainersEnv(t, w.addr)
+		c := harness.Client(t, "skopeo").With(creds(t, cenv...)...)
+		policy := harness.Policy(cenv)
+		l := harness.WriteImage(t, "v1", 512<<10)
+		c.Run("copy", "--policy", policy, "--preserve-digests", "--dest-tls-verify=false", l.Skopeo(), "docker://"+w.ref("team/skopeo", "v1"))
+		back := harness.WriteImage(t, "unused", 0)
+		c.Run("copy", "--policy", policy, "--src-tls-verify=false", "docker://"+w.ref("team/skopeo", "v1"), "oci:"+back.Dir+":back")
+	})
+	t.Run("podman", func(t *testing.T) {
+		cenv := harness.ContainersEnv(t, w.addr)
+		c := harness.Client(t, "podman").With(creds(t, cenv...)...)
+		l := harness.WriteImage(t, "v1", 256<<10)
+		harness.Client(t, "crane").With(creds(t)...).Run("push", "--insecure", l.Dir, w.ref("team/podman", "v1"))
+		c.Run("pull", "--tls-verify=false", w.ref("team/podman", "v1"))
+		c.Run("tag", w.ref("team/podman", "v1"), w.ref("team/podman", "pushed"))
+		c.Run("push", "--tls-verify=false", w.ref("team/podman", "pushed"))
+	})
+	t.Run("cosign", func(t *testing.T) {
+		c := harness.Client(t, "cosign").With(append(creds(t), "COSIGN_PASSWORD=", "COSIGN_YES=true", "SIGSTORE_NO_CACHE=true")...)
+		c.Run("generate-key-pair")
+		l := harness.WriteImage(t, "v1", 128<<10)
+		harness.Client(t, "crane").With(creds(t)...).Run("push", "--insecure", l.Dir, w.ref("team/cosign", "v1"))
+		image := w.ref("team/cosign", l.Digest())
+		insecure := []string{"--allow-insecure-registry", "--allow-http-registry"}
+		c.Run(append(append([]string{"sign", "--key", "cosign.key", "--tlog-upload=false"}, insecure...), image)...)
+		c.Run(append(append([]string{"verify", "--key", "cosign.pub", "--insecure-ignore-tlog"}, insecure...), image)...)
+	})
 }
 
 // TestStaticAndOIDC: a static proof (berth login --static) and a GitHub
 // Actions OIDC token as the password both work; a branch the policy does
 // not name cannot push.
 func TestStaticAndOIDC(t *testing.T) {
-	w := start(t, "embedded")
+	w := start(t, embedded, emulators{})
 	awsCfg := w.sts.AWSConfig(ciKey)
 	cred, err := credential.Get(context.Background(), w.addr, credential.Options{AWSConfig: &awsCfg})
 	if err != nil {
@@ -342,7 +411,7 @@ func TestStaticAndOIDC(t *testing.T) {
 // TestRefusals: an identity outside the policy and an anonymous client
 // cannot push; anonymous clients can pull what the policy makes public.
 func TestRefusals(t *testing.T) {
-	w := start(t, "embedded")
+	w := start(t, embedded, emulators{})
 	l := harness.WriteImage(t, "v1", 64<<10)
 	res := harness.Client(t, "crane").With(w.login(t, strangerKey)...).Exec("push", "--insecure", l.Dir, w.ref("team/denied", "v1"))
 	if res.Err == nil || !strings.Contains(strings.ToLower(res.Output()), "unauthorized") {
