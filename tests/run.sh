@@ -42,7 +42,7 @@ start_emulators() {
     emulators_up=1
     bash tests/emulators.sh start
     # `env` prints export lines naming the endpoints, for
-    # pkg/internal/testenv and tests/harness.
+    # internal/testenv and tests/harness.
     local out line
     out=$(bash tests/emulators.sh env)
     while IFS= read -r line; do

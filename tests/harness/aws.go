@@ -6,7 +6,7 @@ import (
 )
 
 // Environment variables naming the running emulators; tests/emulators.sh
-// sets them and tests/run.sh exports them (pkg/internal/testenv reads the
+// sets them and tests/run.sh exports them (internal/testenv reads the
 // same names).
 const (
 	EnvDynamoDB    = "BERTH_TEST_DYNAMODB_ENDPOINT"

@@ -254,7 +254,7 @@ func mustList(ctx context.Context, client *s3.Client, bucket string, errp *error
 // repoRoot is the module root, found from this file's location.
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
 func toolsDir() string {
