@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/berth-registry/berth/pkg/driver/dynamo"
-	"github.com/berth-registry/berth/pkg/internal/testenv"
+	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/storage/storagetest"
 )

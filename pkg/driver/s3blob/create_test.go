@@ -7,7 +7,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/berth-registry/berth/pkg/driver/s3blob"
-	"github.com/berth-registry/berth/pkg/internal/testenv"
+	"github.com/berth-registry/berth/internal/testenv"
 )
 
 func TestCreateBucket(t *testing.T) {
