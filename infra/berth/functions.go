@@ -183,7 +183,7 @@ func (r *registry) newFunctions() {
 			"BERTH_RETENTION_POLICY": jsii.String(p.RetentionPolicy),
 		},
 		statements: []awsiam.PolicyStatement{
-			statement("UploadSweep", []string{"dynamodb:Scan", "dynamodb:DeleteItem"}, table),
+			statement("UploadSweep", []string{"dynamodb:Query", "dynamodb:GetItem", "dynamodb:DeleteItem"}, table),
 			statement("UploadStagingDelete", []string{"s3:AbortMultipartUpload", "s3:DeleteObject"}, uploads),
 			statement("Retention", []string{"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}, table),
 		},

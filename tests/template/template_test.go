@@ -345,7 +345,7 @@ var grants = map[string]map[string][]string{
 	"CleanupFunction": {
 		// Scan+DeleteItem: SweepUploads. Query, GetItem, UpdateItem (and
 		// DeleteItem): retention, through meta.ManifestList and ManifestDelete.
-		"table":     {"dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem"},
+		"table":     {"dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"},
 		"uploads/*": {"s3:AbortMultipartUpload", "s3:DeleteObject"},
 	},
 	"ScanFunction": {},
