@@ -22,6 +22,7 @@ import (
 	"github.com/berth-registry/berth/pkg/auth/oidc"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/retention"
 )
 
 // Backends `berth serve` can run on.
@@ -45,6 +46,10 @@ type serveConfig struct {
 	// ViaLambda serves the handler through the in-process API Gateway and
 	// Lambda emulation, with their request and response limits.
 	ViaLambda bool
+	// RetentionPolicy is an Amazon ECR lifecycle policy file applied to
+	// every repository each RetentionInterval (docs/retention.md).
+	RetentionPolicy   string
+	RetentionInterval time.Duration
 	// LambdaColdStarts, with ViaLambda, builds new clients, drivers and
 	// handler for every invocation: the worst case of Lambda scaling, which
 	// proves no request depends on another's process memory.
@@ -124,6 +129,9 @@ func (c *serveConfig) setDefaults() {
 			c.ChunkMinLength = 0
 		}
 	}
+	if c.RetentionInterval <= 0 {
+		c.RetentionInterval = time.Hour
+	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = 5 * time.Minute
 	}
@@ -197,6 +205,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.Int64Var(&c.ChunkMinLength, "chunk-min-length", -1, "OCI-Chunk-Min-Length to advertise; 0: none (default: by backend)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", 5*time.Minute, "how often expired upload sessions are removed")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on shutdown")
+	fs.StringVar(&c.RetentionPolicy, "retention-policy", "", "apply this Amazon ECR lifecycle policy `file` (JSON) to every repository (docs/retention.md)")
+	fs.DurationVar(&c.RetentionInterval, "retention-interval", time.Hour, "how often --retention-policy runs")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.Auth.PolicyFile, "auth-policy", "", "turn on token auth with this policy `file` (JSON or YAML; docs/auth.md)")
 	fs.StringVar(&c.Auth.Service, "auth-service", "", "auth: service `name` (token audience; default: the listen address)")
@@ -269,6 +279,16 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Logger:         log,
 	}
 	reg := registry.New(regCfg, be.items, be.blobs)
+	var policy *retention.Policy
+	if cfg.RetentionPolicy != "" {
+		raw, err := os.ReadFile(cfg.RetentionPolicy)
+		if err != nil {
+			return fmt.Errorf("--retention-policy: %w", err)
+		}
+		if policy, err = retention.Parse(raw); err != nil {
+			return fmt.Errorf("--retention-policy %s: %w", cfg.RetentionPolicy, err)
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
@@ -306,7 +326,14 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		defer close(sweepDone)
 		sweep(sweepCtx, reg, be.items, cfg.SweepInterval, log)
 	}()
-	defer func() { stopSweep(); <-sweepDone }()
+	retainDone := make(chan struct{})
+	go func() {
+		defer close(retainDone)
+		if policy != nil {
+			retain(sweepCtx, meta.New(be.items), policy, cfg.RetentionInterval, log)
+		}
+	}()
+	defer func() { stopSweep(); <-sweepDone; <-retainDone }()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -364,6 +391,24 @@ func withAuth(ctx context.Context, cfg serveConfig, reg http.Handler, addr strin
 	mux.Handle("/token", setup.TokenHandler)
 	mux.Handle("/", setup.Middleware(reg))
 	return mux, nil
+}
+
+// retain applies the retention policy now and every interval until ctx ends.
+func retain(ctx context.Context, store *meta.Store, policy *retention.Policy, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		rep, err := retention.Apply(ctx, store, policy, time.Now(), log)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("retention", slog.Any("error", err))
+		}
+		log.Info("retention", slog.Int("repositories", rep.Repositories), slog.Int("expired", rep.Expired))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // coldStarts is a Lambda function that starts from nothing on every

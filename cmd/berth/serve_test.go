@@ -222,3 +222,80 @@ func TestServeAuth(t *testing.T) {
 		t.Fatalf("token key not created in the data directory: %v", err)
 	}
 }
+
+// TestServeRetention: with --retention-policy keeping one untagged image,
+// the older of two untagged images is expired; the newer and a tagged one
+// stay.
+func TestServeRetention(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"rules":[{"rulePriority":1,"description":"drop untagged","selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// First without the policy: push a tagged and an untagged image.
+	base, stop := serveEmbedded(t, dir)
+	push := func(method, path, ct string, body []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", ct)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("%s %s: %d", method, path, resp.StatusCode)
+		}
+	}
+	cfg := []byte(`{}`)
+	cd := sha256.Sum256(cfg)
+	push("POST", "/v2/ret/blobs/uploads/?digest=sha256:"+hex.EncodeToString(cd[:]), "application/octet-stream", cfg)
+	manifest := func(note string) ([]byte, string) {
+		m := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%x","size":2},"layers":[],"annotations":{"n":%q}}`, cd, note))
+		d := sha256.Sum256(m)
+		return m, "sha256:" + hex.EncodeToString(d[:])
+	}
+	kept, keptDigest := manifest("kept")
+	gone, goneDigest := manifest("gone")
+	newer, newerDigest := manifest("newer")
+	push("PUT", "/v2/ret/manifests/v1", "application/vnd.oci.image.manifest.v1+json", kept)
+	push("PUT", "/v2/ret/manifests/"+goneDigest, "application/vnd.oci.image.manifest.v1+json", gone)
+	time.Sleep(1100 * time.Millisecond) // push times have second resolution
+	push("PUT", "/v2/ret/manifests/"+newerDigest, "application/vnd.oci.image.manifest.v1+json", newer)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Then with it: the first run happens at start.
+	base, stop = serveEmbedded(t, dir, "--retention-policy", policy)
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	status := func(d string) int {
+		resp, err := http.Head(base + "/v2/ret/manifests/" + d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for status(goneDigest) != http.StatusNotFound {
+		if time.Now().After(deadline) {
+			t.Fatal("untagged manifest was not expired")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if status(keptDigest) != http.StatusOK || status(newerDigest) != http.StatusOK {
+		t.Fatal("a manifest the policy keeps was expired")
+	}
+	// A policy Berth cannot honour is refused at start.
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":1},"action":{"type":"expire"}}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := runServe(t.Context(), []string{"--addr", "127.0.0.1:0", "--data", t.TempDir(), "--retention-policy", bad}, io.Discard, io.Discard); err == nil {
+		t.Fatal("unsupported policy accepted")
+	}
+}
