@@ -94,6 +94,13 @@ func newStack(app awscdk.App) error {
 		}
 		props.CdnPublicKeyPEM = string(pem)
 	}
+	if file := ctx("retentionPolicyFile"); file != "" {
+		policy, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("context berth:retentionPolicyFile: %w", err)
+		}
+		props.RetentionPolicy = string(policy)
+	}
 	if arn := ctx("cdnPrivateKeySecretArn"); arn != "" {
 		props.CdnPrivateKeySecret = awssecretsmanager.Secret_FromSecretCompleteArn(stack, jsii.String("CdnPrivateKeySecret"), jsii.String(arn))
 	}
