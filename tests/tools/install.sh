@@ -80,6 +80,6 @@ install_one() {
 
 tools=("$@")
 # registry and olareg (reference registries) are for `make bench` and manual checks.
-((${#tools[@]})) || tools=(apt crane regctl oras dynamodb versitygw cosign staticcheck)
+((${#tools[@]})) || tools=(apt crane regctl oras dynamodb versitygw cosign registry staticcheck)
 for t in "${tools[@]}"; do install_one "$t"; done
 echo "$BIN"
