@@ -3,8 +3,8 @@ package dynamo_test
 import (
 	"testing"
 
-	"github.com/berth-registry/berth/pkg/driver/dynamo"
 	"github.com/berth-registry/berth/internal/testenv"
+	"github.com/berth-registry/berth/pkg/driver/dynamo"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/storage/storagetest"
 )

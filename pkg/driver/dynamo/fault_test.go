@@ -12,8 +12,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
-	"github.com/berth-registry/berth/pkg/driver/dynamo"
 	"github.com/berth-registry/berth/internal/testenv"
+	"github.com/berth-registry/berth/pkg/driver/dynamo"
 	"github.com/berth-registry/berth/pkg/storage"
 )
 

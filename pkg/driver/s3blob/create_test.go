@@ -6,8 +6,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/berth-registry/berth/pkg/driver/s3blob"
 	"github.com/berth-registry/berth/internal/testenv"
+	"github.com/berth-registry/berth/pkg/driver/s3blob"
 )
 
 func TestCreateBucket(t *testing.T) {
