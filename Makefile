@@ -11,7 +11,7 @@ ADDR ?= 127.0.0.1:5000
 DATA ?= ./.berth
 
 # Directories gofmt checks; node_modules trees hold Go templates that are not ours.
-FMT_DIRS := $(wildcard cmd pkg functions tests infra/berth infra/main.go)
+FMT_DIRS := $(wildcard cmd pkg internal functions tests infra/berth infra/main.go)
 
 .DEFAULT_GOAL := help
 

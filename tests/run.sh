@@ -61,7 +61,7 @@ e2e_packages() { "$GO" list ./tests/... 2>/dev/null | grep -v '/tests/harness$' 
 lint() {
   step "gofmt"
   local dirs=() d
-  for d in cmd pkg functions tests infra/berth infra/main.go; do [[ -e $d ]] && dirs+=("$d"); done
+  for d in cmd pkg internal functions tests infra/berth infra/main.go; do [[ -e $d ]] && dirs+=("$d"); done
   local bad
   bad=$(gofmt -l "${dirs[@]}")
   if [[ -n $bad ]]; then
