@@ -34,7 +34,7 @@ import (
 const maxBodyBytes = 4404019
 
 // apiRoutes are the routes template.yaml gives ApiFunction.
-var apiRoutes = []string{"ANY /v2/{proxy+}", "ANY /v2/"}
+var apiRoutes = []string{"ANY /v2/{proxy+}", "ANY /v2"}
 
 // newRegistry is the registry as functions/api configures it, over the
 // embedded drivers. Blob GETs redirect to a plain file server standing in
