@@ -119,14 +119,16 @@ func (c *serveConfig) setDefaults() {
 	if c.ChunkMinLength < 0 {
 		// Chunks land in S3 multipart parts (at least 5 MiB each), so larger
 		// chunks mean fewer carry-over copies; through Lambda a chunk must
-		// also fit one request. The embedded store has no preference.
+		// also fit one request. The embedded store has no preference of its
+		// own: 1 MiB keeps per-request overhead small without raising the
+		// chunk size of clients that already use 1 MiB (regctl).
 		switch {
 		case c.ViaLambda:
 			c.ChunkMinLength = 4 << 20
 		case c.Backend == backendAWS:
 			c.ChunkMinLength = 5 << 20
 		default:
-			c.ChunkMinLength = 0
+			c.ChunkMinLength = 1 << 20
 		}
 	}
 	if c.RetentionInterval <= 0 {

@@ -28,7 +28,7 @@ func TestParseServeFlags(t *testing.T) {
 	}{
 		{name: "defaults", check: func(t *testing.T, c serveConfig) {
 			if c.Addr != "127.0.0.1:5000" || c.Data != "./.berth" || c.Backend != "embedded" || c.UploadTTL != time.Hour ||
-				c.MaxBodyBytes != 0 || c.ChunkMinLength != 0 || c.LogLevel != "info" {
+				c.MaxBodyBytes != 0 || c.ChunkMinLength != 1<<20 || c.LogLevel != "info" {
 				t.Fatalf("defaults: %+v", c)
 			}
 		}},

@@ -73,7 +73,7 @@ func (g *Registry) bodyLimit(w http.ResponseWriter, r *http.Request) (io.Reader,
 func tooLarge(max int64) error {
 	return errcode.New(errcode.SizeInvalid, map[string]any{
 		"limit": max,
-		"hint":  "send the blob in chunks (PATCH with Content-Range, at most this many bytes each) or use `berth push`",
+		"hint":  "send the blob in chunks: PATCH with Content-Range, at most this many bytes each",
 	}).WithStatus(http.StatusRequestEntityTooLarge).
 		WithMessage(fmt.Sprintf("request body exceeds %d bytes; use a chunked upload", max))
 }
