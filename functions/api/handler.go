@@ -50,8 +50,14 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	if s.authOn {
 		// The middleware only verifies tokens: it needs the token function's
 		// service, issuer and KMS key, not its identity providers.
+		service := env.Required(lambdaenv.Service)
 		s.auth = auth.AWSConfig{
-			Service:     env.Required(lambdaenv.Service),
+			Service: service,
+			// The service is the registry's public host (custom domain,
+			// CloudFront or execute-api). The request's Host is not: behind
+			// CloudFront it is the API's origin host, and a realm built from
+			// it would send clients around the CDN.
+			Realm:       "https://" + service + "/token",
 			KMSKeyID:    env.Required(lambdaenv.TokenKMSKeyID),
 			PolicyParam: env.Required(lambdaenv.AuthPolicyParam),
 			Issuer:      env.String(lambdaenv.TokenIssuer, ""),

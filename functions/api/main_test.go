@@ -137,4 +137,12 @@ func TestSettings(t *testing.T) {
 	if err != nil || s.maxBodyBytes != 1000 || s.presignExpiry != lambdaenv.DefaultPresignExpiry || s.authOn {
 		t.Errorf("settings %+v, %v", s, err)
 	}
+	// With auth on, the token realm is the public service host, never the
+	// request's (origin) host.
+	env[lambdaenv.Auth], env[lambdaenv.Service] = "on", "registry.example.com"
+	env[lambdaenv.TokenKMSKeyID], env[lambdaenv.AuthPolicyParam] = "alias/berth", "/berth/policy"
+	s, err = loadSettings(getenv(env))
+	if err != nil || s.auth.Realm != "https://registry.example.com/token" || s.auth.Service != "registry.example.com" {
+		t.Errorf("auth settings %+v, %v", s.auth, err)
+	}
 }
