@@ -241,6 +241,25 @@ func MultipartUploads(ctx context.Context, client *s3.Client, bucket string) ([]
 	return out.Uploads, nil
 }
 
+// Staged lists what an upload can leave behind in bucket: objects under
+// uploads/ and open multipart uploads (as "multipart:<key>"). Tests that
+// require a clean bucket after uploads finish or fail check it is empty.
+func Staged(t testing.TB, client *s3.Client, bucket string) []string {
+	t.Helper()
+	objs, err := Objects(context.Background(), client, bucket, "uploads/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mpus, err := MultipartUploads(context.Background(), client, bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range mpus {
+		objs = append(objs, "multipart:"+aws.ToString(u.Key))
+	}
+	return objs
+}
+
 func mustList(ctx context.Context, client *s3.Client, bucket string, errp *error) []string {
 	keys, err := Objects(ctx, client, bucket, "")
 	if err != nil {

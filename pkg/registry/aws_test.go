@@ -1,7 +1,6 @@
 package registry_test
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -28,20 +27,7 @@ func awsDrivers(t *testing.T, redirect bool) (open func() (*dynamo.Store, regist
 		}
 		return dynamo.New(ddb, table), st
 	}
-	leftovers = func(t *testing.T) []string {
-		objs, err := testenv.Objects(context.Background(), s3c, bucket, "uploads/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		mpus, err := testenv.MultipartUploads(context.Background(), s3c, bucket)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, u := range mpus {
-			objs = append(objs, "multipart:"+*u.Key)
-		}
-		return objs
-	}
+	leftovers = func(t *testing.T) []string { return testenv.Staged(t, s3c, bucket) }
 	return open, leftovers
 }
 

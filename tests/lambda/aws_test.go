@@ -35,20 +35,7 @@ func TestConformanceThroughLambdaAWS(t *testing.T) {
 			Handler:      newHandler(),
 			MaxBodyBytes: maxBodyBytes,
 			Restart:      func(*testing.T) http.Handler { return newHandler() },
-			Leftovers: func(t *testing.T) []string {
-				objs, err := testenv.Objects(context.Background(), s3c, bucket, "uploads/")
-				if err != nil {
-					t.Fatal(err)
-				}
-				mpus, err := testenv.MultipartUploads(context.Background(), s3c, bucket)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, u := range mpus {
-					objs = append(objs, "multipart:"+*u.Key)
-				}
-				return objs
-			},
+			Leftovers:    func(t *testing.T) []string { return testenv.Staged(t, s3c, bucket) },
 		}
 	})
 }
