@@ -64,3 +64,56 @@ func TestSignRefusesBadInput(t *testing.T) {
 		}
 	}
 }
+
+func TestRotate(t *testing.T) {
+	ctx := t.Context()
+	st := NewMemoryStore()
+	rot := Rotation{Every: 24 * time.Hour, Propagate: 10 * time.Minute, Keep: 2 * time.Hour}
+	t0 := time.Unix(1_800_000_000, 0)
+	rep, err := Rotate(ctx, st, rot, t0)
+	if err != nil || rep.Added == "" || rep.Current != rep.Added {
+		t.Fatalf("first run: %+v %v", rep, err)
+	}
+	first := rep.Current
+	kr := NewKeyring(st, time.Nanosecond)
+	tok, err := kr.Token(ctx, "app", "u1", t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nothing to do until Every has passed.
+	if rep, _ = Rotate(ctx, st, rot, t0.Add(time.Hour)); rep.Added != "" || rep.Current != first {
+		t.Fatalf("early run: %+v", rep)
+	}
+	// A new key is added but not current yet.
+	t1 := t0.Add(25 * time.Hour)
+	rep, _ = Rotate(ctx, st, rot, t1)
+	if rep.Added == "" || rep.Current != first {
+		t.Fatalf("add run: %+v", rep)
+	}
+	second := rep.Added
+	// After propagation it becomes current; the old key stays for Keep.
+	rep, _ = Rotate(ctx, st, rot, t1.Add(11*time.Minute))
+	if rep.Current != second || len(rep.Removed) != 0 {
+		t.Fatalf("promote run: %+v", rep)
+	}
+	if _, err := Verify(tok, Lookup(ctx, st), t0.Add(30*time.Minute)); err != nil {
+		t.Fatalf("old token after promotion: %v", err)
+	}
+	rep, _ = Rotate(ctx, st, rot, t1.Add(3*time.Hour))
+	if len(rep.Removed) != 1 || rep.Removed[0] != first {
+		t.Fatalf("retire run: %+v", rep)
+	}
+	if _, err := st.KeyGet(ctx, KeyPrefix+first); !errors.Is(err, ErrKeyNotFound) {
+		t.Fatalf("retired key still there: %v", err)
+	}
+	if k, err := kr.Current(ctx); err != nil || k.ID != second {
+		t.Fatalf("Current = %+v, %v", k, err)
+	}
+}
+
+func TestKeyringWithoutKey(t *testing.T) {
+	kr := NewKeyring(NewMemoryStore(), 0)
+	if _, err := kr.Token(t.Context(), "app", "u", time.Now().Add(time.Hour)); !errors.Is(err, ErrNoKey) {
+		t.Fatalf("Token on empty store: %v", err)
+	}
+}
