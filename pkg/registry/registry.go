@@ -34,12 +34,28 @@ type Config struct {
 	// UploadLease bounds how long one request may hold an upload session.
 	// Default 15m.
 	UploadLease time.Duration
+	// EdgeTokens, when set, turns on the edge upload path (DESIGN §4 path
+	// 2): an upload POST answers with a Location under edge.PathPrefix that
+	// carries a signed token, and the CloudFront Function in front of the
+	// API sends the client's PUT straight to S3. A blob that arrives that
+	// way is linked only after the registry checked S3's stored checksum.
+	EdgeTokens EdgeTokens
+	// EdgeTokenTTL is how long an edge upload token stays valid. Default 1h.
+	EdgeTokenTTL time.Duration
 	// ImmutableTags reports tags that may not move once pushed; nil: none.
 	ImmutableTags func(repo, tag string) bool
 	// Logger receives request and error logs. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+}
+
+// EdgeTokens mints upload tokens for the edge path (edge.Keyring).
+type EdgeTokens interface {
+	// Token signs a token for repo's upload session, valid until expires.
+	// It fails with edge.ErrNoKey while no key exists yet; the registry
+	// then hands out its own upload URL.
+	Token(ctx context.Context, repo, upload string, expires time.Time) (string, error)
 }
 
 // SetDefaults fills zero fields with their defaults.
@@ -49,6 +65,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.MaxManifestBytes <= 0 {
 		c.MaxManifestBytes = 4 << 20
+	}
+	if c.EdgeTokenTTL <= 0 {
+		c.EdgeTokenTTL = time.Hour
 	}
 	if c.UploadLease <= 0 {
 		c.UploadLease = 15 * time.Minute
