@@ -15,12 +15,13 @@ FMT_DIRS := $(wildcard cmd pkg internal functions tests infra/berth infra/main.g
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run berth build test e2e bench lint fmt clean
+.PHONY: help run berth build test e2e fuzz bench lint fmt clean
 
 help:
 	@echo 'make run    build bin/berth and serve a registry on $(ADDR) (data in $(DATA))'
 	@echo 'make test   everything CI runs (installs tools, starts emulators)'
 	@echo 'make build  bin/berth and the Lambda bundles'
+	@echo 'make fuzz   fuzz every target for FUZZTIME (default 60s) each'
 	@echo 'make bench  push/pull benchmark against the distribution registry'
 	@echo 'make lint   gofmt check, go vet, staticcheck'
 	@echo 'make fmt    gofmt -w'
@@ -41,6 +42,12 @@ test:
 
 e2e:
 	tests/run.sh e2e
+
+# make test runs each fuzz target for a fixed number of executions; this
+# one fuzzes for a while (FUZZTIME=5m make fuzz, or 100000x).
+FUZZTIME ?= 60s
+fuzz:
+	FUZZTIME=$(FUZZTIME) tests/run.sh fuzz
 
 lint:
 	tests/run.sh lint
