@@ -44,6 +44,22 @@ const (
 	DefaultMaxBodyBytes = 4404019
 )
 
+// The edge upload path (docs/deploy.md, "Edge uploads"). Only the CDK
+// deployment sets these; template.yaml (SAM) has no edge path.
+const (
+	// EdgeKVSARN is the ARN of the CloudFront KeyValueStore holding the
+	// upload token keys (arn:aws:cloudfront::<account>:key-value-store/<id>).
+	// Set: the api function hands out /_upload/<token> Locations (once the
+	// store holds a current key) and the cleanup function rotates the keys
+	// on every run. Unset: no edge path; the API takes every upload itself.
+	EdgeKVSARN = "BERTH_EDGE_KVS_ARN"
+	// CleanupFunction names the cleanup function (name or ARN) the api
+	// function invokes asynchronously (InvocationType Event) to verify the
+	// digest of a completed multipart direct upload (berth push). Unset: no
+	// asynchronous verification hook.
+	CleanupFunction = "BERTH_CLEANUP_FUNCTION"
+)
+
 // Reader reads variables and collects every problem, so a misconfigured
 // function reports all of them in one cold start.
 type Reader struct {
