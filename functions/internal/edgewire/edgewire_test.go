@@ -96,8 +96,14 @@ func TestHandlerDispatches(t *testing.T) {
 	var verified []string
 	verifyErr := error(nil)
 	h := Handler(log,
-		func(_ context.Context, ev events.EventBridgeEvent) error { scheduled = append(scheduled, ev); return nil },
-		func(_ context.Context, repo, upload string) error { verified = append(verified, repo+"/"+upload); return verifyErr })
+		func(_ context.Context, ev events.EventBridgeEvent) error {
+			scheduled = append(scheduled, ev)
+			return nil
+		},
+		func(_ context.Context, repo, upload string) error {
+			verified = append(verified, repo+"/"+upload)
+			return verifyErr
+		})
 	ctx := context.Background()
 
 	raw, err := os.ReadFile("../../../events/cleanup-schedule.json")
