@@ -15,7 +15,7 @@ FMT_DIRS := $(wildcard cmd pkg internal functions tests infra/berth infra/main.g
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run berth build test e2e fuzz bench lint fmt clean
+.PHONY: help run berth build test e2e fuzz bench live-check lint fmt clean
 
 help:
 	@echo 'make run    build bin/berth and serve a registry on $(ADDR) (data in $(DATA))'
@@ -23,6 +23,7 @@ help:
 	@echo 'make build  bin/berth and the Lambda bundles'
 	@echo 'make fuzz   fuzz every target for FUZZTIME (default 60s) each'
 	@echo 'make bench  push/pull benchmark against the distribution registry'
+	@echo 'make live-check REGISTRY=host  edge upload checks against a deployed registry'
 	@echo 'make lint   gofmt check, go vet, staticcheck'
 	@echo 'make fmt    gofmt -w'
 
@@ -54,6 +55,12 @@ lint:
 
 bench: berth
 	tests/bench/push_pull.sh
+
+# Against a deployed registry: what only AWS can settle about the edge path
+# (large and slow uploads through CloudFront, S3 refusing wrong bytes).
+live-check:
+	@test -n "$(REGISTRY)" || { echo 'usage: make live-check REGISTRY=host [REPO=live-check/edge]'; exit 2; }
+	tests/live/edge-check.sh $(REGISTRY) $(REPO)
 
 fmt:
 	gofmt -w $(FMT_DIRS)
