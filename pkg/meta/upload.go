@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"time"
 
+	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/storage"
 )
 
@@ -32,7 +33,29 @@ type Upload struct {
 	Created     int64  `json:"created"`         // unix seconds
 	ExpiresAt   int64  `json:"exp"`             // unix seconds; logically dead after
 	LeaseUntil  int64  `json:"lease,omitempty"` // unix seconds; a writer holds it
-	Version     int64  `json:"-"`
+	// Direct is set for a direct upload (berth push): the client sends the
+	// bytes to presigned storage URLs, not through the API.
+	Direct  *Direct `json:"direct,omitempty"`
+	Version int64   `json:"-"`
+}
+
+// States of a direct upload.
+const (
+	DirectUploading = ""          // the client is sending bytes
+	DirectVerifying = "verifying" // multipart complete, the digest is being checked
+	DirectVerified  = "verified"  // the blob is linked; kept so polls see 201
+	DirectRejected  = "rejected"  // the content did not match; nothing linked
+)
+
+// Direct is what a direct upload promised and how far it got.
+type Direct struct {
+	Digest    oci.Digest `json:"d"`
+	Size      int64      `json:"n"`
+	Multipart bool       `json:"mp,omitempty"`
+	State     string     `json:"st,omitempty"`
+	// Since is when State last changed (unix seconds): a verification that
+	// has not taken its lease a while after this is started again.
+	Since int64 `json:"since,omitempty"`
 }
 
 // Expired reports whether the session is past its expiry at now.

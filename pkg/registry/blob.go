@@ -1,10 +1,13 @@
 package registry
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
+	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/route"
+	"github.com/berth-registry/berth/pkg/storage"
 )
 
 func (g *Registry) blobGet(w http.ResponseWriter, r *http.Request, rt route.Route) error {
@@ -13,6 +16,17 @@ func (g *Registry) blobGet(w http.ResponseWriter, r *http.Request, rt route.Rout
 		return err
 	}
 	link, err := g.meta.BlobLink(r.Context(), rt.Name, d)
+	if errors.Is(err, storage.ErrNotFound) && g.cfg.EdgeTokens != nil {
+		// A client that pushed through the edge path checks its blob
+		// with HEAD before the manifest: claim it now.
+		size, ok, cerr := g.claim(r.Context(), rt.Name, d, nil)
+		if cerr != nil {
+			return cerr
+		}
+		if ok {
+			link, err = meta.Link{Size: size}, nil
+		}
+	}
 	if err != nil {
 		return blobUnknown(err, d)
 	}

@@ -2,7 +2,9 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"io"
+	"time"
 
 	"github.com/berth-registry/berth/pkg/oci"
 )
@@ -54,4 +56,73 @@ type Blobs interface {
 // CloudFront URL). When the driver offers it, blob GETs answer 307.
 type BlobRedirector interface {
 	BlobURL(ctx context.Context, dgst oci.Digest) (string, error)
+}
+
+// BlobInfo is what a driver's storage says about a blob's object, for a
+// claim (an object that arrived without passing through the registry).
+type BlobInfo struct {
+	// Size is the object's length.
+	Size int64
+	// ChecksumMatches: the storage itself verified the content against the
+	// digest when it was written (S3 keeps the x-amz-checksum-sha256 it
+	// checked; HeadObject with checksum mode returns it).
+	ChecksumMatches bool
+	// Upload is the upload session the object was written for (the
+	// berth-upload metadata the edge function or the presigned URL set).
+	Upload string
+}
+
+// BlobInspector is an optional capability of a Blobs driver whose storage
+// can be written without the registry (the edge path, direct uploads):
+// it reports what was written so the registry can decide whether to link
+// it. Without it, nothing is ever claimed.
+type BlobInspector interface {
+	// BlobInspect describes the object stored for dgst, or fails with
+	// storage.ErrNotFound.
+	BlobInspect(ctx context.Context, dgst oci.Digest) (BlobInfo, error)
+}
+
+// DirectPart is one presigned request of a direct upload: the client
+// sends bytes [Offset, Offset+Size) of the blob with Method to URL, with
+// exactly Headers (they are signed).
+type DirectPart struct {
+	Number  int32             `json:"number"`
+	Method  string            `json:"method"`
+	URL     string            `json:"url"`
+	Headers map[string]string `json:"headers,omitempty"`
+	Offset  int64             `json:"offset"`
+	Size    int64             `json:"size"`
+}
+
+// CompletedPart is a part the client sent, as it reports it.
+type CompletedPart struct {
+	Number int32  `json:"number"`
+	ETag   string `json:"etag"`
+}
+
+// ErrPartsInvalid: the parts a client reported do not complete its
+// multipart upload (unknown part, wrong ETag, a non-final part too small).
+var ErrPartsInvalid = errors.New("multipart parts invalid")
+
+// DirectUploader is an optional capability of a Blobs driver: clients
+// (berth push) upload straight to storage with presigned URLs. Without it
+// a direct request falls back to the ordinary OCI upload API.
+type DirectUploader interface {
+	// DirectPut presigns one request that stores the sha256 blob dgst of
+	// size bytes at its final location, with its checksum and the upload
+	// id signed in, so storage rejects other bytes and a claim can tie
+	// the object to the session.
+	DirectPut(ctx context.Context, upload string, dgst oci.Digest, size int64, expires time.Time) (DirectPart, error)
+	// DirectMultipart starts a multipart upload of size bytes on staging
+	// storage and presigns one request per part. It returns the driver
+	// state to keep in the session (UploadAbort accepts it).
+	DirectMultipart(ctx context.Context, upload string, size int64, expires time.Time) (state []byte, parts []DirectPart, err error)
+	// DirectComplete assembles the parts into the staged object. Parts
+	// that do not fit fail with ErrPartsInvalid. Completing an already
+	// completed upload of the right size succeeds.
+	DirectComplete(ctx context.Context, upload string, state []byte, size int64, parts []CompletedPart) error
+	// DirectVerify streams the staged object through verify and, only if
+	// it passes, copies it to the blob's location. The staging data is
+	// removed either way (on a verify failure the error is verify's).
+	DirectVerify(ctx context.Context, upload string, state []byte, dgst oci.Digest, size int64, verify func(io.Reader) error) error
 }

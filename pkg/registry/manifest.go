@@ -104,9 +104,20 @@ func (g *Registry) manifestPut(w http.ResponseWriter, r *http.Request, rt route.
 			return fmt.Errorf("store manifest body: %w", err)
 		}
 	}
-	err = g.meta.ManifestPut(r.Context(), meta.ManifestPut{
-		Repo: rt.Name, Tag: ref.Tag, Digest: dgst, Body: body, External: external, Parsed: parsed,
-	})
+	put := meta.ManifestPut{Repo: rt.Name, Tag: ref.Tag, Digest: dgst, Body: body, External: external, Parsed: parsed}
+	err = g.meta.ManifestPut(r.Context(), put)
+	var missing *meta.MissingError
+	if errors.As(err, &missing) && missing.Kind == "blob" && errors.Is(err, meta.ErrBlobUnknown) {
+		// Layers pushed through the edge path (or berth push) are linked
+		// only now: claim every unlinked one at once, then try once more.
+		claimed, cerr := g.claimReferenced(r.Context(), rt.Name, parsed)
+		if cerr != nil {
+			return cerr
+		}
+		if claimed {
+			err = g.meta.ManifestPut(r.Context(), put)
+		}
+	}
 	switch {
 	case errors.Is(err, meta.ErrTagImmutable):
 		return errcode.Wrap(errcode.Denied, err).WithMessage("tag is immutable").WithDetailString(ref.Tag)

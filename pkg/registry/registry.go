@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/berth-registry/berth/pkg/errcode"
@@ -42,6 +43,27 @@ type Config struct {
 	EdgeTokens EdgeTokens
 	// EdgeTokenTTL is how long an edge upload token stays valid. Default 1h.
 	EdgeTokenTTL time.Duration
+	// DirectURLTTL is how long the presigned URLs of a direct upload
+	// (berth push) stay valid. Default 1h. URLs signed with temporary
+	// credentials (a Lambda role) stop working when those expire, sooner
+	// if need be.
+	DirectURLTTL time.Duration
+	// DirectMultipartThreshold is the size above which a direct upload is
+	// a multipart upload verified by the registry instead of one PUT whose
+	// checksum storage verifies. Default and maximum 5 GiB (S3's largest
+	// single PUT); tests lower it.
+	DirectMultipartThreshold int64
+	// DirectVerifyInline is the largest multipart direct upload whose
+	// digest is verified inside the completing request; larger ones are
+	// verified in the background (StartVerify) while the client polls.
+	// Default 256 MiB: reading that back from S3 stays well inside API
+	// Gateway's 29 s.
+	DirectVerifyInline int64
+	// StartVerify starts the verification of a completed multipart direct
+	// upload somewhere that may run for minutes: it must eventually call
+	// Verifier.Verify(ctx, repo, upload). Nil: a goroutine of this process
+	// does (berth serve); behind Lambda it is an asynchronous invoke.
+	StartVerify func(ctx context.Context, repo, upload string) error
 	// ImmutableTags reports tags that may not move once pushed; nil: none.
 	ImmutableTags func(repo, tag string) bool
 	// Logger receives request and error logs. Default: discard.
@@ -69,6 +91,15 @@ func (c *Config) SetDefaults() {
 	if c.EdgeTokenTTL <= 0 {
 		c.EdgeTokenTTL = time.Hour
 	}
+	if c.DirectURLTTL <= 0 {
+		c.DirectURLTTL = time.Hour
+	}
+	if c.DirectMultipartThreshold <= 0 || c.DirectMultipartThreshold > maxSinglePut {
+		c.DirectMultipartThreshold = maxSinglePut
+	}
+	if c.DirectVerifyInline <= 0 {
+		c.DirectVerifyInline = 256 << 20
+	}
 	if c.UploadLease <= 0 {
 		c.UploadLease = 15 * time.Minute
 	}
@@ -82,11 +113,15 @@ func (c *Config) SetDefaults() {
 
 // Registry is the /v2/ handler.
 type Registry struct {
-	cfg    Config
-	meta   *meta.Store
-	blobs  Blobs
-	log    *slog.Logger
-	routes map[route.Kind]map[string]handlerFunc
+	cfg      Config
+	meta     *meta.Store
+	blobs    Blobs
+	log      *slog.Logger
+	verifier *Verifier
+	routes   map[route.Kind]map[string]handlerFunc
+	// noEdgeKey makes "no edge key yet" a single warning per process, not
+	// one per upload.
+	noEdgeKey sync.Once
 }
 
 // handlerFunc serves one route × method. It returns an error instead of
@@ -101,6 +136,7 @@ func New(cfg Config, items meta.Items, blobs Blobs) *Registry {
 		opts = append(opts, meta.WithImmutableTags(cfg.ImmutableTags))
 	}
 	g := &Registry{cfg: cfg, meta: meta.New(items, opts...), blobs: blobs, log: cfg.Logger}
+	g.verifier = &Verifier{meta: g.meta, blobs: blobs, log: cfg.Logger, now: cfg.Now, lease: cfg.UploadLease}
 	g.routes = map[route.Kind]map[string]handlerFunc{
 		route.Base:        {"GET": g.base, "HEAD": g.base},
 		route.Catalog:     {"GET": g.catalog},

@@ -11,8 +11,11 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
+	"time"
 
+	"github.com/berth-registry/berth/pkg/edge"
 	"github.com/berth-registry/berth/pkg/errcode"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
@@ -73,9 +76,10 @@ func (g *Registry) bodyLimit(w http.ResponseWriter, r *http.Request) (io.Reader,
 func tooLarge(max int64) error {
 	return errcode.New(errcode.SizeInvalid, map[string]any{
 		"limit": max,
-		"hint":  "send the blob in chunks: PATCH with Content-Range, at most this many bytes each",
+		"hint": "send the blob in chunks: PATCH with Content-Range, at most this many bytes each; " +
+			"or push with `berth push`, which uploads layers straight to storage",
 	}).WithStatus(http.StatusRequestEntityTooLarge).
-		WithMessage(fmt.Sprintf("request body exceeds %d bytes; use a chunked upload", max))
+		WithMessage(fmt.Sprintf("request body exceeds %d bytes; use a chunked upload or berth push", max))
 }
 
 func (g *Registry) uploadStart(w http.ResponseWriter, r *http.Request, rt route.Route) error {
@@ -108,11 +112,34 @@ func (g *Registry) uploadStart(w http.ResponseWriter, r *http.Request, rt route.
 		}
 		return g.monolithic(w, r, rt, d)
 	}
-	u, err := g.newSession(ctx, rt.Name)
+	if q.Has(directParam) {
+		return g.directStart(w, r, rt)
+	}
+	return g.startSession(w, r, rt)
+}
+
+// startSession answers an upload POST with a new session: its Location is
+// an edge upload URL when the edge path is on and has a key, the
+// registry's own upload URL otherwise.
+func (g *Registry) startSession(w http.ResponseWriter, r *http.Request, rt route.Route) error {
+	ctx := r.Context()
+	ttl := g.cfg.UploadTTL
+	if g.cfg.EdgeTokens != nil {
+		// The blob PUT to the edge is linked only when it is claimed, which
+		// may be at the manifest PUT, long after the layer went up (a big
+		// image, a slow pipeline): the session must still be there then.
+		ttl = max(ttl, edgeSessionTTL)
+	}
+	u, err := g.newSession(ctx, rt.Name, ttl)
 	if err != nil {
 		return err
 	}
 	g.uploadHeaders(w, rt, u)
+	if g.cfg.EdgeTokens != nil {
+		if loc, ok := g.edgeLocation(ctx, rt.Name, u.ID); ok {
+			w.Header().Set("Location", loc)
+		}
+	}
 	if g.cfg.ChunkMinLength > 0 {
 		setInt(w.Header(), "OCI-Chunk-Min-Length", g.cfg.ChunkMinLength)
 	}
@@ -120,21 +147,50 @@ func (g *Registry) uploadStart(w http.ResponseWriter, r *http.Request, rt route.
 	return nil
 }
 
-func (g *Registry) newSession(ctx context.Context, repo string) (meta.Upload, error) {
-	id := newUploadID()
-	state, err := g.blobs.UploadInit(ctx, id)
-	if err != nil {
-		return meta.Upload{}, err
+// edgeSessionTTL is the least lifetime of a session handed an edge
+// Location (see startSession).
+const edgeSessionTTL = 24 * time.Hour
+
+// edgeLocation mints the edge upload URL of a session. Without a key (the
+// first rotation has not run yet) or when the key store fails, the client
+// gets the registry's own upload URL: slower for big layers, but the push
+// works.
+func (g *Registry) edgeLocation(ctx context.Context, repo, id string) (string, bool) {
+	tok, err := g.cfg.EdgeTokens.Token(ctx, repo, id, g.now().Add(g.cfg.EdgeTokenTTL))
+	switch {
+	case errors.Is(err, edge.ErrNoKey):
+		g.noEdgeKey.Do(func() {
+			g.log.WarnContext(ctx, "edge upload path has no signing key yet; handing out API upload URLs", slog.Any("error", err))
+		})
+		return "", false
+	case err != nil:
+		g.log.ErrorContext(ctx, "edge upload token", slog.String("upload", id), slog.Any("error", err))
+		return "", false
+	}
+	return edge.PathPrefix + tok, true
+}
+
+func (g *Registry) newSession(ctx context.Context, repo string, ttl time.Duration) (meta.Upload, error) {
+	return g.createSession(ctx, meta.Upload{ID: newUploadID(), Repo: repo}, ttl)
+}
+
+// createSession stores u as a new session living ttl, with fresh driver
+// and hash state unless u carries driver state already.
+func (g *Registry) createSession(ctx context.Context, u meta.Upload, ttl time.Duration) (meta.Upload, error) {
+	if u.DriverState == nil {
+		state, err := g.blobs.UploadInit(ctx, u.ID)
+		if err != nil {
+			return meta.Upload{}, err
+		}
+		u.DriverState = state
 	}
 	hs, err := marshalHash(sha256.New())
 	if err != nil {
 		return meta.Upload{}, err
 	}
 	now := g.now()
-	return g.meta.UploadCreate(ctx, meta.Upload{
-		ID: id, Repo: repo, HashState: hs, DriverState: state,
-		Created: now.Unix(), ExpiresAt: now.Add(g.cfg.UploadTTL).Unix(),
-	})
+	u.HashState, u.Created, u.ExpiresAt = hs, now.Unix(), now.Add(ttl).Unix()
+	return g.meta.UploadCreate(ctx, u)
 }
 
 // monolithic stores a blob sent whole with POST ?digest=.
@@ -147,7 +203,7 @@ func (g *Registry) monolithic(w http.ResponseWriter, r *http.Request, rt route.R
 	if r.ContentLength < 0 {
 		// Unknown length (chunked transfer): go through a session, which
 		// hashes while it stores.
-		u, err := g.newSession(ctx, rt.Name)
+		u, err := g.newSession(ctx, rt.Name, g.cfg.UploadTTL)
 		if err != nil {
 			return err
 		}
@@ -187,7 +243,11 @@ func (g *Registry) uploadStatus(w http.ResponseWriter, r *http.Request, rt route
 	if err != nil {
 		return err
 	}
+	if u.Direct != nil {
+		return g.directStatus(w, r, rt, u)
+	}
 	g.uploadHeaders(w, rt, u)
+	w.Header().Set(stateHeader, stateUploading)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -219,6 +279,13 @@ func checkRange(r *http.Request, u meta.Upload, rt route.Route) (int64, error) {
 func (g *Registry) chunkRequest(w http.ResponseWriter, r *http.Request, rt route.Route) (u meta.Upload, want int64, body io.Reader, err error) {
 	if u, err = g.session(r.Context(), rt); err != nil {
 		return u, 0, nil, err
+	}
+	if u.Direct != nil && u.Direct.Multipart {
+		// Its bytes go to presigned part URLs; only the completion
+		// document may be sent here.
+		return u, 0, nil, errcode.New(errcode.BlobUploadInvalid, map[string]string{
+			"upload": u.ID, "reason": "a multipart direct upload is completed with " + directCompleteType,
+		})
 	}
 	if want, err = checkRange(r, u, rt); err != nil {
 		return u, 0, nil, err
@@ -301,9 +368,23 @@ func (g *Registry) uploadPut(w http.ResponseWriter, r *http.Request, rt route.Ro
 	if err != nil {
 		return err
 	}
+	if mediaType(r.Header.Get("Content-Type")) == directCompleteType {
+		return g.directComplete(w, r, rt, d)
+	}
 	u, want, body, err := g.chunkRequest(w, r, rt)
 	if err != nil {
 		return err
+	}
+	if r.ContentLength == 0 && u.Offset == 0 {
+		// A close without bytes: the blob may have gone straight to
+		// storage (a direct single PUT of berth push, or the edge path).
+		if _, ok, err := g.claim(r.Context(), rt.Name, d, &u); err != nil {
+			return err
+		} else if ok {
+			blobCreated(w, rt.Name, d)
+			return nil
+		}
+		// Not claimable: an ordinary close of an empty upload.
 	}
 	return g.finish(w, r, rt, u, d, body, want)
 }
@@ -440,4 +521,14 @@ func unmarshalHash(state []byte) (hash.Hash, error) {
 		return nil, fmt.Errorf("restore hash state: %w", err)
 	}
 	return h, nil
+}
+
+// mediaType returns the media type of a Content-Type value, without
+// parameters ("" when it does not parse).
+func mediaType(ct string) string {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return ""
+	}
+	return mt
 }

@@ -341,6 +341,9 @@ func (s *Store) cleanup(ctx context.Context, st uploadState) {
 // UploadAbort aborts the multipart upload and deletes staged objects.
 // Unknown and finished uploads are fine.
 func (s *Store) UploadAbort(ctx context.Context, id string, state []byte) error {
+	if isDirectState(state) {
+		return s.abortDirect(ctx, id, state)
+	}
 	st, err := decodeState(id, state)
 	if err != nil {
 		return err
