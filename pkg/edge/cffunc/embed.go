@@ -1,0 +1,28 @@
+// Package cffunc carries the CloudFront Function of the edge upload path
+// (DESIGN §4 path 2): upload.js, a CloudFront Functions JavaScript runtime
+// 2.0 source. The CDK construct deploys the file by path; the local
+// CloudFront emulator (internal/cloudfront) runs Source.
+package cffunc
+
+import _ "embed"
+
+// Source is upload.js.
+//
+//go:embed upload.js
+var Source string
+
+// Constants upload.js hard-codes (a CloudFront Function has no environment):
+// a test keeps them in step with the file.
+const (
+	// APIOriginID is the distribution's origin id of the API (API Gateway),
+	// which the function selects for upload requests that do not go to S3.
+	APIOriginID = "berth-api"
+	// LambdaMaxBodyBytes is the blob bytes one request carries through API
+	// Gateway and Lambda (6 MB event, base64); bigger upload bodies get an
+	// OCI 413 from the function before API Gateway answers its own.
+	LambdaMaxBodyBytes = 4404019
+	// S3MaxPutBytes is S3's limit for one PutObject (5 GiB).
+	S3MaxPutBytes = 5368709120
+	// MaxSourceBytes is CloudFront's limit on a function's size.
+	MaxSourceBytes = 10240
+)
