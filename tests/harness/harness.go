@@ -55,7 +55,18 @@ func Root(tb testing.TB) string {
 	if mod == "" || mod == os.DevNull {
 		tb.Fatal("not inside the berth module")
 	}
-	return filepath.Dir(mod)
+	// Suites with heavy dependencies of their own (tests/containerd) are
+	// nested modules: the registry's module is the nearest parent whose
+	// go.mod declares it.
+	for dir := filepath.Dir(mod); ; dir = filepath.Dir(dir) {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
+			strings.HasPrefix(string(b), "module github.com/berth-registry/berth\n") {
+			return dir
+		}
+		if parent := filepath.Dir(dir); parent == dir {
+			tb.Fatalf("no parent of %s is the berth module", mod)
+		}
+	}
 }
 
 // Binary returns the berth binary: $BERTH_BIN when set, otherwise one built

@@ -31,6 +31,11 @@ const (
 	// Lambda is the AWS backend behind the emulated API Gateway and Lambda
 	// (berth serve --via-lambda), with their request limits.
 	Lambda Backend = "lambda"
+	// Edge is the emulated deployment with the edge upload path: the
+	// CloudFront emulation (its Function loaded from pkg/edge/cffunc) in
+	// front of the API Gateway and Lambda emulation and of the S3 server
+	// (berth serve --via-lambda --edge), so blob PUTs go to S3 directly.
+	Edge Backend = "edge"
 	// External is a registry the harness did not start (Attach).
 	External Backend = "external"
 )
@@ -81,7 +86,7 @@ func Start(tb testing.TB, cfg Config) *Server {
 	case Embedded:
 		s.Data = filepath.Join(dir, "data")
 		s.args = []string{"--data", s.Data}
-	case AWS, Lambda:
+	case AWS, Lambda, Edge:
 		env := awsEmulators(tb)
 		suffix := randomName()
 		s.Bucket, s.Table = "berth-e2e-"+suffix, "berth-e2e-"+suffix
@@ -91,6 +96,9 @@ func Start(tb testing.TB, cfg Config) *Server {
 			// Every invocation starts cold, so a chunked upload's chunks
 			// are each served by a fresh handler, as Lambda may do.
 			s.args = append(s.args, "--via-lambda", "--lambda-cold-starts")
+		}
+		if cfg.Backend == Edge {
+			s.args = append(s.args, "--via-lambda", "--lambda-cold-starts", "--edge")
 		}
 	default:
 		tb.Fatalf("harness: unknown backend %q", cfg.Backend)
@@ -250,6 +258,8 @@ type Request struct {
 	Route  string `json:"route"`
 	Repo   string `json:"repo"`
 	Status int    `json:"status"`
+	// BytesIn is the request's Content-Length (-1: unknown).
+	BytesIn int64 `json:"bytes_in"`
 }
 
 // Requests returns the requests the registry has logged so far, in order.
