@@ -1,18 +1,11 @@
 package main
 
 import (
-	"context"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/auth"
@@ -31,6 +24,9 @@ type settings struct {
 	auth          auth.AWSConfig
 	// CloudFront signed blob URLs, when all three are set.
 	cdnURL, cdnKeyPairID, cdnKeySecret string
+	// The edge upload path's key store and the asynchronous verifier
+	// (functions/internal/edgewire), each off when empty.
+	edgeKVSARN, cleanupFunction string
 }
 
 func loadSettings(getenv func(string) string) (settings, error) {
@@ -46,6 +42,9 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		cdnURL:        env.String(lambdaenv.CDNURL, ""),
 		cdnKeyPairID:  env.String(lambdaenv.CDNKeyPairID, ""),
 		cdnKeySecret:  env.String(lambdaenv.CDNPrivateKeySecret, ""),
+		edgeKVSARN:    env.String(lambdaenv.EdgeKVSARN, ""),
+		// Read as written: a name, or an ARN for another account's function.
+		cleanupFunction: env.String(lambdaenv.CleanupFunction, ""),
 	}
 	if s.authOn {
 		// The middleware only verifies tokens: it needs the token function's
@@ -80,47 +79,16 @@ func countSet(vs ...string) (n int) {
 }
 
 // newHandler is the /v2/ handler the function serves, guarded by the token
-// middleware when auth is on.
-func newHandler(s settings, log *slog.Logger, items meta.Items, blobs registry.Blobs, guard func(http.Handler) http.Handler) http.Handler {
-	var h http.Handler = registry.New(registry.Config{
-		UploadTTL:    s.uploadTTL,
-		MaxBodyBytes: s.maxBodyBytes,
-		// Advertised so chunking clients (regctl) send chunks that fit one
-		// invocation; they only ever raise their chunk size to it.
-		ChunkMinLength: min(4<<20, s.maxBodyBytes),
-		Logger:         log,
-	}, items, blobs)
+// middleware when auth is on. cfg carries what build made from clients
+// (EdgeTokens, StartVerify); the settings fill in the rest.
+func newHandler(s settings, log *slog.Logger, items meta.Items, blobs registry.Blobs, guard func(http.Handler) http.Handler, cfg registry.Config) http.Handler {
+	cfg.UploadTTL, cfg.MaxBodyBytes, cfg.Logger = s.uploadTTL, s.maxBodyBytes, log
+	// Advertised so chunking clients (regctl) send chunks that fit one
+	// invocation; they only ever raise their chunk size to it.
+	cfg.ChunkMinLength = min(4<<20, s.maxBodyBytes)
+	var h http.Handler = registry.New(cfg, items, blobs)
 	if guard != nil {
 		h = guard(h)
 	}
 	return h
-}
-
-// secretGetter is the part of Secrets Manager cdnKey uses.
-type secretGetter interface {
-	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
-}
-
-// cdnKey reads the CloudFront signing key (an RSA PEM) from Secrets Manager.
-func cdnKey(ctx context.Context, sm secretGetter, secretID string) (*rsa.PrivateKey, error) {
-	out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(secretID)})
-	if err != nil {
-		return nil, fmt.Errorf("cloudfront key %s: %w", secretID, err)
-	}
-	block, _ := pem.Decode([]byte(aws.ToString(out.SecretString)))
-	if block == nil {
-		return nil, fmt.Errorf("cloudfront key %s: no PEM block", secretID)
-	}
-	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
-		return k, nil
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("cloudfront key %s: %w", secretID, err)
-	}
-	rk, ok := k.(*rsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("cloudfront key %s: %T, want RSA", secretID, k)
-	}
-	return rk, nil
 }

@@ -10,17 +10,20 @@ import (
 	"net/http"
 	"os"
 
-	"github.com/aws/aws-lambda-go/lambda"
+	lambdart "github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/berth-registry/berth/functions/internal/edgewire"
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/driver/dynamo"
 	"github.com/berth-registry/berth/pkg/driver/s3blob"
+	"github.com/berth-registry/berth/pkg/registry"
 )
 
 func main() {
@@ -35,7 +38,7 @@ func main() {
 		log.Error("init", slog.Any("error", err))
 		os.Exit(1)
 	}
-	lambda.Start(apigw.Handler(h))
+	lambdart.Start(apigw.Handler(h))
 }
 
 // build creates the AWS clients and the handler (once per cold start).
@@ -47,7 +50,7 @@ func build(ctx context.Context, s settings, log *slog.Logger) (http.Handler, err
 	s3c := s3.NewFromConfig(awsCfg)
 	opts := []s3blob.Option{s3blob.WithPresignExpiry(s.presignExpiry)}
 	if s.cdnURL != "" {
-		key, err := cdnKey(ctx, secretsmanager.NewFromConfig(awsCfg), s.cdnKeySecret)
+		key, err := edgewire.CDNKey(ctx, secretsmanager.NewFromConfig(awsCfg), s.cdnKeySecret)
 		if err != nil {
 			return nil, err
 		}
@@ -64,5 +67,9 @@ func build(ctx context.Context, s settings, log *slog.Logger) (http.Handler, err
 		}
 		guard = setup.Middleware
 	}
-	return newHandler(s, log, items, blobs, guard), nil
+	cfg := registry.Config{EdgeTokens: edgewire.Tokens(awsCfg, s.edgeKVSARN)}
+	if s.cleanupFunction != "" {
+		cfg.StartVerify = edgewire.StartVerify(lambda.NewFromConfig(awsCfg), s.cleanupFunction)
+	}
+	return newHandler(s, log, items, blobs, guard, cfg), nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
@@ -17,6 +18,8 @@ import (
 	"github.com/berth-registry/berth/pkg/auth/token"
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
 	"github.com/berth-registry/berth/pkg/driver/fsblob"
+	"github.com/berth-registry/berth/pkg/edge"
+	"github.com/berth-registry/berth/pkg/registry"
 )
 
 var baseEnv = map[string]string{
@@ -26,7 +29,10 @@ var baseEnv = map[string]string{
 func getenv(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 // handler is the function's handler over the embedded drivers.
-func handler(t *testing.T) apigw.HandlerFunc {
+func handler(t *testing.T) apigw.HandlerFunc { return handlerWith(t, registry.Config{}) }
+
+// handlerWith is handler with build's client-made hooks in cfg.
+func handlerWith(t *testing.T, cfg registry.Config) apigw.HandlerFunc {
 	t.Helper()
 	s, err := loadSettings(getenv(baseEnv))
 	if err != nil {
@@ -42,7 +48,7 @@ func handler(t *testing.T) apigw.HandlerFunc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return apigw.Handler(newHandler(s, slog.New(slog.DiscardHandler), items, blobs, nil))
+	return apigw.Handler(newHandler(s, slog.New(slog.DiscardHandler), items, blobs, nil, cfg))
 }
 
 func event(t *testing.T, name string) events.APIGatewayV2HTTPRequest {
@@ -110,7 +116,7 @@ func TestAuthGuards(t *testing.T) {
 	}
 	defer items.Close()
 	blobs, _ := fsblob.New(dir)
-	h := apigw.Handler(newHandler(s, slog.New(slog.DiscardHandler), items, blobs, setup.Middleware))
+	h := apigw.Handler(newHandler(s, slog.New(slog.DiscardHandler), items, blobs, setup.Middleware, registry.Config{}))
 	resp, err := h(context.Background(), event(t, "api-blob-get.json")) // carries a forged bearer token
 	if err != nil {
 		t.Fatal(err)
@@ -144,5 +150,51 @@ func TestSettings(t *testing.T) {
 	s, err = loadSettings(getenv(env))
 	if err != nil || s.auth.Realm != "https://registry.example.com/token" || s.auth.Service != "registry.example.com" {
 		t.Errorf("auth settings %+v, %v", s.auth, err)
+	}
+	if s.edgeKVSARN != "" || s.cleanupFunction != "" {
+		t.Errorf("edge settings without their variables: %+v", s)
+	}
+	env[lambdaenv.EdgeKVSARN], env[lambdaenv.CleanupFunction] = "arn:aws:cloudfront::123456789012:key-value-store/k", "Berth-Cleanup"
+	if s, err = loadSettings(getenv(env)); err != nil || s.edgeKVSARN != env[lambdaenv.EdgeKVSARN] || s.cleanupFunction != "Berth-Cleanup" {
+		t.Errorf("edge settings %+v, %v", s, err)
+	}
+}
+
+// TestEdgeUploadLocation: with an upload token keyring (what build makes
+// from BERTH_EDGE_KVS_ARN) an upload POST answers with an edge Location
+// once the store holds a key, and with the API's own before the cleanup
+// function's first rotation.
+func TestEdgeUploadLocation(t *testing.T) {
+	ctx := context.Background()
+	store := edge.NewMemoryStore()
+	h := handlerWith(t, registry.Config{EdgeTokens: edge.NewKeyring(store, time.Nanosecond)})
+	post := events.APIGatewayV2HTTPRequest{
+		RawPath: "/v2/team/app/blobs/uploads/",
+		RequestContext: events.APIGatewayV2HTTPRequestContext{
+			HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: "POST", Path: "/v2/team/app/blobs/uploads/"},
+		},
+		Headers: map[string]string{"host": "registry.example.com"},
+	}
+	resp, err := h(ctx, post)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 202 || !strings.HasPrefix(resp.Headers["Location"], "/v2/team/app/blobs/uploads/") {
+		t.Fatalf("POST before any key: %d %v", resp.StatusCode, resp.Headers)
+	}
+	if _, err := edge.Rotate(ctx, store, edge.Rotation{}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = h(ctx, post)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := resp.Headers["Location"]
+	if resp.StatusCode != 202 || !strings.HasPrefix(loc, edge.PathPrefix) {
+		t.Fatalf("POST with a key: %d %v", resp.StatusCode, resp.Headers)
+	}
+	c, err := edge.Verify(strings.TrimPrefix(loc, edge.PathPrefix), edge.Lookup(ctx, store), time.Now())
+	if err != nil || c.Repo != "team/app" || c.Upload != resp.Headers["Docker-Upload-Uuid"] {
+		t.Errorf("token %+v %v, upload uuid %q", c, err, resp.Headers["Docker-Upload-Uuid"])
 	}
 }

@@ -17,9 +17,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/berth-registry/berth/functions/internal/edgewire"
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
 	"github.com/berth-registry/berth/pkg/driver/fsblob"
+	"github.com/berth-registry/berth/pkg/edge"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/registry"
@@ -68,7 +70,7 @@ func TestSweepOnSchedule(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	h := newHandler(reg, meta.New(items), nil, clock, lambdaenv.Logger(&logs, 0))
+	h := newHandler(reg, meta.New(items), nil, nil, clock, lambdaenv.Logger(&logs, 0))
 
 	// Within the upload TTL nothing goes.
 	if err := h(context.Background(), ev); err != nil {
@@ -189,7 +191,7 @@ func TestRetentionOnSchedule(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	store := meta.New(items, meta.WithClock(clock))
-	h := newHandler(reg, store, s.retention, clock, lambdaenv.Logger(&logs, 0))
+	h := newHandler(reg, store, s.retention, nil, clock, lambdaenv.Logger(&logs, 0))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // the function's timeout
 	defer cancel()
 	if err := h(ctx, ev); err != nil {
@@ -228,5 +230,103 @@ func TestRetentionOnSchedule(t *testing.T) {
 	}
 	if _, err := store.ManifestGet(ctx, "team/api", untagged); !errors.Is(err, meta.ErrManifestUnknown) {
 		t.Errorf("untagged image: %v", err)
+	}
+}
+
+// deniedKeys is a key store the role may read but not write (a missing
+// cloudfront-keyvaluestore:PutKey grant).
+type deniedKeys struct{ *edge.MemoryStore }
+
+func (deniedKeys) KeyPut(context.Context, string, string) error {
+	return errors.New("AccessDeniedException: not authorized to perform cloudfront-keyvaluestore:PutKey")
+}
+
+// TestRotationOnSchedule: each scheduled run rotates the upload token keys
+// (the first creates the current key); a failed rotation is logged and
+// fails the invocation, but the sweep still runs.
+func TestRotationOnSchedule(t *testing.T) {
+	clock := func() time.Time { return time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC) }
+	dir := t.TempDir()
+	items, err := boltdb.Open(filepath.Join(dir, "meta.db"), boltdb.WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer items.Close()
+	blobs, err := fsblob.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.New(registry.Config{Now: clock}, items, blobs)
+	ctx := context.Background()
+	var logs bytes.Buffer
+	keys := edge.NewMemoryStore()
+	h := newHandler(reg, meta.New(items), nil, keys, clock, lambdaenv.Logger(&logs, 0))
+	if err := h(ctx, events.EventBridgeEvent{ID: "run-1"}); err != nil {
+		t.Fatal(err)
+	}
+	kid, err := keys.KeyGet(ctx, edge.KeyCurrent)
+	if err != nil {
+		t.Fatalf("no current key after the first run: %v", err)
+	}
+	if _, err := keys.KeyGet(ctx, edge.KeyPrefix+kid); err != nil {
+		t.Fatalf("current key %s has no secret: %v", kid, err)
+	}
+	if !strings.Contains(logs.String(), `"msg":"cleanup: rotate upload token keys"`) || !strings.Contains(logs.String(), `"added":"`+kid+`"`) {
+		t.Errorf("rotation not logged:\n%s", logs.String())
+	}
+
+	logs.Reset()
+	h = newHandler(reg, meta.New(items), nil, deniedKeys{edge.NewMemoryStore()}, clock, lambdaenv.Logger(&logs, 0))
+	err = h(ctx, events.EventBridgeEvent{ID: "run-2"})
+	if err == nil || !strings.Contains(err.Error(), "PutKey") {
+		t.Errorf("denied rotation: %v", err)
+	}
+	if !strings.Contains(logs.String(), `"msg":"cleanup: sweep uploads"`) || !strings.Contains(logs.String(), `"level":"ERROR","msg":"cleanup: rotate upload token keys"`) {
+		t.Errorf("the sweep did not run after a failed rotation, or the failure was not logged:\n%s", logs.String())
+	}
+}
+
+// TestVerifyEvent: the api function's asynchronous verify-upload event
+// reaches the registry's verifier through the function's entry point
+// (what main starts), not the scheduled path.
+func TestVerifyEvent(t *testing.T) {
+	dir := t.TempDir()
+	items, err := boltdb.Open(filepath.Join(dir, "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer items.Close()
+	blobs, err := fsblob.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	log := lambdaenv.Logger(&logs, 0)
+	reg := registry.New(registry.Config{}, items, blobs)
+	ran := false
+	scheduled := func(context.Context, events.EventBridgeEvent) error { ran = true; return nil }
+	h := edgewire.Handler(log, scheduled, registry.NewVerifier(items, blobs, log).Verify)
+	ctx := context.Background()
+
+	// An ordinary session is not a multipart direct upload: the verifier
+	// refuses it, and the invocation fails (so it is visible and retried).
+	w := httptest.NewRecorder()
+	reg.ServeHTTP(w, httptest.NewRequest("POST", "/v2/app/blobs/uploads/", nil))
+	id := w.Header().Get("Docker-Upload-UUID")
+	if w.Code != http.StatusAccepted || id == "" {
+		t.Fatalf("POST: %d %v", w.Code, w.Header())
+	}
+	ev, _ := json.Marshal(edgewire.VerifyEvent{Berth: edgewire.KindVerify, Repo: "app", Upload: id})
+	if err := h(ctx, ev); err == nil || !strings.Contains(err.Error(), "not a multipart direct upload") {
+		t.Errorf("verify of an ordinary session: %v", err)
+	}
+	// A session that is gone (swept, or verified by an earlier try) is
+	// nothing to do.
+	ev, _ = json.Marshal(edgewire.VerifyEvent{Berth: edgewire.KindVerify, Repo: "app", Upload: "0123456789abcdef0123456789abcdef"})
+	if err := h(ctx, ev); err != nil {
+		t.Errorf("verify of an unknown session: %v", err)
+	}
+	if ran || !strings.Contains(logs.String(), "upload session gone") {
+		t.Errorf("scheduled path ran %v; logs:\n%s", ran, logs.String())
 	}
 }

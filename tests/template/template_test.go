@@ -242,6 +242,13 @@ var optionalUnset = map[string]string{
 	"BERTH_CDN_URL":                "CloudFront signed blob URLs are opt-in (infra/ wires a distribution)",
 	"BERTH_CDN_KEY_PAIR_ID":        "CloudFront signed blob URLs are opt-in",
 	"BERTH_CDN_PRIVATE_KEY_SECRET": "CloudFront signed blob URLs are opt-in",
+	// The edge upload path (KeyValueStore, CloudFront Function, /_upload/*)
+	// is CDK-only (docs/deploy.md, "Edge uploads"; template.yaml's header):
+	// SAM deploys without it and both functions run with the edge off.
+	"BERTH_EDGE_KVS_ARN": "edge upload path: CDK deployment only (infra/berth/edge.go)",
+	// Unset, registry.Config.StartVerify is nil and the registry's own
+	// fallback applies; the CDK deployment wires the asynchronous invoke.
+	"BERTH_CLEANUP_FUNCTION": "asynchronous upload verification: CDK deployment only (infra/berth/edge.go)",
 }
 
 func TestEnvironmentMatchesCode(t *testing.T) {
