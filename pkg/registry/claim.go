@@ -70,6 +70,11 @@ func (g *Registry) claim(ctx context.Context, repo string, d oci.Digest, want *m
 	default:
 		u, err = g.meta.UploadGet(ctx, info.Upload)
 		if errors.Is(err, meta.ErrUploadUnknown) {
+			// A concurrent claim may have consumed the session since the
+			// caller found the blob unlinked.
+			if link, lerr := g.meta.BlobLink(ctx, repo, d); lerr == nil {
+				return link.Size, true, nil
+			}
 			return refuse("the object's upload session is gone or expired")
 		}
 		if err != nil {
@@ -106,8 +111,10 @@ func (g *Registry) claim(ctx context.Context, repo string, d oci.Digest, want *m
 }
 
 // claimReferenced claims every blob the manifest references that is not
-// linked into repo yet. It reports whether it linked any.
-func (g *Registry) claimReferenced(ctx context.Context, repo string, parsed *oci.Manifest) (bool, error) {
+// linked into repo yet. It reports whether retrying the manifest may now
+// succeed: it linked a blob, or missing (what the manifest put lacked)
+// has been linked meanwhile by a concurrent request.
+func (g *Registry) claimReferenced(ctx context.Context, repo string, parsed *oci.Manifest, missing oci.Digest) (bool, error) {
 	if _, ok := g.blobs.(BlobInspector); !ok {
 		return false, nil
 	}
@@ -120,6 +127,7 @@ func (g *Registry) claimReferenced(ctx context.Context, repo string, parsed *oci
 		seen[desc.Digest] = true
 		_, err := g.meta.BlobLink(ctx, repo, desc.Digest)
 		if err == nil {
+			any = any || desc.Digest == missing
 			continue
 		}
 		if !errors.Is(err, storage.ErrNotFound) {

@@ -110,7 +110,7 @@ func (g *Registry) manifestPut(w http.ResponseWriter, r *http.Request, rt route.
 	if errors.As(err, &missing) && missing.Kind == "blob" && errors.Is(err, meta.ErrBlobUnknown) {
 		// Layers pushed through the edge path (or berth push) are linked
 		// only now: claim every unlinked one at once, then try once more.
-		claimed, cerr := g.claimReferenced(r.Context(), rt.Name, parsed)
+		claimed, cerr := g.claimReferenced(r.Context(), rt.Name, parsed, missing.Digest)
 		if cerr != nil {
 			return cerr
 		}
