@@ -20,6 +20,7 @@ import (
 	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/auth/oidc"
+	"github.com/berth-registry/berth/pkg/edge"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/retention"
@@ -46,6 +47,9 @@ type serveConfig struct {
 	// ViaLambda serves the handler through the in-process API Gateway and
 	// Lambda emulation, with their request and response limits.
 	ViaLambda bool
+	// Edge, with ViaLambda and the aws backend, puts the emulated
+	// CloudFront distribution with the edge upload function in front.
+	Edge bool
 	// RetentionPolicy is an Amazon ECR lifecycle policy file applied to
 	// every repository each RetentionInterval (docs/retention.md).
 	RetentionPolicy   string
@@ -168,6 +172,9 @@ func (c *serveConfig) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("unknown --backend %q (embedded or aws)", c.Backend))
 	}
+	if c.Edge && (!c.ViaLambda || c.Backend != backendAWS) {
+		errs = append(errs, errors.New("--edge needs --via-lambda and --backend aws"))
+	}
 	if c.LambdaColdStarts && (!c.ViaLambda || c.Backend != backendAWS || c.Auth.PolicyFile != "") {
 		errs = append(errs, errors.New("--lambda-cold-starts needs --via-lambda and --backend aws, without --auth-policy"))
 	}
@@ -201,6 +208,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.AWS.CDNKeyPairID, "cdn-key-pair-id", "", "aws: CloudFront public key `id`")
 	fs.StringVar(&c.AWS.CDNPrivateKey, "cdn-private-key", "", "aws: CloudFront signing key: PEM `file` or Secrets Manager secret ARN")
 	fs.BoolVar(&c.ViaLambda, "via-lambda", false, "serve through the emulated API Gateway and Lambda (their limits apply)")
+	fs.BoolVar(&c.Edge, "edge", false, "with --via-lambda --backend aws: serve through an emulated CloudFront whose function sends upload PUTs straight to S3")
 	fs.BoolVar(&c.LambdaColdStarts, "lambda-cold-starts", false, "with --via-lambda: a cold start (new clients, drivers, handler) for every invocation")
 	fs.DurationVar(&c.UploadTTL, "upload-ttl", time.Hour, "how long an idle upload session lives")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", -1, "cap on one upload request's body; 0: none (default: none, or 4404019 with --via-lambda)")
@@ -280,6 +288,13 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		ChunkMinLength: cfg.ChunkMinLength,
 		Logger:         log,
 	}
+	var edgeKeys *edge.MemoryStore
+	if cfg.Edge {
+		if edgeKeys, err = newEdgeKeys(ctx, log); err != nil {
+			return err
+		}
+		regCfg.EdgeTokens = edge.NewKeyring(edgeKeys, 0)
+	}
 	reg := registry.New(regCfg, be.items, be.blobs)
 	var policy *retention.Policy
 	if cfg.RetentionPolicy != "" {
@@ -309,6 +324,12 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		h = apigw.NewEmulator(fn, apigw.WithLogger(log))
 	}
+	if cfg.Edge {
+		if h, err = withEdge(ctx, cfg.AWS, h, edgeKeys, log); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -319,6 +340,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		slog.String("version", version),
 		slog.String("backend", cfg.Backend),
 		slog.Bool("via_lambda", cfg.ViaLambda),
+		slog.Bool("edge", cfg.Edge),
 		slog.Int64("max_body_bytes", cfg.MaxBodyBytes),
 		slog.Bool("auth", cfg.Auth.PolicyFile != ""))
 

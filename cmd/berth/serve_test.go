@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/internal/testenv"
 )
 
 func TestParseServeFlags(t *testing.T) {
@@ -297,5 +299,100 @@ func TestServeRetention(t *testing.T) {
 	}
 	if err := runServe(t.Context(), []string{"--addr", "127.0.0.1:0", "--data", t.TempDir(), "--retention-policy", bad}, io.Discard, io.Discard); err == nil {
 		t.Fatal("unsupported policy accepted")
+	}
+}
+
+func TestParseServeFlagsEdge(t *testing.T) {
+	aws := []string{"--backend", "aws", "--bucket", "b", "--table", "t"}
+	for _, tc := range []struct {
+		args []string
+		ok   bool
+	}{
+		{append([]string{"--edge", "--via-lambda"}, aws...), true},
+		{append([]string{"--edge"}, aws...), false},
+		{[]string{"--edge", "--via-lambda"}, false},
+	} {
+		var stderr bytes.Buffer
+		c, err := parseServeFlags(tc.args, &stderr)
+		if (err == nil) != tc.ok || (tc.ok && !c.Edge) {
+			t.Fatalf("%v: %v %q", tc.args, err, stderr.String())
+		}
+		if !tc.ok && !strings.Contains(stderr.String(), "--edge needs --via-lambda and --backend aws") {
+			t.Fatalf("%v: message %q", tc.args, stderr.String())
+		}
+	}
+}
+
+// TestServeEdge runs `berth serve --via-lambda --edge --backend aws` on the
+// emulators: an upload POST gets an edge Location, a blob over the Lambda
+// limit goes through the CloudFront emulator straight into the bucket,
+// the API claims it on HEAD and serves it back; a tampered body is refused
+// by S3 and never becomes visible.
+func TestServeEdge(t *testing.T) {
+	s3ep := testenv.S3Emulator(t)
+	t.Setenv("AWS_ENDPOINT_URL_S3", s3ep.URL)
+	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", testenv.DynamoDBEndpoint(t))
+	t.Setenv("AWS_ACCESS_KEY_ID", s3ep.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3ep.SecretKey)
+	t.Setenv("AWS_REGION", testenv.Region)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	base, stop := serveEmbedded(t, t.TempDir(), "--backend", "aws", "--create", "--s3-path-style",
+		"--bucket", testenv.Name("edge"), "--table", testenv.Name("edge"), "--via-lambda", "--edge")
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	do := func(method, url string, body []byte) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	startUpload := func() string {
+		t.Helper()
+		resp := do("POST", base+"/v2/edge/app/blobs/uploads/", nil)
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode != http.StatusAccepted || !strings.HasPrefix(loc, "/_upload/") {
+			t.Fatalf("POST: %d Location %q", resp.StatusCode, loc)
+		}
+		return loc
+	}
+	blob := bytes.Repeat([]byte("edge-bytes "), 600_000) // 6.6 MB: more than one Lambda request carries
+	sum := sha256.Sum256(blob)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+
+	// Tampered first: the same digest, other bytes.
+	bad := append([]byte(nil), blob...)
+	bad[len(bad)/2] ^= 1
+	if resp := do("PUT", base+startUpload()+"?digest="+digest, bad); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("tampered PUT: %d", resp.StatusCode)
+	}
+	if resp := do("HEAD", base+"/v2/edge/app/blobs/"+digest, nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("HEAD after a tampered PUT: %d", resp.StatusCode)
+	}
+
+	resp := do("PUT", base+startUpload()+"?digest="+digest, blob)
+	if resp.StatusCode != http.StatusCreated || resp.Header.Get("Docker-Content-Digest") != digest ||
+		resp.Header.Get("Location") != "/v2/edge/app/blobs/"+digest {
+		t.Fatalf("edge PUT: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp := do("HEAD", base+"/v2/edge/app/blobs/"+digest, nil); resp.StatusCode != http.StatusOK ||
+		resp.ContentLength != int64(len(blob)) {
+		t.Fatalf("HEAD after the edge PUT: %d, %d bytes", resp.StatusCode, resp.ContentLength)
+	}
+	resp = do("GET", base+"/v2/edge/app/blobs/"+digest, nil)
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, blob) {
+		t.Fatalf("GET: %d, %d bytes", resp.StatusCode, len(got))
+	}
+	// A chunked upload through the same token goes to the API (Lambda).
+	loc := startUpload()
+	if resp := do("PATCH", base+loc, []byte("small chunk")); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("PATCH through the edge: %d", resp.StatusCode)
 	}
 }
