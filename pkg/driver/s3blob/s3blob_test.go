@@ -44,3 +44,12 @@ func TestBlobsGofakes3(t *testing.T) {
 		return s3blob.New(client, presign, b)
 	})
 }
+
+// TestDirectVersity runs the edge and direct-upload capabilities against
+// versitygw, which checks presigned signatures, checksums and part sizes.
+func TestDirectVersity(t *testing.T) {
+	client, presign := testenv.S3(t)
+	storagetest.TestDirect(t, func(t *testing.T) storagetest.Direct {
+		return s3blob.New(client, presign, testenv.FreshBucket(t, client))
+	})
+}
