@@ -92,7 +92,8 @@ type Config struct {
 	// viewer-request function returned. CloudFront does not document
 	// which; the function must work with both, so tests run both.
 	ViewerResponseSeesOriginalRequest bool
-	// Observer, when set, is called once per viewer request.
+	// Observer, when set, is called once per viewer request, from the
+	// request's goroutine (so concurrently).
 	Observer func(Exchange)
 	Logger   *slog.Logger
 }
@@ -356,12 +357,20 @@ func (d *Distribution) writeFunctionError(w http.ResponseWriter, fe *functionErr
 		delete(h, k)
 	}
 	h.Set("Content-Type", "text/html")
-	h.Set("X-Cache", fe.kind+" from cloudfront")
-	h.Set("X-Amz-Cf-Id", requestID)
+	edgeHeaders(h, fe.kind, requestID, d.cfg.DomainName)
 	st := fe.status()
 	w.WriteHeader(st)
 	fmt.Fprintf(w, "<html><body><h1>%d ERROR</h1><p>The request could not be satisfied.</p></body></html>\n", st)
 	return st
+}
+
+// edgeHeaders are what CloudFront adds to every answer, after any
+// function ran (functions neither see nor can remove them).
+func edgeHeaders(h http.Header, cache, requestID, domain string) {
+	h.Set("X-Cache", cache+" from cloudfront")
+	h.Add("Via", "1.1 "+domain+" (CloudFront)")
+	h.Set("X-Amz-Cf-Pop", "LOCAL50-P1")
+	h.Set("X-Amz-Cf-Id", requestID)
 }
 
 func newRequestID() string {
@@ -430,6 +439,7 @@ func (d *Distribution) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if resp != nil {
+			edgeHeaders(w.Header(), "FunctionGeneratedResponse", requestID, d.cfg.DomainName)
 			ex.Status = writeGenerated(w, resp)
 			return
 		}
@@ -446,7 +456,7 @@ func (d *Distribution) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	iw := &interceptor{w: w, header: http.Header{}, fail: func(fe *functionError) int {
 		return d.writeFunctionError(w, fe, requestID)
-	}}
+	}, edge: func(h http.Header) { edgeHeaders(h, "Miss", requestID, d.cfg.DomainName) }}
 	if b.ViewerResponse != nil {
 		seen := req
 		if d.cfg.ViewerResponseSeesOriginalRequest {
@@ -665,6 +675,7 @@ type interceptor struct {
 	status       int
 	err          error
 	fail         func(*functionError) int // writes CloudFront's error answer
+	edge         func(http.Header)        // adds CloudFront's own headers
 }
 
 func (i *interceptor) Header() http.Header { return i.header }
@@ -693,6 +704,7 @@ func (i *interceptor) WriteHeader(status int) {
 	for n, vs := range h {
 		dst[http.CanonicalHeaderKey(n)] = vs
 	}
+	i.edge(dst)
 	if body != nil {
 		dst.Set("Content-Length", strconv.Itoa(len(body)))
 		i.discard = true

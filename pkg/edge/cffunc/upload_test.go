@@ -228,11 +228,15 @@ func TestEdgePutToS3(t *testing.T) {
 			if loc := resp.Header.Get("Location"); loc != "/v2/"+repo+"/blobs/sha256:"+hx {
 				t.Fatalf("Location %q", loc)
 			}
+			if x := resp.Header.Get("X-Cache"); x != "Miss from cloudfront" {
+				t.Fatalf("X-Cache %q", x)
+			}
 			if d := resp.Header.Get("Docker-Content-Digest"); d != "sha256:"+hx {
 				t.Fatalf("Docker-Content-Digest %q", d)
 			}
 			for n := range resp.Header {
-				if strings.HasPrefix(strings.ToLower(n), "x-amz-") && !strings.EqualFold(n, "X-Amz-Cf-Id") {
+				// CloudFront's own X-Amz-Cf-* come after the function.
+				if l := strings.ToLower(n); strings.HasPrefix(l, "x-amz-") && !strings.HasPrefix(l, "x-amz-cf-") {
 					t.Fatalf("S3 header %s reached the client", n)
 				}
 			}
@@ -270,6 +274,41 @@ func TestEdgePutToS3(t *testing.T) {
 				t.Fatalf("object: checksum %q size %d meta %v", aws.ToString(head.ChecksumSHA256), aws.ToInt64(head.ContentLength), head.Metadata)
 			}
 		})
+	}
+}
+
+func TestFunctionTooLarge(t *testing.T) {
+	big := cffunc.Source + "\n// " + strings.Repeat("x", 11*1024-len(cffunc.Source)) + "\n"
+	_, err := cloudfront.NewBerth(cloudfront.BerthOptions{Source: big, Blobs: api(), API: api(), Keys: edge.NewMemoryStore()})
+	if !errors.Is(err, cloudfront.ErrFunctionTooLarge) {
+		t.Fatalf("11 KB function: %v", err)
+	}
+}
+
+// BenchmarkViewerRequest is the emulator's cost per edge request: the
+// token check and rewrite in a fresh JavaScript runtime, to an API origin
+// that answers at once.
+func BenchmarkViewerRequest(b *testing.B) {
+	store := edge.NewMemoryStore()
+	ctx := context.Background()
+	if _, err := edge.Rotate(ctx, store, edge.Rotation{}, time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	tok, err := edge.NewKeyring(store, 0).Token(ctx, repo, uploadID, time.Now().Add(time.Hour))
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := cloudfront.NewBerth(cloudfront.BerthOptions{Blobs: http.NotFoundHandler(), API: api(), Keys: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		d.ServeHTTP(w, httptest.NewRequest("PATCH", edge.PathPrefix+tok, strings.NewReader("chunk")))
+		if w.Code != http.StatusAccepted {
+			b.Fatalf("status %d", w.Code)
+		}
 	}
 }
 
