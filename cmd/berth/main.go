@@ -22,6 +22,8 @@ const usage = `usage: berth <command> [flags]
 commands:
   serve     run a registry (embedded store by default; see berth serve -h)
   login     log in to a registry with this shell's AWS credentials (see berth login -h)
+  push      push an OCI layout, OCI archive or docker save tar to a registry (see berth push -h)
+  copy      copy an image with its referrers from any registry (see berth copy -h)
   version   print the version
 `
 
@@ -45,6 +47,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runServe(ctx, args[1:], stdout, stderr)
 	case "login":
 		err = runLogin(ctx, args[1:], stdout, stderr)
+	case "push":
+		err = runPush(ctx, args[1:], stdout, stderr)
+	case "copy":
+		err = runCopy(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		_, err = fmt.Fprintln(stdout, "berth", version)
 	case "help", "-h", "--help":

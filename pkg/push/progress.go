@@ -87,7 +87,10 @@ func (l *Lines) Manifest(d v1.Descriptor, ref string, existed bool) {
 	if existed {
 		verb = "exists"
 	}
-	l.printf("manifest %s %s %s\n", short(d.Digest), verb, ref)
+	if ref != d.Digest.String() {
+		verb += " as " + ref
+	}
+	l.printf("manifest %s %s\n", short(d.Digest), verb)
 }
 
 func (l *Lines) Wait() {}
