@@ -448,7 +448,7 @@ func (d *Distribution) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	ex.Origin, ex.URI = origin, req.URI
-	fwd, err := d.forward(r, req, origin, requestID)
+	fwd, err := d.forward(r, original, req, origin, requestID)
 	if err != nil {
 		ex.Err = err
 		ex.Status = d.writeFunctionError(w, validationError("%w", err), requestID)
@@ -593,13 +593,14 @@ func writeGenerated(w http.ResponseWriter, resp *eventResponse) int {
 
 // forward builds the request the origin gets: the function's URI, query
 // and headers, the viewer's body. CloudFront adds Via and X-Amz-Cf-Id.
-func (d *Distribution) forward(r *http.Request, req eventRequest, origin, requestID string) (*http.Request, error) {
+func (d *Distribution) forward(r *http.Request, original, req eventRequest, origin, requestID string) (*http.Request, error) {
 	path, err := url.PathUnescape(req.URI)
 	if err != nil {
 		return nil, fmt.Errorf("uri %q: %w", req.URI, err)
 	}
+	// An untouched query string goes on byte for byte.
 	q := r.URL.RawQuery
-	if rawQuery(req.Querystring) != rawQuery(viewerEvent(r).Querystring) {
+	if rawQuery(req.Querystring) != rawQuery(original.Querystring) {
 		q = rawQuery(req.Querystring)
 	}
 	fwd := r.Clone(r.Context())
@@ -628,6 +629,10 @@ func (d *Distribution) forward(r *http.Request, req eventRequest, origin, reques
 	fwd.Header.Add("Via", "1.1 "+d.cfg.DomainName+" (CloudFront)")
 	fwd.Header.Set("X-Amz-Cf-Id", requestID)
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		// CloudFront appends the viewer's address to what it was sent.
+		if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
+			ip = prior + ", " + ip
+		}
 		fwd.Header.Set("X-Forwarded-For", ip)
 	}
 	d.cfg.Logger.Debug("cloudfront origin request", slog.String("origin", origin),

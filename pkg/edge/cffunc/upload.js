@@ -91,19 +91,22 @@ function claims(payload) {
 // verify returns {claims} or {status, code, message}: 404 for anything that
 // is not a live token of ours, 403 for a bad signature. Never 401: clients
 // (containerd) take a 401 as "refresh the bearer token" and retry.
+function unknown(message) {
+    return { status: 404, desc: 'Not Found', code: 'BLOB_UPLOAD_UNKNOWN', message: message };
+}
+
 async function verify(token) {
-    const unknown = { status: 404, desc: 'Not Found', code: 'BLOB_UPLOAD_UNKNOWN' };
     const parts = token.split('.');
     // Same checks, in the same order, as edge.Verify: the payload is
     // decoded only once the signature holds.
     if (parts.length !== 3 || !KID.test(parts[0]) || parts[1] === '' || parts[2] === '') {
-        return Object.assign(unknown, { message: 'malformed upload token' });
+        return unknown('malformed upload token');
     }
     let secret;
     try {
         secret = await kvs.get('upload-key-' + parts[0]);
     } catch (e) {
-        return Object.assign(unknown, { message: 'upload token key unknown (rotated out); start the upload again' });
+        return unknown('upload token key unknown (rotated out); start the upload again');
     }
     const want = crypto.createHmac('sha256', secret).update(parts[0] + '.' + parts[1]).digest('base64url');
     if (!safeEqual(want, parts[2])) {
@@ -111,10 +114,10 @@ async function verify(token) {
     }
     const c = claims(parts[1]);
     if (!c) {
-        return Object.assign(unknown, { message: 'malformed upload token' });
+        return unknown('malformed upload token');
     }
     if (Date.now() >= c.e * 1000) {
-        return Object.assign(unknown, { message: 'upload token expired; start the upload again' });
+        return unknown('upload token expired; start the upload again');
     }
     return { claims: c };
 }
