@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -283,11 +284,18 @@ func responseError(resp *http.Response, what string) error {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	msg := strings.TrimSpace(string(b))
+	// S3 answers in XML: its code and message say it all (BadDigest: the
+	// bytes do not match the signed sha256).
+	if m := s3Error.FindStringSubmatch(msg); m != nil {
+		msg = m[1] + ": " + m[2]
+	}
 	if len(msg) > 512 {
 		msg = msg[:512] + "…"
 	}
 	return &StatusError{What: what, Status: resp.StatusCode, Body: msg}
 }
+
+var s3Error = regexp.MustCompile(`(?s)<Code>([^<]*)</Code>.*?<Message>([^<]*)</Message>`)
 
 // StatusError is an unexpected HTTP answer.
 type StatusError struct {
