@@ -69,6 +69,7 @@ func newStack(app awscdk.App) error {
 		BucketName:       ctx("bucketName"),
 		BucketEncryption: berth.BucketEncryption(ctx("bucketEncryption")),
 		RemovalPolicy:    awscdk.RemovalPolicy(ctx("removalPolicy")),
+		EdgeFunctionFile: ctx("edgeFunctionFile"),
 	}
 	if props.CodeDir == "" {
 		props.CodeDir = "../dist"
@@ -79,7 +80,10 @@ func newStack(app awscdk.App) error {
 		}
 	}
 	var err error
-	for key, dst := range map[string]**bool{"scan": &props.ScanEnabled, "auth": &props.Auth, "deletionProtection": &props.DeletionProtection} {
+	for key, dst := range map[string]**bool{
+		"scan": &props.ScanEnabled, "auth": &props.Auth, "deletionProtection": &props.DeletionProtection,
+		"edgeUploads": &props.EdgeUploads,
+	} {
 		if *dst, err = flag(key); err != nil {
 			return err
 		}

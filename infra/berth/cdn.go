@@ -22,6 +22,7 @@ func (r *registry) newCDN() {
 			ProtocolPolicy:     awscloudfront.OriginProtocolPolicy_HTTPS_ONLY,
 			OriginSslProtocols: &[]awscloudfront.OriginSslPolicy{awscloudfront.OriginSslPolicy_TLS_V1_2},
 			ReadTimeout:        awscdk.Duration_Seconds(jsii.Number(30)),
+			OriginId:           jsii.String(APIOriginID),
 		}),
 		AllowedMethods: awscloudfront.AllowedMethods_ALLOW_ALL(),
 		CachePolicy:    awscloudfront.CachePolicy_CACHING_DISABLED(),
@@ -31,7 +32,35 @@ func (r *registry) newCDN() {
 		ViewerProtocolPolicy: awscloudfront.ViewerProtocolPolicy_HTTPS_ONLY,
 		Compress:             jsii.Bool(false),
 	}
-	behaviors := map[string]*awscloudfront.BehaviorOptions{"/v2/*": api, "/token": api}
+	v2 := *api
+	var upload awscloudfront.Function
+	if r.edgeOn() {
+		// The same function on /v2/* answers an over-size PATCH/PUT/POST
+		// with an OCI 413 naming berth push, before API Gateway answers
+		// its own non-OCI one.
+		upload = r.newEdgeFunction()
+		v2.FunctionAssociations = &[]*awscloudfront.FunctionAssociation{
+			{Function: upload, EventType: awscloudfront.FunctionEventType_VIEWER_REQUEST},
+		}
+	}
+	behaviors := map[string]*awscloudfront.BehaviorOptions{"/v2/*": &v2, "/token": api}
+	// One bucket origin (added after the distribution, so it is origin 1)
+	// serves signed blob GETs and edge upload PUTs.
+	var bucketOrigin awscloudfront.IOrigin
+	var blobBehavior *awscloudfront.AddBehaviorOptions
+	if r.keyPair != nil || r.edgeOn() {
+		// Origin access control with a bucket policy of our own: CloudFront
+		// may read blobs/ (signed URLs) and put blobs/sha256/ (edge
+		// uploads) and nothing else (the L2 origin would grant the whole
+		// bucket).
+		oac := awscloudfront.NewS3OriginAccessControl(r.Construct, jsii.String("BlobOriginAccessControl"), &awscloudfront.S3OriginAccessControlProps{
+			Description: jsii.String("Berth blobs"),
+			Signing:     awscloudfront.Signing_SIGV4_ALWAYS(),
+		})
+		bucketOrigin = awscloudfrontorigins.S3BucketOrigin_WithBucketDefaults(r.bucket, &awscloudfront.OriginProps{
+			OriginAccessControlId: oac.OriginAccessControlId(),
+		})
+	}
 	if r.keyPair != nil {
 		group := awscloudfront.NewKeyGroup(r.Construct, jsii.String("CdnKeyGroup"), &awscloudfront.KeyGroupProps{
 			Items:   &[]interfacesawscloudfront.IPublicKeyRef{r.keyPair},
@@ -50,17 +79,7 @@ func (r *registry) newCDN() {
 			EnableAcceptEncodingGzip:   jsii.Bool(false),
 			EnableAcceptEncodingBrotli: jsii.Bool(false),
 		})
-		// Origin access control with a bucket policy of our own: CloudFront
-		// may read blobs/ and nothing else (the L2 origin would grant the
-		// whole bucket).
-		oac := awscloudfront.NewS3OriginAccessControl(r.Construct, jsii.String("BlobOriginAccessControl"), &awscloudfront.S3OriginAccessControlProps{
-			Description: jsii.String("Berth blobs"),
-			Signing:     awscloudfront.Signing_SIGV4_ALWAYS(),
-		})
-		behaviors["/"+BlobPrefix+"*"] = &awscloudfront.BehaviorOptions{
-			Origin: awscloudfrontorigins.S3BucketOrigin_WithBucketDefaults(r.bucket, &awscloudfront.OriginProps{
-				OriginAccessControlId: oac.OriginAccessControlId(),
-			}),
+		blobBehavior = &awscloudfront.AddBehaviorOptions{
 			AllowedMethods:       awscloudfront.AllowedMethods_ALLOW_GET_HEAD(),
 			CachedMethods:        awscloudfront.CachedMethods_CACHE_GET_HEAD(),
 			CachePolicy:          cache,
@@ -82,9 +101,18 @@ func (r *registry) newCDN() {
 		dp.Certificate = p.Certificate
 		dp.MinimumProtocolVersion = awscloudfront.SecurityPolicyProtocol_TLS_V1_2_2021
 	}
+	// No custom error responses, ever: they would apply to /_upload/* too
+	// and could turn a failed upload into a 200 the viewer-response
+	// function marks 201 (research note §B).
 	r.dist = awscloudfront.NewDistribution(r.Construct, jsii.String("Distribution"), dp)
-	if r.keyPair != nil {
+	if blobBehavior != nil {
+		r.dist.AddBehavior(jsii.String("/"+BlobPrefix+"*"), bucketOrigin, blobBehavior)
 		r.allowCloudFrontRead()
+	}
+	if upload != nil {
+		r.dist.AddBehavior(jsii.String(UploadPathPattern), bucketOrigin, r.uploadBehavior(upload))
+		r.setS3OriginReadTimeout()
+		r.allowCloudFrontWrite()
 	}
 
 	r.host = r.dist.DistributionDomainName()

@@ -53,6 +53,13 @@ func (r *registry) logGroup(id string) awslogs.LogGroup {
 	})
 }
 
+// Variables of functions/internal/lambdaenv the construct sets beyond
+// each spec's own list (the edge path and the verify-upload invoke).
+const (
+	lambdaEnvEdgeKVS         = "BERTH_EDGE_KVS_ARN"
+	lambdaEnvCleanupFunction = "BERTH_CLEANUP_FUNCTION"
+)
+
 // Actions per function. DynamoDB transactions need the per-item actions of
 // their operations; there is no TransactWriteItems action.
 var (
@@ -188,17 +195,44 @@ func (r *registry) newFunctions() {
 			statement("Retention", []string{"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}, table),
 		},
 	}
+	// The cleanup function also verifies completed multipart direct
+	// uploads (berth push above 5 GiB; registry.Verifier), invoked by the
+	// api function: it reads the session and staged object, copies the
+	// verified bytes to blobs/ (PutObject also covers the multipart copy;
+	// abort when it fails) and links the blob in one transaction. Without
+	// ListBucket a retried verification whose staging is already gone
+	// would get 403 instead of 404.
+	cleanup.statements = append(cleanup.statements,
+		statement("VerifyUploadMetadata", concat(ddbRead, ddbWrite), table),
+		statement("VerifyUploadStaging", []string{"s3:GetObject"}, uploads),
+		statement("VerifyUploadBlobs", []string{"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"}, blobs),
+		statement("VerifyUploadList", []string{"s3:ListBucket"}, r.bucketARN("")),
+	)
+	if r.kvs != nil {
+		arn := r.kvs.KeyValueStoreArn()
+		api.env[lambdaEnvEdgeKVS] = arn
+		cleanup.env[lambdaEnvEdgeKVS] = arn
+		api.statements = append(api.statements, statement("EdgeKeyRead", kvsRead, arn))
+		cleanup.statements = append(cleanup.statements, statement("EdgeKeyRotation", kvsRotate, arn))
+	}
 	if r.bktKey != nil {
 		key := r.bktKey.KeyArn()
 		api.statements = append(api.statements, statement("BucketKey", []string{"kms:Decrypt", "kms:GenerateDataKey"}, key))
+		cleanup.statements = append(cleanup.statements, statement("BucketKey", []string{"kms:Decrypt", "kms:GenerateDataKey"}, key))
 	}
 	if r.secret != nil {
 		api.statements = append(api.statements, statement("CdnPrivateKeyRead", []string{"secretsmanager:GetSecretValue"}, r.secret.SecretArn()))
 	}
 
-	specs := []fnSpec{api, token, scan, cleanup}
+	// Cleanup first: the api function's environment and role name it (the
+	// asynchronous verify-upload invoke, lambda:InvokeFunction on it only).
+	r.fns[FnCleanup] = r.newFunction(cleanup)
+	verifier := r.fns[FnCleanup]
+	api.env[lambdaEnvCleanupFunction] = verifier.FunctionName()
+	api.statements = append(api.statements, statement("InvokeUploadVerifier", []string{"lambda:InvokeFunction"}, verifier.FunctionArn()))
+	specs := []fnSpec{api, token, scan}
 	if !*p.ScanEnabled {
-		specs = []fnSpec{api, token, cleanup}
+		specs = []fnSpec{api, token}
 	}
 	for _, s := range specs {
 		r.fns[s.name] = r.newFunction(s)

@@ -27,6 +27,7 @@ type model struct {
 	notify    []string            // "s3:ObjectCreated:* prefix=blobs/ -> ScanFunction"
 	table     []string            // "key PK HASH", "billing PAY_PER_REQUEST", ...
 	bucket    []string            // "sse AES256", "tls-only", ...
+	edge      []string            // edge upload path resources: "AWS::CloudFront::Function", "behaviour /_upload/*"
 }
 
 type fnModel struct {
@@ -242,6 +243,7 @@ func cdkModel(s *synthesized) *model {
 	for _, r := range s.resources("AWS::DynamoDB::Table") {
 		md.table = tableModel(m(r["Properties"]))
 	}
+	md.edge = edgeModel(s.json["Resources"].(obj))
 	for _, r := range s.resources("AWS::S3::Bucket") {
 		p := m(r["Properties"])
 		md.bucket = bucketModel(p, policies)
@@ -255,6 +257,26 @@ func cdkModel(s *synthesized) *model {
 		}
 	}
 	return md
+}
+
+// edgeModel lists the edge upload path's pieces in either template: the
+// KeyValueStore, the CloudFront Function, and the distribution behaviours
+// that run a function.
+func edgeModel(res map[string]interface{}) []string {
+	var out []string
+	for _, r := range res {
+		switch typ := str(m(r)["Type"]); typ {
+		case "AWS::CloudFront::KeyValueStore", "AWS::CloudFront::Function":
+			out = append(out, typ)
+		case "AWS::CloudFront::Distribution":
+			for _, b := range list(m(m(m(r)["Properties"])["DistributionConfig"])["CacheBehaviors"]) {
+				for _, a := range list(m(b)["FunctionAssociations"]) {
+					out = append(out, "behaviour "+str(m(b)["PathPattern"])+" "+str(m(a)["EventType"]))
+				}
+			}
+		}
+	}
+	return out
 }
 
 // --- the SAM side -----------------------------------------------------------
@@ -440,6 +462,7 @@ func samModel(doc map[string]interface{}) (*model, []string) {
 			}
 		}
 	}
+	md.edge = edgeModel(res)
 	return md, problems
 }
 
@@ -489,6 +512,7 @@ func compare(sam, cdk *model) []string {
 	report("S3 notifications", sam.notify, cdk.notify)
 	report("table", sam.table, cdk.table)
 	report("bucket", sam.bucket, cdk.bucket)
+	report("edge", sam.edge, cdk.edge)
 	return out
 }
 
@@ -517,6 +541,11 @@ func TestParityWithSAMTemplate(t *testing.T) {
 			t.Logf("known difference (%s): %s", reason, d)
 			continue
 		}
+		if reason, ok := cdkOnly[d]; ok {
+			seen[d] = true
+			t.Logf("CDK-only (%s): %s", reason, d)
+			continue
+		}
 		t.Error(d)
 	}
 	for d := range knownDifferences {
@@ -524,7 +553,44 @@ func TestParityWithSAMTemplate(t *testing.T) {
 			t.Errorf("known difference is gone, delete it from knownDifferences: %s", d)
 		}
 	}
+	for d := range cdkOnly {
+		if !seen[d] {
+			t.Errorf("CDK-only difference is gone, delete it from cdkOnly: %s", d)
+		}
+	}
 }
+
+// cdkOnly is what the CDK deployment has and template.yaml deliberately
+// does not (docs/deploy.md, "Edge uploads"; template.yaml's header): SAM
+// cannot express the CloudFront Function and KeyValueStore wiring well, so
+// the edge upload path, and the asynchronous verification of multipart
+// direct uploads that comes with the CDK deployment, are CDK-only. Each
+// entry must occur, like knownDifferences.
+var cdkOnly = func() map[string]string {
+	const (
+		edge   = "edge upload path, CDK only"
+		verify = "asynchronous multipart upload verification by the cleanup function, CDK only"
+	)
+	out := map[string]string{
+		"edge: only in the CDK construct: AWS::CloudFront::KeyValueStore":                     edge,
+		"edge: only in the CDK construct: AWS::CloudFront::Function":                          edge,
+		"edge: only in the CDK construct: behaviour /_upload/* viewer-request":                edge,
+		"edge: only in the CDK construct: behaviour /_upload/* viewer-response":               edge,
+		"edge: only in the CDK construct: behaviour /v2/* viewer-request":                     edge,
+		"ApiFunction environment: only in the CDK construct: BERTH_EDGE_KVS_ARN":              edge,
+		"CleanupFunction environment: only in the CDK construct: BERTH_EDGE_KVS_ARN":          edge,
+		"ApiFunction IAM actions: only in the CDK construct: cloudfront-keyvaluestore:GetKey": edge,
+		"ApiFunction environment: only in the CDK construct: BERTH_CLEANUP_FUNCTION":          verify,
+		"ApiFunction IAM actions: only in the CDK construct: lambda:InvokeFunction":           verify,
+	}
+	for _, a := range []string{"DeleteKey", "DescribeKeyValueStore", "GetKey", "ListKeys", "PutKey"} {
+		out["CleanupFunction IAM actions: only in the CDK construct: cloudfront-keyvaluestore:"+a] = edge
+	}
+	for _, a := range []string{"dynamodb:ConditionCheckItem", "dynamodb:PutItem", "s3:GetObject", "s3:ListBucket", "s3:PutObject"} {
+		out["CleanupFunction IAM actions: only in the CDK construct: "+a] = verify
+	}
+	return out
+}()
 
 // knownDifferences are differences reported to the lead, each with the
 // side that is expected to move. The test fails on any other difference,

@@ -135,6 +135,18 @@ type RegistryProps struct {
 	// the rules themselves at cold start and refuses sinceImagePulled.
 	RetentionPolicy string
 
+	// EdgeUploads deploys the edge upload path (docs/deploy.md, "Edge
+	// uploads"): a CloudFront KeyValueStore with the upload token keys, the
+	// CloudFront Function pkg/edge/cffunc/upload.js on /_upload/* and /v2/*,
+	// and a /_upload/* behaviour that PUTs blobs straight into the bucket
+	// through origin access control, so layers of any size up to 5 GB skip
+	// Lambda. Default true (the distribution is always there).
+	EdgeUploads *bool
+	// EdgeFunctionFile is the CloudFront Function's source. Default: the
+	// repository's pkg/edge/cffunc/upload.js, found from the working
+	// directory (infra/, where cdk runs) or from this package's source.
+	EdgeFunctionFile string
+
 	// ThrottleRateLimit and ThrottleBurstLimit of the HTTP API's default
 	// stage. Defaults 500 requests/s and 1000.
 	ThrottleRateLimit, ThrottleBurstLimit float64
@@ -210,6 +222,9 @@ func (p RegistryProps) withDefaults() RegistryProps {
 	}
 	if p.Auth == nil {
 		p.Auth = &t
+	}
+	if p.EdgeUploads == nil {
+		p.EdgeUploads = &t
 	}
 	return p
 }

@@ -73,6 +73,7 @@ type registry struct {
 	keyPair awscloudfront.PublicKey
 	policy  awsssm.StringParameter
 	host    *string
+	kvs     awscloudfront.KeyValueStore // nil: no edge uploads
 }
 
 // NewRegistry adds a Berth registry to scope.
@@ -95,6 +96,7 @@ func NewRegistry(scope constructs.Construct, id *string, props *RegistryProps) R
 
 	r.newStorage()
 	r.newKeys()
+	r.newEdgeStore()
 	r.newFunctions()
 	r.newAPI()
 	r.newCDN()

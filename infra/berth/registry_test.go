@@ -50,14 +50,17 @@ func TestResourceCounts(t *testing.T) {
 			"AWS::ApiGatewayV2::Api": 1, "AWS::ApiGatewayV2::Integration": 2, "AWS::ApiGatewayV2::Route": 4,
 			"AWS::ApiGatewayV2::Stage": 1, "AWS::CloudFront::CachePolicy": 1, "AWS::CloudFront::Distribution": 1,
 			"AWS::CloudFront::KeyGroup": 1, "AWS::CloudFront::OriginAccessControl": 1, "AWS::CloudFront::PublicKey": 1,
+			"AWS::CloudFront::KeyValueStore": 1, "AWS::CloudFront::Function": 1,
 			"AWS::CloudWatch::Alarm": 10, "AWS::DynamoDB::Table": 1, "AWS::IAM::Role": 5, "AWS::KMS::Key": 1,
 			"AWS::Lambda::Function": 4, "AWS::Lambda::Permission": 5, "AWS::Logs::LogGroup": 5, "AWS::S3::Bucket": 1,
 			"AWS::S3::BucketPolicy": 1, "AWS::SSM::Parameter": 1, "AWS::Scheduler::Schedule": 1,
 			"AWS::SecretsManager::Secret": 1, "AWS::SNS::Topic": 0, "Custom::S3BucketNotifications": 0,
 		},
-		// Scan off, KMS bucket, no CloudFront key pair, alarm topic.
+		// Scan off, KMS bucket, no CloudFront key pair (the edge path still
+		// needs the bucket origin's access control), alarm topic.
 		"variant": {
-			"AWS::CloudFront::KeyGroup": 0, "AWS::CloudFront::PublicKey": 0, "AWS::CloudFront::OriginAccessControl": 0,
+			"AWS::CloudFront::KeyGroup": 0, "AWS::CloudFront::PublicKey": 0, "AWS::CloudFront::OriginAccessControl": 1,
+			"AWS::CloudFront::KeyValueStore": 1, "AWS::CloudFront::Function": 1,
 			"AWS::CloudFront::CachePolicy": 0, "AWS::SecretsManager::Secret": 0, "AWS::KMS::Key": 2,
 			"AWS::Lambda::Function": 3, "AWS::Lambda::Permission": 4, "AWS::Logs::LogGroup": 4, "AWS::IAM::Role": 4,
 			"AWS::CloudWatch::Alarm": 8, "AWS::SNS::Topic": 1, "Custom::S3BucketNotifications": 0,
@@ -82,12 +85,12 @@ func TestFunctions(t *testing.T) {
 		env             []string
 	}{
 		"ApiFunction": {1024, 30, []string{"BERTH_AUTH", "BERTH_AUTH_POLICY_PARAM", "BERTH_BUCKET", "BERTH_CDN_KEY_PAIR_ID", "BERTH_CDN_PRIVATE_KEY_SECRET",
-			"BERTH_CDN_URL", "BERTH_LOG_LEVEL", "BERTH_MAX_BODY_BYTES", "BERTH_PRESIGN_EXPIRY", "BERTH_SERVICE", "BERTH_TABLE",
+			"BERTH_CDN_URL", "BERTH_CLEANUP_FUNCTION", "BERTH_EDGE_KVS_ARN", "BERTH_LOG_LEVEL", "BERTH_MAX_BODY_BYTES", "BERTH_PRESIGN_EXPIRY", "BERTH_SERVICE", "BERTH_TABLE",
 			"BERTH_TOKEN_ISSUER", "BERTH_TOKEN_KMS_KEY_ID", "BERTH_UPLOAD_TTL"}},
 		"TokenFunction": {512, 10, []string{"BERTH_AUTH_POLICY_PARAM", "BERTH_LOG_LEVEL", "BERTH_OIDC_ISSUERS",
 			"BERTH_SERVICE", "BERTH_TOKEN_ISSUER", "BERTH_TOKEN_KMS_KEY_ID", "BERTH_TOKEN_TTL"}},
 		"ScanFunction":    {256, 60, []string{"BERTH_BUCKET", "BERTH_LOG_LEVEL"}},
-		"CleanupFunction": {256, 300, []string{"BERTH_BUCKET", "BERTH_LOG_LEVEL", "BERTH_RETENTION_POLICY", "BERTH_TABLE"}},
+		"CleanupFunction": {256, 300, []string{"BERTH_BUCKET", "BERTH_EDGE_KVS_ARN", "BERTH_LOG_LEVEL", "BERTH_RETENTION_POLICY", "BERTH_TABLE"}},
 	}
 	for prefix, w := range want {
 		id, fn := s.function(t, prefix)
@@ -216,6 +219,10 @@ func TestIAMPerFunction(t *testing.T) {
 			"BlobBucketList":    {[]string{"s3:ListBucket"}, []string{`":s3:::",`}},
 			"TokenVerify":       {[]string{"kms:GetPublicKey"}, []string{"RegistryTokenSigningKey"}},
 			"CdnPrivateKeyRead": {[]string{"secretsmanager:GetSecretValue"}, []string{"RegistryCdnPrivateKey"}},
+			// edge.Keyring reads the current key: GetKey and nothing else.
+			"EdgeKeyRead": {[]string{"cloudfront-keyvaluestore:GetKey"}, []string{"RegistryUploadKeys"}},
+			// The asynchronous verify-upload invoke, of the cleanup function only.
+			"InvokeUploadVerifier": {[]string{"lambda:InvokeFunction"}, []string{"RegistryCleanupFunction"}},
 		},
 		"TokenFunction": {
 			"Logs":           {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryTokenFunctionLogs"}},
@@ -232,6 +239,14 @@ func TestIAMPerFunction(t *testing.T) {
 			"UploadStagingDelete": {[]string{"s3:AbortMultipartUpload", "s3:DeleteObject"}, []string{obj3("uploads/")}},
 			// Retention: list manifests and tags, meta.ManifestDelete.
 			"Retention": {[]string{"dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"}, []string{"RegistryTable"}},
+			// edge.Rotate through pkg/edge/kvs: writes name the ETag from Describe.
+			"EdgeKeyRotation": {[]string{"cloudfront-keyvaluestore:DeleteKey", "cloudfront-keyvaluestore:DescribeKeyValueStore",
+				"cloudfront-keyvaluestore:GetKey", "cloudfront-keyvaluestore:ListKeys", "cloudfront-keyvaluestore:PutKey"}, []string{"RegistryUploadKeys"}},
+			// registry.Verifier: session lease/save/link, staged read, verified copy.
+			"VerifyUploadMetadata": {[]string{"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"}, []string{"RegistryTable"}},
+			"VerifyUploadStaging":  {[]string{"s3:GetObject"}, []string{obj3("uploads/")}},
+			"VerifyUploadBlobs":    {[]string{"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"}, []string{obj3("blobs/")}},
+			"VerifyUploadList":     {[]string{"s3:ListBucket"}, []string{`":s3:::",`}},
 		},
 	}
 	s := use(t, defaultStack)
@@ -266,7 +281,7 @@ func TestIAMPerFunction(t *testing.T) {
 
 	// With SSE-KMS the api and scan functions may use exactly the bucket key.
 	v := use(t, variantStack)
-	for fn, actions := range map[string][]string{"ApiFunction": {"kms:Decrypt", "kms:GenerateDataKey"}} {
+	for fn, actions := range map[string][]string{"ApiFunction": {"kms:Decrypt", "kms:GenerateDataKey"}, "CleanupFunction": {"kms:Decrypt", "kms:GenerateDataKey"}} {
 		st := v.statements(t, fn)["BucketKey"]
 		if st == nil || !reflect.DeepEqual(strs(st["Action"]), actions) || !strings.Contains(resourceText(st)[0], "RegistryBucketKey") {
 			t.Errorf("variant %s BucketKey statement = %v", fn, st)

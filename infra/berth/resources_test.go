@@ -187,6 +187,9 @@ func TestCloudFront(t *testing.T) {
 		}
 		return b
 	}
+	// /v2/* runs the edge function on viewer requests (the OCI 413).
+	v2Behavior := apiBehavior("/v2/*")
+	v2Behavior["FunctionAssociations"] = arr{obj{"EventType": "viewer-request", "FunctionARN": obj{"Fn::GetAtt": arr{like("^RegistryUploadFunction"), "FunctionARN"}}}}
 	must(t, "distribution", func() {
 		s.template.HasResourceProperties(jsii.String("AWS::CloudFront::Distribution"), obj{
 			"DistributionConfig": obj{
@@ -195,7 +198,11 @@ func TestCloudFront(t *testing.T) {
 				"HttpVersion":          "http2and3",
 				"IPV6Enabled":          true,
 				"DefaultCacheBehavior": apiBehavior(""),
+				// The API behaviours first (props), then the bucket
+				// origin's (AddBehavior): blob GETs, edge uploads.
 				"CacheBehaviors": arr{
+					apiBehavior("/token"),
+					v2Behavior,
 					obj{
 						"PathPattern":          "/blobs/*",
 						"TargetOriginId":       assertions.Match_AnyValue(),
@@ -206,11 +213,11 @@ func TestCloudFront(t *testing.T) {
 						"ViewerProtocolPolicy": "https-only",
 						"Compress":             false,
 					},
-					apiBehavior("/token"),
-					apiBehavior("/v2/*"),
+					assertions.Match_ObjectLike(&obj{"PathPattern": "/_upload/*"}),
 				},
 				"Origins": assertions.Match_ArrayWith(&arr{
 					assertions.Match_ObjectLike(&obj{
+						"Id":         "berth-api",
 						"DomainName": obj{"Fn::Select": arr{2, obj{"Fn::Split": arr{"/", assertions.Match_AnyValue()}}}},
 						"CustomOriginConfig": obj{
 							"OriginProtocolPolicy": "https-only", "OriginSSLProtocols": arr{"TLSv1.2"}, "OriginReadTimeout": 30,
@@ -219,7 +226,7 @@ func TestCloudFront(t *testing.T) {
 					assertions.Match_ObjectLike(&obj{
 						"DomainName":            obj{"Fn::GetAtt": arr{like("^RegistryBucket"), "RegionalDomainName"}},
 						"OriginAccessControlId": obj{"Fn::GetAtt": arr{like("^RegistryBlobOriginAccessControl"), "Id"}},
-						"S3OriginConfig":        obj{"OriginAccessIdentity": ""},
+						"S3OriginConfig":        obj{"OriginAccessIdentity": "", "OriginReadTimeout": 120},
 					}),
 				}),
 			},
@@ -259,7 +266,7 @@ func TestCloudFront(t *testing.T) {
 					"MinimumProtocolVersion": "TLSv1.2_2021",
 					"SslSupportMethod":       "sni-only",
 				},
-				"CacheBehaviors": arr{apiBehavior("/token"), apiBehavior("/v2/*")},
+				"CacheBehaviors": arr{apiBehavior("/token"), v2Behavior, assertions.Match_ObjectLike(&obj{"PathPattern": "/_upload/*"})},
 			},
 		})
 	})
