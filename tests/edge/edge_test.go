@@ -84,7 +84,7 @@ func record(t *testing.T, s *harness.Server) *recorder {
 		ModifyResponse: func(resp *http.Response) error {
 			in := resp.Request
 			e := exchange{Method: in.Method, Path: in.URL.Path, ContentLength: in.ContentLength,
-				Chunked: len(in.TransferEncoding) > 0 && in.TransferEncoding[0] == "chunked",
+				Chunked:      len(in.TransferEncoding) > 0 && in.TransferEncoding[0] == "chunked",
 				ContentRange: in.Header.Get("Content-Range"), Status: resp.StatusCode}
 			if resp.StatusCode >= 400 {
 				b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
@@ -224,4 +224,241 @@ func TestPOSTThenPUTClients(t *testing.T) {
 			t.Fatalf("regctl image digest %s, want %s", got, l.Digest())
 		}
 	})
+}
+
+// TestTamperedBody: bytes that do not match the digest of an edge PUT are
+// refused by the S3 server, and the blob never becomes visible.
+func TestTamperedBody(t *testing.T) {
+	s := start(t)
+	ctx := t.Context()
+	const repo = "edge/tamper"
+	layer := harness.Random(6 << 20)
+	d := harness.Digest(layer)
+
+	resp, body, err := s.Do(ctx, http.MethodPost, "/v2/"+repo+"/blobs/uploads/", nil, nil)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST upload: %v %v %s", err, resp, body)
+	}
+	loc := resp.Header.Get("Location")
+	if !strings.HasPrefix(loc, "/_upload/") {
+		t.Fatalf("upload Location %q, want /_upload/<token>", loc)
+	}
+	other := bytes.Clone(layer)
+	other[12345] ^= 0x01
+	mark := s.Mark()
+	resp, body, err = s.Do(ctx, http.MethodPut, loc+"?digest="+d, other, map[string]string{"Content-Type": "application/octet-stream"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// S3's own 400 reaches the client: CloudFront does not run viewer-response
+	// functions for 400 and above, so the body is S3's XML error.
+	if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(body, []byte("BadDigest")) {
+		t.Fatalf("tampered PUT: %d %s; want 400 BadDigest from S3", resp.StatusCode, body)
+	}
+	if n := len(s.RequestsSince(mark)); n != 0 {
+		t.Errorf("the tampered PUT reached Lambda %d times, want 0 (S3 answers it)", n)
+	}
+	t.Logf("tampered PUT → %d %s", resp.StatusCode, bytes.TrimSpace(body))
+
+	resp, _, err = s.Do(ctx, http.MethodHead, "/v2/"+repo+"/blobs/"+d, nil, nil)
+	if err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("HEAD blob after tampered PUT: %v %v, want 404", err, resp)
+	}
+	cfg := []byte(`{"architecture":"amd64","os":"linux"}`)
+	if resp, body, err = s.Do(ctx, http.MethodPost, "/v2/"+repo+"/blobs/uploads/?digest="+harness.Digest(cfg), cfg, nil); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("push config: %v %v %s", err, resp, body)
+	}
+	m := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":%q,"digest":%q,"size":%d},"layers":[{"mediaType":%q,"digest":%q,"size":%d}]}`,
+		harness.MediaTypeManifest, harness.MediaTypeConfig, harness.Digest(cfg), len(cfg), harness.MediaTypeLayer, d, len(layer))
+	resp, body, err = s.Do(ctx, http.MethodPut, "/v2/"+repo+"/manifests/v1", m, map[string]string{"Content-Type": harness.MediaTypeManifest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := ociError(body); resp.StatusCode != http.StatusBadRequest || code != "MANIFEST_BLOB_UNKNOWN" {
+		t.Fatalf("manifest over the tampered blob: %d %s, want 400 MANIFEST_BLOB_UNKNOWN", resp.StatusCode, body)
+	}
+}
+
+// patchClient is a client that uploads a blob with one PATCH carrying
+// the whole layer, then a closing PUT without a body (research §D6).
+type patchClient struct {
+	name string
+	push func(t *testing.T, rec *recorder, l harness.Layout, ref string) harness.Result
+}
+
+func patchClients() []patchClient {
+	return []patchClient{
+		{"crane", func(t *testing.T, rec *recorder, l harness.Layout, ref string) harness.Result {
+			return harness.Client(t, "crane").Exec("push", "--insecure", l.Dir, ref)
+		}},
+		{"skopeo", func(t *testing.T, rec *recorder, l harness.Layout, ref string) harness.Result {
+			env := harness.ContainersEnv(t, rec.Addr)
+			c := harness.Client(t, "skopeo").With(env...)
+			return c.Exec("copy", "--policy", harness.Policy(env), "--dest-tls-verify=false", l.Skopeo(), "docker://"+ref)
+		}},
+		{"podman", func(t *testing.T, rec *recorder, l harness.Layout, ref string) harness.Result {
+			// podman pushes from its own storage: put the layout there with
+			// skopeo (same storage configuration), then push it.
+			env := harness.ContainersEnv(t, rec.Addr)
+			local := "localhost/edge/podman:" + l.Tag
+			harness.Client(t, "skopeo").With(env...).Run("copy", "--policy", harness.Policy(env), l.Skopeo(), "containers-storage:"+local)
+			return harness.Client(t, "podman").With(env...).Exec("push", "--tls-verify=false", local, "docker://"+ref)
+		}},
+	}
+}
+
+// TestPATCHClients: crane, skopeo and podman cannot use the edge (one
+// PATCH per layer; neither a CloudFront Function nor S3 can turn it into a
+// PUT). Small layers push fine through Lambda. A layer over the limit gets
+// a 413. When the PATCH declares its Content-Length (crane) the CloudFront
+// Function answers it with an OCI SIZE_INVALID error naming `berth push`.
+// When it streams with Transfer-Encoding: chunked (skopeo and podman, as
+// measured here) no function can see the size: the request reaches API
+// Gateway, which answers its own non-OCI 413 once the Lambda event would
+// pass 6 MB, and CloudFront runs no viewer-response function on a status
+// of 400 or above that could rewrite it (research §A, TOOLCHAIN).
+func TestPATCHClients(t *testing.T) {
+	s := start(t)
+	rec := record(t, s)
+	small := harness.WriteImage(t, "small", 1<<20, 64<<10)
+	big := harness.WriteImage(t, "big", 8<<20)
+	for _, c := range patchClients() {
+		t.Run(c.name, func(t *testing.T) {
+			t.Run("small", func(t *testing.T) {
+				ref := rec.Addr + "/edge/" + c.name + "-small:v1"
+				before := len(rec.exchanges())
+				if r := c.push(t, rec, small, ref); r.Err != nil {
+					t.Fatalf("%s push of a 1 MiB layer: %v\n%s", c.name, r.Err, r.Output())
+				}
+				for _, e := range rec.exchanges()[before:] {
+					t.Logf("%s sent: %s", c.name, e)
+				}
+				resp, _, err := s.Do(t.Context(), http.MethodHead, "/v2/edge/"+c.name+"-small/manifests/v1", nil, nil)
+				if err != nil || resp.StatusCode != http.StatusOK {
+					t.Fatalf("HEAD manifest pushed by %s: %v %v", c.name, err, resp)
+				}
+			})
+			t.Run("over the limit", func(t *testing.T) {
+				ref := rec.Addr + "/edge/" + c.name + "-big:v1"
+				before := len(rec.exchanges())
+				r := c.push(t, rec, big, ref)
+				if r.Err == nil {
+					t.Fatalf("%s pushed an 8 MiB layer through Lambda; want a 413", c.name)
+				}
+				t.Logf("%s output:\n%s", c.name, r.Output())
+				var got *exchange
+				for _, e := range rec.exchanges()[before:] {
+					t.Logf("%s sent: %s", c.name, e)
+					if e.Status == http.StatusRequestEntityTooLarge && got == nil {
+						got = &e
+					}
+				}
+				if got == nil {
+					t.Fatalf("%s never got a 413", c.name)
+				}
+				if !strings.Contains(r.Output(), "413") && !strings.Contains(r.Output(), "berth push") {
+					t.Errorf("%s's error output names neither the 413 nor `berth push`", c.name)
+				}
+				code, msg := ociError(got.Body)
+				t.Logf("%s: %s; body %s", c.name, got, got.Body)
+				if got.Chunked {
+					// API Gateway's own answer (see the test's comment).
+					if code != "" {
+						t.Logf("%s: chunked PATCH got an OCI body after all (%s): update docs/clients.md", c.name, code)
+					}
+					return
+				}
+				if code != "SIZE_INVALID" || !strings.Contains(msg, "berth push") {
+					t.Fatalf("%s: 413 body %q, want OCI SIZE_INVALID naming `berth push`", c.name, got.Body)
+				}
+			})
+		})
+	}
+}
+
+// TestOverLimitRequestShapes reproduces each client's request shape with
+// raw HTTP and records what an over-limit request gets: every request that
+// declares its Content-Length gets the Function's OCI 413 naming `berth
+// push`, on the edge Location and on the API's own upload URL alike; a
+// chunked PATCH gets API Gateway's 413, which is not an OCI error.
+func TestOverLimitRequestShapes(t *testing.T) {
+	s := start(t)
+	ctx := t.Context()
+	const repo = "edge/shapes"
+	b := harness.Random(lambdaMaxBody + 1)
+	d := harness.Digest(b)
+	upload := func() string {
+		resp, body, err := s.Do(ctx, http.MethodPost, "/v2/"+repo+"/blobs/uploads/", nil, nil)
+		if err != nil || resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST upload: %v %v %s", err, resp, body)
+		}
+		return resp.Header.Get("Location")
+	}
+	// apiURL turns an edge Location into the API's upload URL by sending an
+	// empty PATCH through it (the API answers with its own Location).
+	apiURL := func() string {
+		resp, body, err := s.Do(ctx, http.MethodPatch, upload(), []byte{}, nil)
+		if err != nil || resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("empty PATCH: %v %v %s", err, resp, body)
+		}
+		return resp.Header.Get("Location")
+	}
+	ociCases := []struct {
+		name, method string
+		url          func() string
+	}{
+		{"crane: PATCH with Content-Length on the edge Location", http.MethodPatch, upload},
+		{"PATCH with Content-Length on the API upload URL", http.MethodPatch, apiURL},
+		{"monolithic POST ?digest=", http.MethodPost, func() string { return "/v2/" + repo + "/blobs/uploads/?digest=" + d }},
+		{"closing PUT with a body on the API upload URL", http.MethodPut, func() string { return apiURL() + "?digest=" + d }},
+	}
+	for _, c := range ociCases {
+		u := c.url()
+		mark := s.Mark()
+		resp, body, err := s.Do(ctx, c.method, u, b, map[string]string{"Content-Type": "application/octet-stream"})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		code, msg := ociError(body)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || code != "SIZE_INVALID" || !strings.Contains(msg, "berth push") {
+			t.Errorf("%s: %d %s; want 413 SIZE_INVALID naming `berth push`", c.name, resp.StatusCode, body)
+		}
+		if n := len(s.RequestsSince(mark)); n != 0 {
+			t.Errorf("%s: reached Lambda %d times; the CloudFront Function should answer", c.name, n)
+		}
+		t.Logf("%s: %d %s", c.name, resp.StatusCode, body)
+	}
+
+	// skopeo and podman: PATCH with Transfer-Encoding: chunked. The body
+	// reader hides its length, so net/http streams it chunked. Just over the
+	// limit the Lambda event still fits in 6 MB and the registry answers its
+	// own OCI 413; the 8 MiB the clients sent above makes API Gateway answer.
+	chunked := func(n int) (int, []byte) {
+		loc := upload()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPatch, s.URL()+loc, io.MultiReader(bytes.NewReader(harness.Random(n))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, body
+	}
+	status, body := chunked(lambdaMaxBody + 1)
+	if code, msg := ociError(body); status != http.StatusRequestEntityTooLarge || code != "SIZE_INVALID" || !strings.Contains(msg, "berth push") {
+		t.Errorf("chunked PATCH of %d bytes: %d %s; want the registry's 413 SIZE_INVALID naming `berth push`", lambdaMaxBody+1, status, body)
+	}
+	t.Logf("chunked PATCH of %d bytes: %d %s", lambdaMaxBody+1, status, body)
+	status, body = chunked(8 << 20)
+	if status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("chunked PATCH of 8 MiB: %d %s, want 413", status, body)
+	}
+	code, _ := ociError(body)
+	t.Logf("chunked PATCH of 8 MiB: %d %s (OCI code %q: API Gateway's own answer)", status, body, code)
 }
