@@ -541,3 +541,49 @@ func TestTokensAcrossLanguages(t *testing.T) {
 		t.Fatalf("function after key removal: %d", resp.StatusCode)
 	}
 }
+
+// TestEdgeConcurrentPuts: every invocation runs in its own runtime, so
+// parallel uploads of different blobs do not see each other.
+func TestEdgeConcurrentPuts(t *testing.T) {
+	e := newEnv(t, false, nil)
+	const n = 8
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		data, hx := blob(t, 256<<10+i)
+		go func() {
+			tok, err := edge.Sign(e.key, edge.Claims{Repo: repo, Upload: fmt.Sprintf("u-%d", i), Expires: time.Now().Add(time.Hour).Unix()})
+			if err != nil {
+				errs <- err
+				return
+			}
+			resp, err := http.Post(e.srv.URL+edge.PathPrefix+tok+"?digest=sha256:"+hx, "application/octet-stream", bytes.NewReader(data))
+			if err != nil {
+				errs <- err
+				return
+			}
+			resp.Body.Close()
+			req, _ := http.NewRequest("PUT", e.srv.URL+edge.PathPrefix+tok+"?digest=sha256:"+hx, bytes.NewReader(data))
+			resp, err = http.DefaultClient.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated || resp.Header.Get("Docker-Content-Digest") != "sha256:"+hx {
+				errs <- fmt.Errorf("upload %d: %d %s", i, resp.StatusCode, resp.Header.Get("Docker-Content-Digest"))
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	// The POSTs above went to the API (a POST on /_upload/ is not a PUT);
+	// the PUTs all went to S3.
+	if e.apiRec.count() != n || e.s3Rec.count() != n {
+		t.Fatalf("API asked %d times, S3 %d times; want %d each", e.apiRec.count(), e.s3Rec.count(), n)
+	}
+}
