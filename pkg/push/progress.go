@@ -127,13 +127,16 @@ func NewBars(w io.Writer) *Bars {
 func (b *Bars) Blob(d v1.Descriptor) BlobProgress {
 	st := &barBlob{size: d.Size}
 	st.state.Store("")
-	bar := b.p.AddBar(d.Size,
+	// Total 0 at first: mpb then does not complete the bar by itself when
+	// the bytes are all sent, so its last frame shows the outcome Done sets.
+	bar := b.p.AddBar(0,
 		mpb.PrependDecorators(decor.Name(short(d.Digest), decor.WC{C: decor.DindentRight | decor.DextraSpace})),
 		mpb.AppendDecorators(
 			decor.CountersKibiByte("% .1f / % .1f", decor.WC{W: 22}),
 			decor.Any(func(decor.Statistics) string { return " " + st.state.Load().(string) }),
 		),
 	)
+	bar.SetTotal(d.Size, false)
 	st.bar = bar
 	return st
 }
