@@ -34,13 +34,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/berth-registry/berth/internal/cloudfront"
 	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/driver/awsmetrics"
 	"github.com/berth-registry/berth/pkg/driver/dynamo"
 	"github.com/berth-registry/berth/pkg/driver/s3blob"
+	"github.com/berth-registry/berth/pkg/edge"
 	"github.com/berth-registry/berth/pkg/registry"
 )
 
@@ -77,9 +80,13 @@ const (
 	stepPatch    = "PATCH (whole blob)"
 	stepPut      = "PUT ?digest="
 	stepManifest = "PUT manifest (new tag)"
+	stepEdgePut  = "PUT ?digest= with the blob (edge: to S3)"
 )
 
 var steps = []string{stepHead, stepPost, stepPatch, stepPut, stepManifest}
+
+// edgeSteps are the requests of a push through the edge path.
+var edgeSteps = []string{stepHead, stepPost, stepEdgePut, stepManifest}
 
 // counts is what one operation cost on one registry.
 type counts struct {
@@ -88,6 +95,7 @@ type counts struct {
 	SDK         map[string]int // SDK middleware counts "Service.Operation" (Berth)
 	ClientGETs  int            // presigned S3 GETs the client followed
 	Invocations int            // Lambda invocations (Lambda path)
+	EdgeS3      map[string]int // S3 requests CloudFront's S3 origin made (edge path)
 }
 
 func (c counts) total(service string) int {
@@ -110,11 +118,18 @@ type target struct {
 	sdk         *awsmetrics.Counter // nil for distribution
 	invocations *atomic.Int64       // nil unless behind the emulated Lambda
 	steps       map[string][]counts // per push request kind, one entry per blob
+	// edge, when set, is the S3 proxy behind the CloudFront emulation's S3
+	// origin: the target pushes as oras and regctl do (POST, then one PUT
+	// to the /_upload/ Location, which goes to S3 without Lambda).
+	edge *s3Proxy
 }
 
 func (tg *target) reset() {
 	tg.http.Store(0)
 	tg.s3.reset()
+	if tg.edge != nil {
+		tg.edge.reset()
+	}
 	if tg.sdk != nil {
 		tg.sdk.Reset()
 	}
@@ -131,6 +146,10 @@ func (tg *target) snapshot() counts {
 	}
 	if tg.invocations != nil {
 		c.Invocations = int(tg.invocations.Load())
+	}
+	if tg.edge != nil {
+		// The origin signs its requests in headers: all count as "server".
+		c.EdgeS3, _ = tg.edge.snapshot()
 	}
 	return c
 }
@@ -156,6 +175,7 @@ func (c counts) minus(before counts) counts {
 	return counts{
 		HTTP: c.HTTP - before.HTTP, S3: sub(c.S3, before.S3), SDK: sub(c.SDK, before.SDK),
 		ClientGETs: c.ClientGETs - before.ClientGETs, Invocations: c.Invocations - before.Invocations,
+		EdgeS3: sub(c.EdgeS3, before.EdgeS3),
 	}
 }
 
@@ -217,6 +237,11 @@ func newS3Proxy(t *testing.T, upstream string) *s3Proxy {
 		r.SetURL(u)
 		// SigV4 signs the host the signer saw: keep the proxy's.
 		r.Out.Host = r.In.Host
+		// Rewrite drops X-Forwarded-For, which CloudFront's S3 origin
+		// sends and signs: pass it on as it came.
+		if v, ok := r.In.Header["X-Forwarded-For"]; ok {
+			r.Out.Header["X-Forwarded-For"] = v
+		}
 	}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.count(r)
@@ -324,6 +349,7 @@ type awsFixture struct {
 	counter *awsmetrics.Counter
 	items   *dynamo.Store
 	blobs   *s3blob.Store
+	bucket  string
 }
 
 func newAWSFixture(t *testing.T, e emulators) awsFixture {
@@ -334,7 +360,7 @@ func newAWSFixture(t *testing.T, e emulators) awsFixture {
 	proxy := newS3Proxy(t, e.s3)
 	s3c, presign := e.s3Client(proxy.URL, func(o *s3.Options) { o.APIOptions = append(o.APIOptions, counter.AddTo) })
 	ddb := e.dynamoClient(func(o *dynamodb.Options) { o.APIOptions = append(o.APIOptions, counter.AddTo) })
-	return awsFixture{proxy: proxy, counter: counter, items: dynamo.New(ddb, table), blobs: s3blob.New(s3c, presign, bucket)}
+	return awsFixture{proxy: proxy, counter: counter, items: dynamo.New(ddb, table), blobs: s3blob.New(s3c, presign, bucket), bucket: bucket}
 }
 
 // startBerth serves Berth on the AWS drivers with httptest, as `berth serve
@@ -367,6 +393,48 @@ func startBerthLambda(t *testing.T, e emulators) *target {
 	tg := newTarget(t, "berth-lambda", srv.URL, f.proxy)
 	tg.sdk = f.counter
 	tg.invocations = &invocations
+	return tg
+}
+
+// startBerthEdge serves Berth as a deployment with the edge upload path:
+// the CloudFront emulation running the real upload.js, its S3 origin (the
+// same bucket, through a second counting proxy so origin PUTs are told
+// apart from the registry's own S3 requests) and the API Gateway + Lambda
+// emulation of startBerthLambda with edge upload tokens.
+func startBerthEdge(t *testing.T, e emulators) *target {
+	f := newAWSFixture(t, e)
+	keys := edge.NewMemoryStore()
+	if _, err := edge.Rotate(t.Context(), keys, edge.Rotation{}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h := registry.New(registry.Config{MaxBodyBytes: lambdaMaxBody, ChunkMinLength: lambdaChunkMin, EdgeTokens: edge.NewKeyring(keys, 0)}, f.items, f.blobs)
+	var invocations atomic.Int64
+	gw := apigw.Emulate(h,
+		apigw.WithRoutes("ANY /v2", "ANY /v2/{proxy+}"),
+		apigw.WithObserver(func(inv apigw.Invocation) {
+			if inv.Err != nil {
+				t.Errorf("lambda %s %s: %v", inv.Event.RequestContext.HTTP.Method, inv.Event.RawPath, inv.Err)
+			}
+			invocations.Add(1)
+		}))
+	origin := newS3Proxy(t, e.s3)
+	dist, err := cloudfront.NewBerth(cloudfront.BerthOptions{
+		Blobs: &cloudfront.S3Origin{
+			Endpoint: origin.URL, Bucket: f.bucket, PathStyle: true, Region: "us-east-1",
+			Credentials: credentials.NewStaticCredentialsProvider(e.s3AccessKey, e.s3SecretKey, ""),
+		},
+		API:  gw,
+		Keys: keys,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(dist)
+	t.Cleanup(srv.Close)
+	tg := newTarget(t, "berth-edge", srv.URL, f.proxy)
+	tg.sdk = f.counter
+	tg.invocations = &invocations
+	tg.edge = origin
 	return tg
 }
 
@@ -617,11 +685,37 @@ func (tg *target) putManifest(t *testing.T, img image, tag string) {
 	}
 }
 
-func (tg *target) push(t *testing.T, img image) {
-	for _, l := range img.layers {
-		tg.pushBlob(t, l)
+// pushBlobEdge is oras's and regctl's upload of one blob: HEAD (absent),
+// POST, one PUT ?digest= with every byte to the Location, which on an
+// edge deployment is /_upload/<token> and goes to S3.
+func (tg *target) pushBlobEdge(t *testing.T, b []byte) {
+	t.Helper()
+	d := digestOf(b)
+	tg.step(stepHead, func() { tg.do(t, http.MethodHead, "/v2/"+repo+"/blobs/"+d, nil, nil, http.StatusNotFound) })
+	var loc string
+	tg.step(stepPost, func() {
+		loc = tg.do(t, http.MethodPost, "/v2/"+repo+"/blobs/uploads/", nil, nil, http.StatusAccepted).Header.Get("Location")
+	})
+	if !strings.HasPrefix(loc, edge.PathPrefix) {
+		t.Fatalf("%s: upload Location %q, want %s<token>", tg.name, loc, edge.PathPrefix)
 	}
-	tg.pushBlob(t, img.config)
+	tg.step(stepEdgePut, func() {
+		resp := tg.do(t, http.MethodPut, loc+"?digest="+url.QueryEscape(d), b, http.Header{"Content-Type": {"application/octet-stream"}}, http.StatusCreated)
+		if got := resp.Header.Get("Docker-Content-Digest"); got != d {
+			t.Fatalf("%s: edge PUT digest %q, want %q", tg.name, got, d)
+		}
+	})
+}
+
+func (tg *target) push(t *testing.T, img image) {
+	pushBlob := tg.pushBlob
+	if tg.edge != nil {
+		pushBlob = tg.pushBlobEdge
+	}
+	for _, l := range img.layers {
+		pushBlob(t, l)
+	}
+	pushBlob(t, img.config)
 	tg.step(stepManifest, func() { tg.putManifest(t, img, "v1") })
 }
 
@@ -682,13 +776,15 @@ func run(t *testing.T, tg *target) result {
 
 func sameCounts(a, b counts) bool {
 	return a.HTTP == b.HTTP && maps.Equal(a.S3, b.S3) && maps.Equal(a.SDK, b.SDK) &&
-		a.ClientGETs == b.ClientGETs && a.Invocations == b.Invocations
+		a.ClientGETs == b.ClientGETs && a.Invocations == b.Invocations && maps.Equal(a.EdgeS3, b.EdgeS3)
 }
 
 // --- the test ---
 
 // TestRequestCounts pushes, pulls, tags and lists an image on Berth (AWS
-// drivers, served directly and behind the emulated API Gateway + Lambda)
+// drivers, served directly, behind the emulated API Gateway + Lambda, and
+// as an edge deployment with the CloudFront emulation in front, where the
+// push takes oras's POST-then-PUT flow)
 // and on distribution with its S3 driver (with and without its blob
 // descriptor cache), all on the same versitygw, and reports the S3,
 // DynamoDB and Lambda requests each operation made. It asserts only
@@ -699,6 +795,7 @@ func TestRequestCounts(t *testing.T) {
 	starts := map[string]func(*testing.T, emulators) *target{
 		"berth":                startBerth,
 		"berth-lambda":         startBerthLambda,
+		"berth-edge":           startBerthEdge,
 		"distribution":         startDistribution,
 		"distribution-nocache": startDistributionNoCache,
 	}
@@ -726,7 +823,12 @@ func TestRequestCounts(t *testing.T) {
 	for _, op := range operations {
 		for name, res := range results {
 			c := res.ops[op]
-			if c.HTTP != berth[op].HTTP {
+			if name == "berth-edge" && op == opPush {
+				// oras's flow: no PATCH, the PUT carries the blob.
+				if want := berth[op].HTTP - (layerCount + 1); c.HTTP != want {
+					t.Errorf("berth-edge push: %d HTTP requests, want %d (Berth's crane flow less one PATCH per blob)", c.HTTP, want)
+				}
+			} else if c.HTTP != berth[op].HTTP {
 				t.Errorf("%s %s: %d HTTP requests, Berth %d: the flows differ", name, op, c.HTTP, berth[op].HTTP)
 			}
 			if c.ClientGETs != wantClientGETs[op] {
@@ -757,6 +859,7 @@ func TestRequestCounts(t *testing.T) {
 			t.Errorf("%s: %d Lambda invocations for %d HTTP requests", op, lambda[op].Invocations, lambda[op].HTTP)
 		}
 	}
+	checkEdge(t, results["berth-edge"])
 	if n := berth[opPush].total("DynamoDB"); n == 0 {
 		t.Errorf("berth push made no DynamoDB request")
 	}
@@ -785,6 +888,44 @@ func TestRequestCounts(t *testing.T) {
 	if *update {
 		if err := os.WriteFile("requests.md", []byte(table), 0o644); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// checkEdge asserts what the edge path promises: each blob's bytes go to
+// S3 in one PutObject through CloudFront, not through Lambda, so a blob
+// costs at most two Lambda invocations (HEAD and POST), and the registry
+// stores nothing itself on push (no staging copy, no PutObject).
+func checkEdge(t *testing.T, res result) {
+	t.Helper()
+	blobs := layerCount + 1
+	push := res.ops[opPush]
+	if want := map[string]int{"PutObject": blobs}; !maps.Equal(push.EdgeS3, want) {
+		t.Errorf("berth-edge push: S3 through CloudFront %v, want %v", push.EdgeS3, want)
+	}
+	if push.Invocations != push.HTTP-blobs {
+		t.Errorf("berth-edge push: %d Lambda invocations for %d HTTP requests; want all but the %d edge PUTs", push.Invocations, push.HTTP, blobs)
+	}
+	var perBlob int
+	for _, st := range []string{stepHead, stepPost, stepEdgePut} {
+		if len(res.steps[st]) != blobs {
+			t.Errorf("berth-edge: %d %q requests, want %d", len(res.steps[st]), st, blobs)
+		}
+		for _, c := range res.steps[st] {
+			perBlob += c.Invocations
+		}
+	}
+	if perBlob > 2*blobs {
+		t.Errorf("berth-edge: %d Lambda invocations for %d blobs, want ≤ 2 per blob", perBlob, blobs)
+	}
+	for _, c := range res.steps[stepEdgePut] {
+		if c.Invocations != 0 || c.S3["PutObject"] != 0 {
+			t.Errorf("berth-edge: an edge PUT cost %d Lambda invocations and registry S3 %v; want none", c.Invocations, c.S3)
+		}
+	}
+	for _, op := range []string{opPull, opTag, opTagList} {
+		if c := res.ops[op]; c.Invocations != c.HTTP || len(c.EdgeS3) != 0 {
+			t.Errorf("berth-edge %s: %d invocations for %d HTTP requests, CloudFront S3 %v", op, c.Invocations, c.HTTP, c.EdgeS3)
 		}
 	}
 }
@@ -906,6 +1047,32 @@ reverse proxy; DynamoDB is DynamoDB Local 3.3.0.
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", s,
 			stepCell(berth.steps[s], berthS3), stepCell(berth.steps[s], berthDDB),
 			stepCell(dist.steps[s], proxyS3), stepCell(nocache.steps[s], proxyS3))
+	}
+
+	edge := results["berth-edge"]
+	b.WriteString("\n## Push through the edge path\n\n" +
+		"**Berth edge**: the deployment with the edge upload path (DESIGN §4 path 2): the CloudFront\n" +
+		"emulation (internal/cloudfront) running pkg/edge/cffunc/upload.js in front of the Berth Lambda\n" +
+		"target (with edge upload tokens) and of the bucket as an S3 origin signed like origin access\n" +
+		"control. The client pushes as oras and regctl do (crane's single PATCH cannot use the edge): per\n" +
+		"blob HEAD (404), POST (202, `Location: /_upload/<token>`), one PUT ?digest= with the blob to that\n" +
+		"Location, which the CloudFront Function sends to S3 as `PutObject blobs/sha256/<hex>` with\n" +
+		"`x-amz-checksum-sha256`; then the manifest PUT, which claims each blob (HeadObject with checksum\n" +
+		"mode) and links it. **S3 via CloudFront** counts the origin's requests (a second counting proxy).\n\n" +
+		"| operation | HTTP requests | Lambda invocations | Berth S3 | Berth DynamoDB | S3 via CloudFront |\n|---|---:|---:|---|---|---|\n")
+	for _, op := range operations {
+		c := edge.ops[op]
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s |\n", op, c.HTTP, c.Invocations,
+			breakdown(berthS3(c)), breakdown(berthDDB(c)), breakdown(c.EdgeS3))
+	}
+	invocations := func(c counts) map[string]int { return map[string]int{"invocations": c.Invocations} }
+	b.WriteString("\nPer request of the edge push (the last blob; a range when blobs differ):\n\n" +
+		"| request | Lambda | Berth S3 | Berth DynamoDB | S3 via CloudFront |\n|---|---|---|---|---|\n")
+	for _, st := range edgeSteps {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", st,
+			strings.TrimPrefix(stepCell(edge.steps[st], invocations), "invocations "),
+			stepCell(edge.steps[st], berthS3), stepCell(edge.steps[st], berthDDB),
+			stepCell(edge.steps[st], func(c counts) map[string]int { return c.EdgeS3 }))
 	}
 	return b.String()
 }
