@@ -357,7 +357,7 @@ func (d *Distribution) writeFunctionError(w http.ResponseWriter, fe *functionErr
 		delete(h, k)
 	}
 	h.Set("Content-Type", "text/html")
-	edgeHeaders(h, fe.kind, requestID, d.cfg.DomainName)
+	edgeHeaders(h, fe.kind, d.cfg.DomainName)
 	st := fe.status()
 	w.WriteHeader(st)
 	fmt.Fprintf(w, "<html><body><h1>%d ERROR</h1><p>The request could not be satisfied.</p></body></html>\n", st)
@@ -365,12 +365,13 @@ func (d *Distribution) writeFunctionError(w http.ResponseWriter, fe *functionErr
 }
 
 // edgeHeaders are what CloudFront adds to every answer, after any
-// function ran (functions neither see nor can remove them).
-func edgeHeaders(h http.Header, cache, requestID, domain string) {
+// function ran (functions neither see nor can remove them). CloudFront
+// also sends X-Amz-Cf-Id and X-Amz-Cf-Pop; the emulator leaves them out
+// so that tests can assert that no x-amz-* header of S3 reaches a client
+// without an exception list (the request id is in the log).
+func edgeHeaders(h http.Header, cache, domain string) {
 	h.Set("X-Cache", cache+" from cloudfront")
 	h.Add("Via", "1.1 "+domain+" (CloudFront)")
-	h.Set("X-Amz-Cf-Pop", "LOCAL50-P1")
-	h.Set("X-Amz-Cf-Id", requestID)
 }
 
 func newRequestID() string {
@@ -439,7 +440,7 @@ func (d *Distribution) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if resp != nil {
-			edgeHeaders(w.Header(), "FunctionGeneratedResponse", requestID, d.cfg.DomainName)
+			edgeHeaders(w.Header(), "FunctionGeneratedResponse", d.cfg.DomainName)
 			ex.Status = writeGenerated(w, resp)
 			return
 		}
@@ -456,7 +457,7 @@ func (d *Distribution) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	iw := &interceptor{w: w, header: http.Header{}, fail: func(fe *functionError) int {
 		return d.writeFunctionError(w, fe, requestID)
-	}, edge: func(h http.Header) { edgeHeaders(h, "Miss", requestID, d.cfg.DomainName) }}
+	}, edge: func(h http.Header) { edgeHeaders(h, "Miss", d.cfg.DomainName) }}
 	if b.ViewerResponse != nil {
 		seen := req
 		if d.cfg.ViewerResponseSeesOriginalRequest {
