@@ -296,6 +296,11 @@ func patchClients() []patchClient {
 			c := harness.Client(t, "skopeo").With(env...)
 			return c.Exec("copy", "--policy", harness.Policy(env), "--dest-tls-verify=false", l.Skopeo(), "docker://"+ref)
 		}},
+		{"skopeo-preserve-digests", func(t *testing.T, rec *recorder, l harness.Layout, ref string) harness.Result {
+			env := harness.ContainersEnv(t, rec.Addr)
+			c := harness.Client(t, "skopeo").With(env...)
+			return c.Exec("copy", "--policy", harness.Policy(env), "--preserve-digests", "--dest-tls-verify=false", l.Skopeo(), "docker://"+ref)
+		}},
 		{"podman", func(t *testing.T, rec *recorder, l harness.Layout, ref string) harness.Result {
 			// podman pushes from its own storage: put the layout there with
 			// skopeo (same storage configuration), then push it.
@@ -312,8 +317,9 @@ func patchClients() []patchClient {
 // PUT). Small layers push fine through Lambda. A layer over the limit gets
 // a 413. When the PATCH declares its Content-Length (crane) the CloudFront
 // Function answers it with an OCI SIZE_INVALID error naming `berth push`.
-// When it streams with Transfer-Encoding: chunked (skopeo and podman, as
-// measured here) no function can see the size: the request reaches API
+// When it streams with Transfer-Encoding: chunked (podman, and skopeo when
+// it gzips an uncompressed layer on the way; skopeo --preserve-digests
+// sends a Content-Length, as measured here) no function can see the size: the request reaches API
 // Gateway, which answers its own non-OCI 413 once the Lambda event would
 // pass 6 MB, and CloudFront runs no viewer-response function on a status
 // of 400 or above that could rewrite it (research §A, TOOLCHAIN).
