@@ -563,14 +563,10 @@ func TestParityWithSAMTemplate(t *testing.T) {
 // cdkOnly is what the CDK deployment has and template.yaml deliberately
 // does not (docs/deploy.md, "Edge uploads"; template.yaml's header): SAM
 // cannot express the CloudFront Function and KeyValueStore wiring well, so
-// the edge upload path, and the asynchronous verification of multipart
-// direct uploads that comes with the CDK deployment, are CDK-only. Each
-// entry must occur, like knownDifferences.
+// the edge upload path is CDK-only. Each entry must occur, like
+// knownDifferences.
 var cdkOnly = func() map[string]string {
-	const (
-		edge   = "edge upload path, CDK only"
-		verify = "asynchronous multipart upload verification by the cleanup function, CDK only"
-	)
+	const edge = "edge upload path, CDK only"
 	out := map[string]string{
 		"edge: only in the CDK construct: AWS::CloudFront::KeyValueStore":                     edge,
 		"edge: only in the CDK construct: AWS::CloudFront::Function":                          edge,
@@ -580,14 +576,9 @@ var cdkOnly = func() map[string]string {
 		"ApiFunction environment: only in the CDK construct: BERTH_EDGE_KVS_ARN":              edge,
 		"CleanupFunction environment: only in the CDK construct: BERTH_EDGE_KVS_ARN":          edge,
 		"ApiFunction IAM actions: only in the CDK construct: cloudfront-keyvaluestore:GetKey": edge,
-		"ApiFunction environment: only in the CDK construct: BERTH_CLEANUP_FUNCTION":          verify,
-		"ApiFunction IAM actions: only in the CDK construct: lambda:InvokeFunction":           verify,
 	}
 	for _, a := range []string{"DeleteKey", "DescribeKeyValueStore", "GetKey", "ListKeys", "PutKey"} {
 		out["CleanupFunction IAM actions: only in the CDK construct: cloudfront-keyvaluestore:"+a] = edge
-	}
-	for _, a := range []string{"dynamodb:ConditionCheckItem", "dynamodb:PutItem", "s3:GetObject", "s3:ListBucket", "s3:PutObject"} {
-		out["CleanupFunction IAM actions: only in the CDK construct: "+a] = verify
 	}
 	return out
 }()

@@ -23,6 +23,7 @@ import (
 
 	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/route"
+	"github.com/berth-registry/berth/pkg/storage"
 	"gopkg.in/yaml.v3"
 )
 
@@ -246,9 +247,6 @@ var optionalUnset = map[string]string{
 	// is CDK-only (docs/deploy.md, "Edge uploads"; template.yaml's header):
 	// SAM deploys without it and both functions run with the edge off.
 	"BERTH_EDGE_KVS_ARN": "edge upload path: CDK deployment only (infra/berth/edge.go)",
-	// Unset, registry.Config.StartVerify is nil and the registry's own
-	// fallback applies; the CDK deployment wires the asynchronous invoke.
-	"BERTH_CLEANUP_FUNCTION": "asynchronous upload verification: CDK deployment only (infra/berth/edge.go)",
 }
 
 func TestEnvironmentMatchesCode(t *testing.T) {
@@ -339,8 +337,8 @@ func TestEveryRegistryPathRouted(t *testing.T) {
 }
 
 // grants are the IAM actions each function's code needs, by resource. The
-// API function's statements follow registry → meta.Items → DynamoDB and
-// registry.Blobs → S3; cleanup's follow SweepUploads and retention.Apply.
+// API function's statements follow registry → storage.Items → DynamoDB and
+// storage.Blobs → S3; cleanup's follow SweepUploads and retention.Apply.
 var grants = map[string]map[string][]string{
 	"ApiFunction": {
 		"key":       {"kms:GetPublicKey"},
@@ -348,12 +346,18 @@ var grants = map[string]map[string][]string{
 		"blobs/*":   {"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"}, // no DeleteObject: only GC deletes bytes; abort for failed >5 GB copies
 		"uploads/*": {"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"},
 		"bucket":    {"s3:ListBucket"},
+		// The asynchronous verify-upload invoke of the cleanup function.
+		"cleanup-function": {"lambda:InvokeFunction"},
 	},
 	"CleanupFunction": {
-		// Scan+DeleteItem: SweepUploads. Query, GetItem, UpdateItem (and
-		// DeleteItem): retention, through meta.ManifestList and ManifestDelete.
-		"table":     {"dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"},
-		"uploads/*": {"s3:AbortMultipartUpload", "s3:DeleteObject"},
+		// Query, GetItem, DeleteItem: SweepUploads. UpdateItem: retention,
+		// through meta.ManifestList and ManifestDelete. PutItem and
+		// ConditionCheckItem: registry.Verifier saving a session and
+		// linking the verified blob in one transaction.
+		"table":     {"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
+		"uploads/*": {"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject"},
+		"blobs/*":   {"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"},
+		"bucket":    {"s3:ListBucket"},
 	},
 	"ScanFunction": {},
 	"TokenFunction": {
@@ -373,6 +377,8 @@ func resourceName(r any) string {
 		return "policy-parameter"
 	case fmt.Sprint(get(r, "Fn::GetAtt")) == "[BlobBucket Arn]":
 		return "bucket"
+	case fmt.Sprint(get(r, "Fn::GetAtt")) == "[CleanupFunction Arn]":
+		return "cleanup-function"
 	case strings.HasPrefix(str(r, "Fn::Sub"), "${BlobBucket.Arn}/"):
 		return strings.TrimPrefix(str(r, "Fn::Sub"), "${BlobBucket.Arn}/")
 	}
