@@ -183,7 +183,9 @@ func (r *registry) newFunctions() {
 	}
 	cleanup := fnSpec{
 		name: FnCleanup, description: "Berth cleanup: expired upload sessions, retention (hourly)", memory: p.CleanupMemoryMiB,
-		timeout: awscdk.Duration_Minutes(jsii.Number(5)),
+		// 15 minutes: a verify-upload event reads a multipart direct upload
+		// back (tens of GB at ~100 MB/s); the hourly sweep needs far less.
+		timeout: awscdk.Duration_Minutes(jsii.Number(15)),
 		env: map[string]*string{
 			"BERTH_TABLE": common["BERTH_TABLE"], "BERTH_BUCKET": common["BERTH_BUCKET"],
 			"BERTH_LOG_LEVEL":        common["BERTH_LOG_LEVEL"],

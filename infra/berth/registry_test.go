@@ -90,7 +90,7 @@ func TestFunctions(t *testing.T) {
 		"TokenFunction": {512, 10, []string{"BERTH_AUTH_POLICY_PARAM", "BERTH_LOG_LEVEL", "BERTH_OIDC_ISSUERS",
 			"BERTH_SERVICE", "BERTH_TOKEN_ISSUER", "BERTH_TOKEN_KMS_KEY_ID", "BERTH_TOKEN_TTL"}},
 		"ScanFunction":    {256, 60, []string{"BERTH_BUCKET", "BERTH_LOG_LEVEL"}},
-		"CleanupFunction": {256, 300, []string{"BERTH_BUCKET", "BERTH_EDGE_KVS_ARN", "BERTH_LOG_LEVEL", "BERTH_RETENTION_POLICY", "BERTH_TABLE"}},
+		"CleanupFunction": {256, 900, []string{"BERTH_BUCKET", "BERTH_EDGE_KVS_ARN", "BERTH_LOG_LEVEL", "BERTH_RETENTION_POLICY", "BERTH_TABLE"}},
 	}
 	for prefix, w := range want {
 		id, fn := s.function(t, prefix)
