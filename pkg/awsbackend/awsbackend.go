@@ -1,0 +1,190 @@
+// Package awsbackend opens Berth's AWS storage: the DynamoDB metadata
+// driver and the S3 blob driver, configured from one aws.Config and one
+// Settings value. The api and cleanup functions and `berth serve --backend
+// aws` (its cold-start emulation and edge path included) all open their
+// drivers here, so a new driver option is wired once, not per entry point.
+package awsbackend
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/berth-registry/berth/pkg/driver/dynamo"
+	"github.com/berth-registry/berth/pkg/driver/s3blob"
+	"github.com/berth-registry/berth/pkg/storage"
+)
+
+// DefaultPresignExpiry is how long a presigned blob URL lives when
+// Settings leave it unset: long enough for a slow client to start a large
+// download, short enough that a leaked URL soon stops working.
+const DefaultPresignExpiry = 20 * time.Minute
+
+// Settings is what the drivers need beyond AWS credentials, region and
+// endpoints (those come with the aws.Config).
+type Settings struct {
+	Bucket string
+	Table  string
+	// PresignExpiry is the lifetime of presigned blob URLs; 0:
+	// DefaultPresignExpiry.
+	PresignExpiry time.Duration
+	// S3PathStyle addresses the bucket in the path (emulators have no
+	// per-bucket host names).
+	S3PathStyle bool
+	// NoRedirect serves blob bytes instead of redirecting clients to S3.
+	NoRedirect bool
+	// CloudFront, when its URL is set, signs blob GET redirects as
+	// CloudFront URLs instead of presigning S3 URLs.
+	CloudFront CloudFront
+	// Create makes the bucket and the table when missing (local and
+	// emulator use; a deployment creates them with the stack).
+	Create bool
+}
+
+// CloudFront configures signed CloudFront URLs for blob GETs. URL, key
+// pair id and exactly one key source go together.
+type CloudFront struct {
+	URL       string // the distribution whose origin is the bucket
+	KeyPairID string // CloudFront public key id
+	// The RSA private key (PEM, PKCS #1 or #8): a Secrets Manager secret
+	// (name or ARN; the deployed functions) or a file (berth serve).
+	KeySecret string
+	KeyFile   string
+}
+
+func (c CloudFront) enabled() bool { return c.URL != "" }
+
+// Validate reports settings that cannot work: a missing bucket or table,
+// or a partial CloudFront configuration. Callers prefix the error with the
+// names their users know (flags, environment variables).
+func (s Settings) Validate() error {
+	var errs []error
+	if s.Bucket == "" {
+		errs = append(errs, errors.New("no bucket"))
+	}
+	if s.Table == "" {
+		errs = append(errs, errors.New("no table"))
+	}
+	c := s.CloudFront
+	keys := countSet(c.KeySecret, c.KeyFile)
+	if n := countSet(c.URL, c.KeyPairID) + min(keys, 1); n != 0 && (n != 3 || keys != 1) {
+		errs = append(errs, errors.New("CloudFront URL, key pair id and one private key source go together"))
+	}
+	return errors.Join(errs...)
+}
+
+func countSet(vs ...string) (n int) {
+	for _, v := range vs {
+		if v != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// Backend is an opened pair of AWS drivers.
+type Backend struct {
+	Items *dynamo.Store
+	// Blobs is the S3 driver, wrapped to serve bytes when NoRedirect is set.
+	Blobs storage.Blobs
+}
+
+// Open builds the AWS clients and drivers from cfg and s, loading the
+// CloudFront signing key when s asks for signed URLs, and creating the
+// bucket and table when s.Create is set. It never reads the environment:
+// cfg carries what the AWS configuration chain found.
+func Open(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) (*Backend, error) {
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("aws backend: %w", err)
+	}
+	if cfg.Region == "" {
+		return nil, errors.New("aws backend: no region (set AWS_REGION)")
+	}
+	if s.PresignExpiry <= 0 {
+		s.PresignExpiry = DefaultPresignExpiry
+	}
+	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = s.S3PathStyle })
+	opts := []s3blob.Option{s3blob.WithPresignExpiry(s.PresignExpiry)}
+	if s.CloudFront.enabled() {
+		var sm SecretGetter
+		if s.CloudFront.KeySecret != "" {
+			sm = secretsmanager.NewFromConfig(cfg)
+		}
+		key, err := LoadCloudFrontKey(ctx, s.CloudFront, sm)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, s3blob.WithCloudFront(s.CloudFront.URL, s.CloudFront.KeyPairID, key))
+	}
+	blobs := s3blob.New(s3c, s3.NewPresignClient(s3c), s.Bucket, opts...)
+	items := dynamo.New(dynamodb.NewFromConfig(cfg), s.Table)
+	if s.Create {
+		if err := blobs.CreateBucket(ctx); err != nil {
+			return nil, err
+		}
+		if err := items.CreateTable(ctx); err != nil {
+			return nil, err
+		}
+		if log != nil {
+			log.InfoContext(ctx, "storage ready", slog.String("bucket", s.Bucket), slog.String("table", s.Table))
+		}
+	}
+	be := &Backend{Items: items, Blobs: blobs}
+	if s.NoRedirect {
+		be.Blobs = s3blob.WithoutRedirect(blobs)
+	}
+	return be, nil
+}
+
+// SecretGetter is the part of Secrets Manager LoadCloudFrontKey uses.
+type SecretGetter interface {
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+}
+
+// LoadCloudFrontKey reads the CloudFront signing key from c.KeySecret
+// (through sm) or c.KeyFile. Errors name the source, so a cold start that
+// fails on a placeholder secret says which one.
+func LoadCloudFrontKey(ctx context.Context, c CloudFront, sm SecretGetter) (*rsa.PrivateKey, error) {
+	var data []byte
+	source := c.KeyFile
+	switch {
+	case c.KeySecret != "":
+		source = c.KeySecret
+		if sm == nil {
+			return nil, fmt.Errorf("cloudfront key %s: no Secrets Manager client", source)
+		}
+		// A cold start must not hang on Secrets Manager for the whole
+		// init phase.
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(source)})
+		if err != nil {
+			return nil, fmt.Errorf("cloudfront key %s: %w", source, err)
+		}
+		data = out.SecretBinary
+		if out.SecretString != nil {
+			data = []byte(*out.SecretString)
+		}
+	case c.KeyFile != "":
+		var err error
+		if data, err = os.ReadFile(source); err != nil {
+			return nil, fmt.Errorf("cloudfront key: %w", err)
+		}
+	default:
+		return nil, errors.New("cloudfront key: no secret or file given")
+	}
+	key, err := s3blob.ParseRSAKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	return key, nil
+}
