@@ -12,15 +12,13 @@ import _ "embed"
 var Source string
 
 // Constants upload.js hard-codes (a CloudFront Function has no environment):
-// a test keeps them in step with the file.
+// a test keeps them in step with the file. It also hard-codes the Lambda
+// body limit, apigw.MaxBodyBytes: bigger upload bodies get an OCI 413 from
+// the function before API Gateway answers its own.
 const (
 	// APIOriginID is the distribution's origin id of the API (API Gateway),
 	// which the function selects for upload requests that do not go to S3.
 	APIOriginID = "berth-api"
-	// LambdaMaxBodyBytes is the blob bytes one request carries through API
-	// Gateway and Lambda (6 MB event, base64); bigger upload bodies get an
-	// OCI 413 from the function before API Gateway answers its own.
-	LambdaMaxBodyBytes = 4404019
 	// S3MaxPutBytes is S3's limit for one PutObject (5 GiB).
 	S3MaxPutBytes = 5368709120
 	// MaxSourceBytes is CloudFront's limit on a function's size.

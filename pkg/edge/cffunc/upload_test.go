@@ -26,6 +26,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/cloudfront"
 	"github.com/berth-registry/berth/internal/testenv"
+	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/edge"
 	"github.com/berth-registry/berth/pkg/edge/cffunc"
 )
@@ -36,7 +37,7 @@ func TestSourceConstants(t *testing.T) {
 	}
 	for _, lit := range []string{
 		"'" + cffunc.APIOriginID + "'",
-		"= " + strconv.Itoa(cffunc.LambdaMaxBodyBytes) + ";",
+		"= " + strconv.Itoa(apigw.MaxBodyBytes) + ";",
 		"= " + strconv.FormatInt(cffunc.S3MaxPutBytes, 10) + ";",
 		"'" + edge.PathPrefix + "'",
 		"'" + edge.KeyPrefix + "'",
@@ -466,13 +467,13 @@ func TestSizeLimits(t *testing.T) {
 		status       int
 	}{
 		{"PUT", edge.PathPrefix + tok + "?digest=sha256:" + hx, cffunc.S3MaxPutBytes + 1, 413},
-		{"PATCH", edge.PathPrefix + tok, cffunc.LambdaMaxBodyBytes + 1, 413},
-		{"PUT", edge.PathPrefix + tok + "?digest=sha512:" + strings.Repeat("a", 128), cffunc.LambdaMaxBodyBytes + 1, 413},
-		{"PATCH", edge.PathPrefix + tok, cffunc.LambdaMaxBodyBytes, 202},
-		{"PATCH", "/v2/team/app/blobs/uploads/abc", cffunc.LambdaMaxBodyBytes + 1, 413},
-		{"PUT", "/v2/team/app/blobs/uploads/abc?digest=sha256:" + hx, cffunc.LambdaMaxBodyBytes + 1, 413},
-		{"POST", "/v2/team/app/blobs/uploads/", cffunc.LambdaMaxBodyBytes + 1, 413},
-		{"PUT", "/v2/team/app/manifests/v1", cffunc.LambdaMaxBodyBytes, 202},
+		{"PATCH", edge.PathPrefix + tok, apigw.MaxBodyBytes + 1, 413},
+		{"PUT", edge.PathPrefix + tok + "?digest=sha512:" + strings.Repeat("a", 128), apigw.MaxBodyBytes + 1, 413},
+		{"PATCH", edge.PathPrefix + tok, apigw.MaxBodyBytes, 202},
+		{"PATCH", "/v2/team/app/blobs/uploads/abc", apigw.MaxBodyBytes + 1, 413},
+		{"PUT", "/v2/team/app/blobs/uploads/abc?digest=sha256:" + hx, apigw.MaxBodyBytes + 1, 413},
+		{"POST", "/v2/team/app/blobs/uploads/", apigw.MaxBodyBytes + 1, 413},
+		{"PUT", "/v2/team/app/manifests/v1", apigw.MaxBodyBytes, 202},
 		{"PATCH", "/v2/team/app/blobs/uploads/abc", 1024, 202},
 	}
 	for _, tc := range tests {
