@@ -17,6 +17,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/berth-registry/berth/internal/apigwemu"
 	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/auth/oidc"
@@ -318,11 +319,11 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 	}
 	if cfg.ViaLambda {
-		fn := apigw.Func(apigw.Handler(h))
+		fn := apigwemu.Func(apigw.Handler(h))
 		if cfg.LambdaColdStarts {
 			fn = coldStarts(cfg.AWS, regCfg, log)
 		}
-		h = apigw.NewEmulator(fn, apigw.WithLogger(log))
+		h = apigwemu.NewEmulator(fn, apigwemu.WithLogger(log))
 	}
 	if cfg.Edge {
 		if h, err = withEdge(ctx, cfg.AWS, h, edgeKeys, log); err != nil {
@@ -437,9 +438,9 @@ func retain(ctx context.Context, store *meta.Store, policy *retention.Policy, ev
 
 // coldStarts is a Lambda function that starts from nothing on every
 // invocation: configuration, AWS clients, drivers and handler.
-func coldStarts(c awsConfig, regCfg registry.Config, log *slog.Logger) apigw.Function {
+func coldStarts(c awsConfig, regCfg registry.Config, log *slog.Logger) apigwemu.Function {
 	c.Create = false
-	return apigw.Func(func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+	return apigwemu.Func(func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 		be, err := openAWS(ctx, c, log)
 		if err != nil {
 			return events.APIGatewayV2HTTPResponse{}, err

@@ -1,12 +1,9 @@
 // Package apigw puts an http.Handler behind Amazon API Gateway HTTP APIs
-// (payload format 2.0) and Lambda, and emulates that path in process.
-//
-// Handler is the production adapter a Lambda main hands to lambda.Start.
-// Emulator is an http.Handler that does what API Gateway and the Lambda
-// service do in front of a function: it builds the exact event, serializes
-// it, enforces the real size and time limits and answers as API Gateway does
-// when one is hit. RuntimeAPI runs a real bootstrap binary behind the
-// Emulator. docs/lambda.md describes the whole path.
+// (payload format 2.0) and Lambda: Handler is the production adapter a
+// Lambda main hands to lambda.Start. It is all a function binary links of
+// this path; the emulation of API Gateway and the Lambda service that tests
+// and berth serve --via-lambda put in front of Handler lives in
+// internal/apigwemu. docs/lambda.md describes the whole path.
 //
 // Handler does its own conversion rather than use aws-lambda-go-api-proxy
 // v0.16.2, which splits every comma-joined request header into several
@@ -20,7 +17,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -31,9 +27,12 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 )
 
+// HandlerFunc is the Lambda handler signature Handler returns.
+type HandlerFunc func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error)
+
 // Handler adapts h to a Lambda handler for API Gateway HTTP API events
 // (payload format 2.0).
-func Handler(h http.Handler) func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+func Handler(h http.Handler) HandlerFunc {
 	return func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 		r, err := NewRequest(ctx, ev)
 		if err != nil {
@@ -224,6 +223,3 @@ func jsonStringLen(s []byte) int {
 	n += 3 * (bytes.Count(s, []byte("\u2028")) + bytes.Count(s, []byte("\u2029")))
 	return n
 }
-
-// eventJSON is how the Lambda runtime serializes a value (encoding/json).
-func eventJSON(v any) ([]byte, error) { return json.Marshal(v) }

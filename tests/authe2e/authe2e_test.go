@@ -26,7 +26,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/berth-registry/berth/pkg/apigw"
+	"github.com/berth-registry/berth/internal/apigwemu"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/auth/credential"
 	"github.com/berth-registry/berth/pkg/auth/oidc"
@@ -161,7 +161,7 @@ func start(t *testing.T, b backend, emu emulators) *world {
 	}
 	var v2, tok http.Handler = setup.Middleware(registry.New(cfg, items, blobs)), setup.TokenHandler
 	if b.lambda {
-		v2, tok = apigw.Emulate(v2), apigw.Emulate(tok)
+		v2, tok = apigwemu.Emulate(v2), apigwemu.Emulate(tok)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", v2)

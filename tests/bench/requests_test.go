@@ -38,8 +38,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/berth-registry/berth/internal/apigwemu"
 	"github.com/berth-registry/berth/internal/cloudfront"
-	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/driver/awsmetrics"
 	"github.com/berth-registry/berth/pkg/driver/dynamo"
 	"github.com/berth-registry/berth/pkg/driver/s3blob"
@@ -380,9 +380,9 @@ func startBerthLambda(t *testing.T, e emulators) *target {
 	f := newAWSFixture(t, e)
 	h := registry.New(registry.Config{MaxBodyBytes: lambdaMaxBody, ChunkMinLength: lambdaChunkMin}, f.items, f.blobs)
 	var invocations atomic.Int64
-	gw := apigw.Emulate(h,
-		apigw.WithRoutes("ANY /v2", "ANY /v2/{proxy+}"),
-		apigw.WithObserver(func(inv apigw.Invocation) {
+	gw := apigwemu.Emulate(h,
+		apigwemu.WithRoutes("ANY /v2", "ANY /v2/{proxy+}"),
+		apigwemu.WithObserver(func(inv apigwemu.Invocation) {
 			if inv.Err != nil {
 				t.Errorf("lambda %s %s: %v", inv.Event.RequestContext.HTTP.Method, inv.Event.RawPath, inv.Err)
 			}
@@ -409,9 +409,9 @@ func startBerthEdge(t *testing.T, e emulators) *target {
 	}
 	h := registry.New(registry.Config{MaxBodyBytes: lambdaMaxBody, ChunkMinLength: lambdaChunkMin, EdgeTokens: edge.NewKeyring(keys, 0)}, f.items, f.blobs)
 	var invocations atomic.Int64
-	gw := apigw.Emulate(h,
-		apigw.WithRoutes("ANY /v2", "ANY /v2/{proxy+}"),
-		apigw.WithObserver(func(inv apigw.Invocation) {
+	gw := apigwemu.Emulate(h,
+		apigwemu.WithRoutes("ANY /v2", "ANY /v2/{proxy+}"),
+		apigwemu.WithObserver(func(inv apigwemu.Invocation) {
 			if inv.Err != nil {
 				t.Errorf("lambda %s %s: %v", inv.Event.RequestContext.HTTP.Method, inv.Event.RawPath, inv.Err)
 			}

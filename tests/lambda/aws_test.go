@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/berth-registry/berth/internal/apigwemu"
 	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/driver/dynamo"
@@ -26,11 +27,11 @@ func TestConformanceThroughLambdaAWS(t *testing.T) {
 		s3c, presign := testenv.S3(t)
 		table, bucket := testenv.FreshTable(t, ddb), testenv.FreshBucket(t, s3c)
 		cfg := registry.Config{MaxBodyBytes: maxBodyBytes, ChunkMinLength: 4 << 20, Logger: testLogger(t)}
-		cold := apigw.Func(func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+		cold := apigwemu.Func(func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 			reg := registry.New(cfg, dynamo.New(ddb, table), s3blob.New(s3c, presign, bucket))
 			return apigw.Handler(reg)(ctx, ev)
 		})
-		newHandler := func() http.Handler { return apigw.NewEmulator(cold, apigw.WithRoutes(apiRoutes...)) }
+		newHandler := func() http.Handler { return apigwemu.NewEmulator(cold, apigwemu.WithRoutes(apiRoutes...)) }
 		return registrytest.Env{
 			Handler:      newHandler(),
 			MaxBodyBytes: maxBodyBytes,

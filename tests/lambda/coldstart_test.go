@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/berth-registry/berth/pkg/apigw"
+	"github.com/berth-registry/berth/internal/apigwemu"
 )
 
 // bootstraps builds each function once per test binary, the way
@@ -81,7 +81,7 @@ func fileEvent(name string) func(tb testing.TB) []byte {
 
 // apiEvent is GET /v2/ as API Gateway sends it (no storage call).
 func apiEvent(tb testing.TB) []byte {
-	em := apigw.NewEmulator(nil, apigw.WithRoutes(apiRoutes...), apigw.WithDomainName(domain))
+	em := apigwemu.NewEmulator(nil, apigwemu.WithRoutes(apiRoutes...), apigwemu.WithDomainName(domain))
 	ev, _ := em.Event(httptest.NewRequest("GET", "/v2/", nil), nil, "cold")
 	b, err := json.Marshal(ev)
 	if err != nil {
@@ -99,7 +99,7 @@ var coldStarts = []coldStart{
 // process start to the function's answer, and the answer.
 func startOnce(tb testing.TB, path string, cs coldStart, payload []byte) (time.Duration, []byte) {
 	tb.Helper()
-	rt, err := apigw.NewRuntimeAPI()
+	rt, err := apigwemu.NewRuntimeAPI()
 	if err != nil {
 		tb.Fatal(err)
 	}

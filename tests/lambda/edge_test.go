@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/berth-registry/berth/internal/apigwemu"
 	"github.com/berth-registry/berth/internal/cloudfront"
 	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/apigw"
@@ -74,7 +75,7 @@ func newEdgeDeployment(t *testing.T, cfg registry.Config, observe func(cloudfron
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
 	}
-	cold := apigw.Func(func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+	cold := apigwemu.Func(func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 		reg := registry.New(cfg, dynamo.New(ddb, table), s3blob.New(s3c, presign, bucket))
 		return apigw.Handler(reg)(ctx, ev)
 	})
@@ -86,7 +87,7 @@ func newEdgeDeployment(t *testing.T, cfg registry.Config, observe func(cloudfron
 	newDist := func() http.Handler {
 		o := cloudfront.BerthOptions{
 			Blobs:    blobs,
-			API:      apigw.NewEmulator(cold, apigw.WithRoutes(apiRoutes...)),
+			API:      apigwemu.NewEmulator(cold, apigwemu.WithRoutes(apiRoutes...)),
 			Keys:     keys,
 			Observer: observe,
 			Logger:   cfg.Logger,

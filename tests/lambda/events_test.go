@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/berth-registry/berth/pkg/apigw"
+	"github.com/berth-registry/berth/internal/apigwemu"
 )
 
 var update = flag.Bool("update", false, "rewrite events/*.json from the emulator")
@@ -26,8 +26,8 @@ const domain = "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
 // the emulator from real client requests.
 func sampleEvents(t *testing.T) map[string]events.APIGatewayV2HTTPRequest {
 	t.Helper()
-	em := apigw.NewEmulator(nil, apigw.WithRoutes(routes...), apigw.WithDomainName(domain),
-		apigw.WithClock(func() time.Time { return time.Date(2026, 11, 3, 9, 30, 0, 0, time.UTC) }))
+	em := apigwemu.NewEmulator(nil, apigwemu.WithRoutes(routes...), apigwemu.WithDomainName(domain),
+		apigwemu.WithClock(func() time.Time { return time.Date(2026, 11, 3, 9, 30, 0, 0, time.UTC) }))
 	manifest := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`)
 	reqs := map[string]struct {
 		method, target string

@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-registry/berth/pkg/apigw"
+	"github.com/berth-registry/berth/internal/apigwemu"
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
 	"github.com/berth-registry/berth/pkg/driver/fsblob"
 	"github.com/berth-registry/berth/pkg/oci"
@@ -81,12 +81,12 @@ func TestConformanceThroughLambda(t *testing.T) {
 		reg, closeReg := newRegistry(t, dir)
 		t.Cleanup(func() { closeReg() })
 		return registrytest.Env{
-			Handler:      apigw.Emulate(reg, apigw.WithRoutes(apiRoutes...)),
+			Handler:      apigwemu.Emulate(reg, apigwemu.WithRoutes(apiRoutes...)),
 			MaxBodyBytes: maxBodyBytes,
 			Restart: func(t *testing.T) http.Handler {
 				closeReg()
 				reg, closeReg = newRegistry(t, dir)
-				return apigw.Emulate(reg, apigw.WithRoutes(apiRoutes...))
+				return apigwemu.Emulate(reg, apigwemu.WithRoutes(apiRoutes...))
 			},
 		}
 	})
@@ -96,14 +96,14 @@ type client struct {
 	t     *testing.T
 	srv   *httptest.Server
 	calls atomic.Int64
-	last  atomic.Pointer[apigw.Invocation]
+	last  atomic.Pointer[apigwemu.Invocation]
 }
 
 func newClient(t *testing.T) *client {
 	t.Helper()
 	reg, closeReg := newRegistry(t, t.TempDir())
 	c := &client{t: t}
-	em := apigw.Emulate(reg, apigw.WithRoutes(apiRoutes...), apigw.WithObserver(func(inv apigw.Invocation) {
+	em := apigwemu.Emulate(reg, apigwemu.WithRoutes(apiRoutes...), apigwemu.WithObserver(func(inv apigwemu.Invocation) {
 		c.calls.Add(1)
 		c.last.Store(&inv)
 	}))
@@ -169,7 +169,7 @@ func TestMonolithicLimit(t *testing.T) {
 	if r.status != 413 || string(r.body) != `{"message":"Request Entity Too Large"}` {
 		t.Errorf("5 MB monolithic: %d %s", r.status, r.body)
 	}
-	t.Logf("5 MiB monolithic POST: %d %s (event %d bytes > %d)", r.status, r.body, c.last.Load().EventBytes, apigw.MaxInvokeBytes)
+	t.Logf("5 MiB monolithic POST: %d %s (event %d bytes > %d)", r.status, r.body, c.last.Load().EventBytes, apigwemu.MaxInvokeBytes)
 
 	// Just over BERTH_MAX_BODY_BYTES but still inside the invoke limit: the
 	// registry answers, with the OCI error that names the chunked path.
@@ -184,7 +184,7 @@ func TestMonolithicLimit(t *testing.T) {
 	if r.status != 201 {
 		t.Errorf("%d bytes (the cap) monolithic: %d %s", len(b), r.status, r.body)
 	}
-	t.Logf("cap %d bytes: event %d bytes of %d", len(b), c.last.Load().EventBytes, apigw.MaxInvokeBytes)
+	t.Logf("cap %d bytes: event %d bytes of %d", len(b), c.last.Load().EventBytes, apigwemu.MaxInvokeBytes)
 }
 
 // TestChunkedPush: the 5 MB blob that failed monolithically, in chunks.
@@ -241,12 +241,12 @@ func TestLargestManifest(t *testing.T) {
 	if r.status != 201 {
 		t.Fatalf("4 MiB manifest PUT: %d %s", r.status, r.body)
 	}
-	t.Logf("4 MiB manifest PUT: event %d bytes of %d", c.last.Load().EventBytes, apigw.MaxInvokeBytes)
+	t.Logf("4 MiB manifest PUT: event %d bytes of %d", c.last.Load().EventBytes, apigwemu.MaxInvokeBytes)
 	r = c.do("GET", "/v2/big/manifests/max", nil, "Accept", "application/vnd.oci.image.manifest.v1+json")
 	if r.status != 200 || !bytes.Equal(r.body, m) {
 		t.Fatalf("4 MiB manifest GET: %d, %d bytes", r.status, len(r.body))
 	}
-	t.Logf("4 MiB manifest GET: response %d bytes of %d", c.last.Load().RespBytes, apigw.MaxResponseBytes)
+	t.Logf("4 MiB manifest GET: response %d bytes of %d", c.last.Load().RespBytes, apigwemu.MaxResponseBytes)
 
 	over := []byte(head + strings.Repeat("x", 4<<20-len(head)-len(tail)+1) + tail)
 	r = c.do("PUT", "/v2/big/manifests/over", over, "Content-Type", "application/vnd.oci.image.manifest.v1+json")

@@ -21,7 +21,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/berth-registry/berth/pkg/apigw"
+	"github.com/berth-registry/berth/internal/apigwemu"
 	"github.com/berth-registry/berth/pkg/route"
 	"github.com/berth-registry/berth/pkg/storage"
 	"gopkg.in/yaml.v3"
@@ -290,13 +290,13 @@ func routeKeys(tpl map[string]any, id string) []string {
 
 func TestTokenRouted(t *testing.T) {
 	tpl := load(t)
-	em := apigw.NewEmulator(nil, apigw.WithRoutes(routeKeys(tpl, "TokenFunction")...))
+	em := apigwemu.NewEmulator(nil, apigwemu.WithRoutes(routeKeys(tpl, "TokenFunction")...))
 	for _, m := range []string{"GET", "POST"} {
 		if _, ok := em.Event(httptest.NewRequest(m, "/token?service=x&scope=repository:a:pull", nil), nil, "id"); !ok {
 			t.Errorf("%s /token is not routed to TokenFunction", m)
 		}
 	}
-	api := apigw.NewEmulator(nil, apigw.WithRoutes(routeKeys(tpl, "ApiFunction")...))
+	api := apigwemu.NewEmulator(nil, apigwemu.WithRoutes(routeKeys(tpl, "ApiFunction")...))
 	if _, ok := api.Event(httptest.NewRequest("GET", "/token", nil), nil, "id"); ok {
 		t.Error("/token also routed to ApiFunction")
 	}
@@ -305,7 +305,7 @@ func TestTokenRouted(t *testing.T) {
 func TestEveryRegistryPathRouted(t *testing.T) {
 	tpl := load(t)
 	keys := routeKeys(tpl, "ApiFunction")
-	em := apigw.NewEmulator(nil, apigw.WithRoutes(keys...))
+	em := apigwemu.NewEmulator(nil, apigwemu.WithRoutes(keys...))
 	const dgst = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 	// One request per route × method the handler serves (registry.New's table).
 	calls := []struct {

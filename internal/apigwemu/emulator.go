@@ -1,4 +1,18 @@
-package apigw
+// Package apigwemu emulates, in process, what stands in front of a Berth
+// Lambda function in AWS: an API Gateway HTTP API ($default stage, Lambda
+// proxy integration, payload format 2.0) and the Lambda service.
+//
+// Emulator is an http.Handler that builds the exact event API Gateway
+// builds, serializes it, enforces the real size and time limits and
+// answers as API Gateway does when one is hit. A Function is what it
+// invokes: Func runs a handler in process through the same JSON round trip
+// the runtime does, RuntimeAPI runs a real bootstrap binary. Emulate(h)
+// wraps h in the production adapter (pkg/apigw) and all of the above.
+//
+// It is test and local-development support (tests/lambda, tests/bench,
+// internal/cloudfront, berth serve --via-lambda), kept out of pkg/ so no
+// function binary links it. docs/lambda.md describes the whole path.
+package apigwemu
 
 import (
 	"context"
@@ -21,68 +35,19 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
+
+	"github.com/berth-registry/berth/pkg/apigw"
 )
 
-// The limits API Gateway HTTP APIs and Lambda enforce (docs/lambda.md cites
-// the sources).
+// The limits API Gateway HTTP APIs enforce (docs/lambda.md cites the
+// sources); Lambda's own are in function.go.
 const (
 	// MaxRequestBytes is the HTTP API payload quota (10 MB). Larger requests
 	// are answered 413 by API Gateway before any Lambda runs.
 	MaxRequestBytes = 10 << 20
-	// MaxInvokeBytes is Lambda's synchronous invocation request limit on the
-	// serialized event ("Request must be smaller than 6291456 bytes for the
-	// InvokeFunction operation", RequestEntityTooLargeException).
-	MaxInvokeBytes = 6291456
-	// MaxResponseBytes is Lambda's synchronous response limit ("Response
-	// payload size exceeded maximum allowed payload size (6291556 bytes)",
-	// Function.ResponseSizeTooLarge).
-	MaxResponseBytes = 6291556
 	// DefaultTimeout is the HTTP API integration timeout (maximum 30 s).
 	DefaultTimeout = 30 * time.Second
 )
-
-// Function is a Lambda function as the Lambda service sees it: JSON in, JSON
-// out. A function error (the handler returned an error or panicked) is a
-// *FunctionError.
-type Function interface {
-	Invoke(ctx context.Context, payload []byte) ([]byte, error)
-}
-
-// FunctionError is an error the function reported instead of a response:
-// Lambda answers the invoke with X-Amz-Function-Error and this body.
-type FunctionError struct {
-	Type    string `json:"errorType"`
-	Message string `json:"errorMessage"`
-}
-
-func (e *FunctionError) Error() string { return e.Type + ": " + e.Message }
-
-// HandlerFunc is the Lambda handler signature Handler returns.
-type HandlerFunc func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error)
-
-// Func runs an in-process handler as a Function, through the same JSON round
-// trip the Lambda runtime does, so anything that does not survive
-// serialization fails here too.
-func Func(h HandlerFunc) Function { return inProcess(h) }
-
-type inProcess HandlerFunc
-
-func (f inProcess) Invoke(ctx context.Context, payload []byte) (out []byte, err error) {
-	var ev events.APIGatewayV2HTTPRequest
-	if err := json.Unmarshal(payload, &ev); err != nil {
-		return nil, &FunctionError{Type: "Runtime.UnmarshalError", Message: err.Error()}
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			out, err = nil, &FunctionError{Type: "Runtime.Panic", Message: fmt.Sprint(p)}
-		}
-	}()
-	resp, err := f(ctx, ev)
-	if err != nil {
-		return nil, &FunctionError{Type: fmt.Sprintf("%T", err), Message: err.Error()}
-	}
-	return eventJSON(resp)
-}
 
 // Emulator is API Gateway (HTTP API, $default stage, Lambda proxy
 // integration with payload format 2.0) in front of one Function.
@@ -145,10 +110,10 @@ func NewEmulator(fn Function, opts ...Option) *Emulator {
 	return e
 }
 
-// Emulate is NewEmulator(Func(Handler(h)), opts...): h behind the
+// Emulate is NewEmulator(Func(apigw.Handler(h)), opts...): h behind the
 // production adapter, behind the emulated API Gateway and Lambda.
 func Emulate(h http.Handler, opts ...Option) *Emulator {
-	return NewEmulator(Func(Handler(h)), opts...)
+	return NewEmulator(Func(apigw.Handler(h)), opts...)
 }
 
 // gatewayError writes one of API Gateway's own responses.
@@ -197,7 +162,7 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // invoke runs the function and writes the response; it returns the status.
 func (e *Emulator) invoke(w http.ResponseWriter, r *http.Request, inv *Invocation) int {
 	requestID := inv.Event.RequestContext.RequestID
-	payload, err := eventJSON(inv.Event)
+	payload, err := json.Marshal(inv.Event)
 	if err != nil {
 		inv.Err = err
 		gatewayError(w, requestID, http.StatusInternalServerError, "Internal Server Error")
@@ -312,11 +277,13 @@ func writeResponse(w http.ResponseWriter, r *http.Request, resp events.APIGatewa
 	return resp.StatusCode
 }
 
+// isHopByHop reports the response headers API Gateway does not pass on to
+// the client from a function's response: they describe a connection, and
+// it sets its own.
 func isHopByHop(canonical string) bool {
-	for _, k := range hopByHop {
-		if k == canonical {
-			return true
-		}
+	switch canonical {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
 	}
 	return false
 }

@@ -1,4 +1,4 @@
-package apigw
+package apigwemu
 
 import (
 	"context"
@@ -51,7 +51,7 @@ type result struct {
 func NewRuntimeAPI() (*RuntimeAPI, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("apigw: runtime api listen: %w", err)
+		return nil, fmt.Errorf("apigwemu: runtime api listen: %w", err)
 	}
 	rt := &RuntimeAPI{
 		ln:      ln,
@@ -174,7 +174,7 @@ func (rt *RuntimeAPI) Supervise(ctx context.Context, bootstrap string, env ...st
 	}
 	cmd, err := start()
 	if err != nil {
-		return fmt.Errorf("apigw: start %s: %w", bootstrap, err)
+		return fmt.Errorf("apigwemu: start %s: %w", bootstrap, err)
 	}
 	go func() {
 		for {

@@ -1,4 +1,4 @@
-package apigw_test
+package apigwemu_test
 
 import (
 	"bytes"
@@ -18,14 +18,15 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/berth-registry/berth/internal/apigwemu"
 	"github.com/berth-registry/berth/pkg/apigw"
 )
 
-// TestMain doubles as a Lambda bootstrap: with BERTH_APIGW_TEST_BOOTSTRAP
+// TestMain doubles as a Lambda bootstrap: with BERTH_APIGWEMU_TEST_BOOTSTRAP
 // set, the test binary serves testHandler through the Runtime API, so the
 // RuntimeAPI tests run a real runtime client without building anything.
 func TestMain(m *testing.M) {
-	if os.Getenv("BERTH_APIGW_TEST_BOOTSTRAP") == "1" {
+	if os.Getenv("BERTH_APIGWEMU_TEST_BOOTSTRAP") == "1" {
 		lambda.Start(apigw.Handler(testHandler()))
 		return
 	}
@@ -124,7 +125,7 @@ func do(t *testing.T, h http.Handler, method, target string, body []byte, hdr ma
 }
 
 func TestRequestFidelity(t *testing.T) {
-	em := apigw.Emulate(testHandler())
+	em := apigwemu.Emulate(testHandler())
 	blob := make([]byte, 70000)
 	_, _ = rand.Read(blob)
 	r := do(t, em, "PUT", "/echo?digest=sha256%3Aab&x=1&x=2", blob, map[string]string{
@@ -174,9 +175,9 @@ func TestRequestFidelity(t *testing.T) {
 
 func TestEventShape(t *testing.T) {
 	var ev events.APIGatewayV2HTTPRequest
-	em := apigw.Emulate(testHandler(), apigw.WithRoutes("ANY /v2/{proxy+}", "ANY /v2/", "POST /token"),
-		apigw.WithDomainName("abc123.execute-api.us-east-1.amazonaws.com"),
-		apigw.WithObserver(func(inv apigw.Invocation) { ev = inv.Event }))
+	em := apigwemu.Emulate(testHandler(), apigwemu.WithRoutes("ANY /v2/{proxy+}", "ANY /v2/", "POST /token"),
+		apigwemu.WithDomainName("abc123.execute-api.us-east-1.amazonaws.com"),
+		apigwemu.WithObserver(func(inv apigwemu.Invocation) { ev = inv.Event }))
 	body := []byte(`{"schemaVersion":2}`)
 	r := do(t, em, "PUT", "/v2/a/b/manifests/latest?x=1&x=2", body, map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json", "Cookie": "k=v"})
 	if r.status != 404 { // the test handler has no /v2/ route: the function's 404
@@ -223,7 +224,7 @@ func TestEventShape(t *testing.T) {
 }
 
 func TestRoutes(t *testing.T) {
-	em := apigw.Emulate(testHandler(), apigw.WithRoutes("ANY /v2/{proxy+}", "ANY /v2/", "GET /token", "POST /token"))
+	em := apigwemu.Emulate(testHandler(), apigwemu.WithRoutes("ANY /v2/{proxy+}", "ANY /v2/", "GET /token", "POST /token"))
 	r := do(t, em, "GET", "/echo", nil, nil)
 	if r.status != 404 || string(r.body) != `{"message":"Not Found"}` {
 		t.Errorf("unrouted path: %d %s", r.status, r.body)
@@ -236,9 +237,9 @@ func TestRoutes(t *testing.T) {
 func TestResponseHeaders(t *testing.T) {
 	for _, name := range []string{"in-process", "runtime-api"} {
 		t.Run(name, func(t *testing.T) {
-			em := apigw.Emulate(testHandler())
+			em := apigwemu.Emulate(testHandler())
 			if name == "runtime-api" {
-				em = apigw.NewEmulator(startBootstrap(t))
+				em = apigwemu.NewEmulator(startBootstrap(t))
 			}
 			r := do(t, em, "POST", "/headers", nil, nil)
 			if r.status != http.StatusAccepted {
@@ -290,9 +291,9 @@ func TestResponseHeaders(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	var last apigw.Invocation
+	var last apigwemu.Invocation
 	var mu sync.Mutex
-	em := apigw.Emulate(testHandler(), apigw.WithObserver(func(inv apigw.Invocation) {
+	em := apigwemu.Emulate(testHandler(), apigwemu.WithObserver(func(inv apigwemu.Invocation) {
 		mu.Lock()
 		last = inv
 		mu.Unlock()
@@ -302,25 +303,25 @@ func TestLimits(t *testing.T) {
 	bin := func(n int) []byte { b := make([]byte, n); _, _ = rand.Read(b); return b }
 	octet := map[string]string{"Content-Type": "application/octet-stream"}
 
-	r := do(t, em, "PUT", "/echo", bin(apigw.MaxRequestBytes+1), octet)
+	r := do(t, em, "PUT", "/echo", bin(apigwemu.MaxRequestBytes+1), octet)
 	if r.status != 413 || string(r.body) != tooLarge {
 		t.Errorf("> 10 MB: %d %s", r.status, r.body)
 	}
 	// 5 MB of binary is 6.67 MB as base64: Lambda refuses the event.
 	r = do(t, em, "PUT", "/echo", bin(5<<20), octet)
-	if r.status != 413 || string(r.body) != tooLarge || last.EventBytes <= apigw.MaxInvokeBytes {
+	if r.status != 413 || string(r.body) != tooLarge || last.EventBytes <= apigwemu.MaxInvokeBytes {
 		t.Errorf("5 MB binary: %d %s (event %d bytes)", r.status, r.body, last.EventBytes)
 	}
 	// The largest binary body that fits: fill the event to the byte.
 	do(t, em, "PUT", "/echo", bin(3), octet)
-	overhead := last.EventBytes - 4                       // "base64 of 3 bytes" is 4 bytes
-	fit := (apigw.MaxInvokeBytes - overhead - 16) / 4 * 3 // the content-length header grows by 6 digits
+	overhead := last.EventBytes - 4                          // "base64 of 3 bytes" is 4 bytes
+	fit := (apigwemu.MaxInvokeBytes - overhead - 16) / 4 * 3 // the content-length header grows by 6 digits
 	r = do(t, em, "PUT", "/nowrite", bin(fit), octet)
-	if r.status != 200 || last.EventBytes > apigw.MaxInvokeBytes {
+	if r.status != 200 || last.EventBytes > apigwemu.MaxInvokeBytes {
 		t.Errorf("%d bytes (event %d) should fit: %d %s", fit, last.EventBytes, r.status, r.body)
 	}
 	r = do(t, em, "PUT", "/nowrite", bin(fit+48), octet)
-	if r.status != 413 || last.EventBytes <= apigw.MaxInvokeBytes {
+	if r.status != 413 || last.EventBytes <= apigwemu.MaxInvokeBytes {
 		t.Errorf("%d bytes (event %d) should not fit: %d", fit+48, last.EventBytes, r.status)
 	}
 	t.Logf("largest binary body through Lambda: %d bytes (event overhead %d bytes)", fit, overhead)
@@ -340,29 +341,29 @@ func TestLimits(t *testing.T) {
 	if r.status != 500 || string(r.body) != ise {
 		t.Errorf("panic: %d %s", r.status, r.body)
 	}
-	var fe *apigw.FunctionError
+	var fe *apigwemu.FunctionError
 	if !errors.As(last.Err, &fe) {
 		t.Errorf("panic error = %v", last.Err)
 	}
-	r = do(t, apigw.Emulate(testHandler(), apigw.WithTimeout(100*time.Millisecond)), "GET", "/slow", nil, nil)
+	r = do(t, apigwemu.Emulate(testHandler(), apigwemu.WithTimeout(100*time.Millisecond)), "GET", "/slow", nil, nil)
 	if r.status != 503 || string(r.body) != `{"message":"Service Unavailable"}` {
 		t.Errorf("timeout: %d %s", r.status, r.body)
 	}
 }
 
 func TestFunctionErrorAndRawResponses(t *testing.T) {
-	fail := apigw.Func(func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+	fail := apigwemu.Func(func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 		return events.APIGatewayV2HTTPResponse{}, errors.New("no table")
 	})
-	if r := do(t, apigw.NewEmulator(fail), "GET", "/", nil, nil); r.status != 500 || string(r.body) != `{"message":"Internal Server Error"}` {
+	if r := do(t, apigwemu.NewEmulator(fail), "GET", "/", nil, nil); r.status != 500 || string(r.body) != `{"message":"Internal Server Error"}` {
 		t.Errorf("function error: %d %s", r.status, r.body)
 	}
 	raw := rawFunction(`"hello"`)
-	if r := do(t, apigw.NewEmulator(raw), "GET", "/", nil, nil); r.status != 200 || string(r.body) != "hello" || r.header.Get("Content-Type") != "application/json" {
+	if r := do(t, apigwemu.NewEmulator(raw), "GET", "/", nil, nil); r.status != 200 || string(r.body) != "hello" || r.header.Get("Content-Type") != "application/json" {
 		t.Errorf("raw string response: %d %q %q", r.status, r.body, r.header.Get("Content-Type"))
 	}
 	bad := rawFunction(`{"statusCode":"x"}`)
-	if r := do(t, apigw.NewEmulator(bad), "GET", "/", nil, nil); r.status != 500 {
+	if r := do(t, apigwemu.NewEmulator(bad), "GET", "/", nil, nil); r.status != 500 {
 		t.Errorf("malformed response: %d", r.status)
 	}
 }
@@ -371,51 +372,11 @@ type rawFunction string
 
 func (f rawFunction) Invoke(context.Context, []byte) ([]byte, error) { return []byte(f), nil }
 
-func TestHandlerTextOrBase64(t *testing.T) {
-	h := apigw.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, r.URL.Query().Get("s"))
-	}))
-	for s, b64 := range map[string]bool{`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}`: false, `{"a":"b"}`: true, strings.Repeat(`"`, 100): true, strings.Repeat("<", 10): true, "plain": false} {
-		resp, err := h(context.Background(), events.APIGatewayV2HTTPRequest{
-			RawPath: "/", RawQueryString: "s=" + urlQueryEscape(s),
-			RequestContext: events.APIGatewayV2HTTPRequestContext{HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: "GET"}},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.IsBase64Encoded != b64 {
-			t.Errorf("%q: base64 = %v, want %v", s, resp.IsBase64Encoded, b64)
-		}
-	}
-}
-
-func urlQueryEscape(s string) string {
-	var b strings.Builder
-	for _, c := range []byte(s) {
-		fmt.Fprintf(&b, "%%%02X", c)
-	}
-	return b.String()
-}
-
-func TestPublicURL(t *testing.T) {
-	r := httptest.NewRequest("GET", "/v2/", nil)
-	r.Host = "registry.example.com"
-	r.Header.Set("X-Forwarded-Proto", "https")
-	if got := apigw.PublicURL(r); got != "https://registry.example.com" {
-		t.Errorf("PublicURL = %q", got)
-	}
-	r.Header.Del("X-Forwarded-Proto")
-	if got := apigw.PublicURL(r); got != "http://registry.example.com" {
-		t.Errorf("PublicURL without proxy = %q", got)
-	}
-}
-
 // startBootstrap runs this test binary as a Lambda bootstrap behind a
 // RuntimeAPI.
-func startBootstrap(t *testing.T) *apigw.RuntimeAPI {
+func startBootstrap(t *testing.T) *apigwemu.RuntimeAPI {
 	t.Helper()
-	rt, err := apigw.NewRuntimeAPI()
+	rt, err := apigwemu.NewRuntimeAPI()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +386,7 @@ func startBootstrap(t *testing.T) *apigw.RuntimeAPI {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.Stderr = io.Discard
-	if err := rt.Supervise(ctx, exe, "BERTH_APIGW_TEST_BOOTSTRAP=1"); err != nil {
+	if err := rt.Supervise(ctx, exe, "BERTH_APIGWEMU_TEST_BOOTSTRAP=1"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -441,7 +402,7 @@ func startBootstrap(t *testing.T) *apigw.RuntimeAPI {
 }
 
 func TestRuntimeAPIErrors(t *testing.T) {
-	em := apigw.NewEmulator(startBootstrap(t), apigw.WithTimeout(5*time.Second))
+	em := apigwemu.NewEmulator(startBootstrap(t), apigwemu.WithTimeout(5*time.Second))
 	// The runtime client recovers the panic and posts it to /error.
 	if r := do(t, em, "GET", "/panic", nil, nil); r.status != 500 {
 		t.Errorf("panic through the runtime: %d %s", r.status, r.body)
