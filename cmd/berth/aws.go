@@ -13,7 +13,7 @@ import (
 
 	"github.com/berth-registry/berth/pkg/driver/dynamo"
 	"github.com/berth-registry/berth/pkg/driver/s3blob"
-	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/storage"
 )
 
 // openAWS opens the S3 blob and DynamoDB metadata drivers. Credentials,
@@ -46,7 +46,7 @@ func openAWS(ctx context.Context, c awsConfig, log *slog.Logger) (backend, error
 		}
 		log.Info("storage ready", slog.String("bucket", c.Bucket), slog.String("table", c.Table))
 	}
-	var blobs registry.Blobs = blobStore
+	var blobs storage.Blobs = blobStore
 	if c.NoRedirect {
 		blobs = s3blob.WithoutRedirect(blobStore)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/retention"
+	"github.com/berth-registry/berth/pkg/storage"
 )
 
 // Backends `berth serve` can run on.
@@ -260,8 +261,8 @@ func parseLevel(s string) (slog.Level, error) {
 
 // backend is an opened pair of storage drivers.
 type backend struct {
-	items meta.Items
-	blobs registry.Blobs
+	items storage.Items
+	blobs storage.Blobs
 	close func() error
 }
 
@@ -457,7 +458,7 @@ type purger interface {
 
 // sweep removes expired upload sessions, and expired items from a store
 // that has no TTL, every interval until ctx ends.
-func sweep(ctx context.Context, reg *registry.Registry, items meta.Items, interval time.Duration, log *slog.Logger) {
+func sweep(ctx context.Context, reg *registry.Registry, items storage.Items, interval time.Duration, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

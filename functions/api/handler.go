@@ -9,8 +9,8 @@ import (
 
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/auth"
-	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/storage"
 )
 
 // settings is the API function's configuration.
@@ -81,7 +81,7 @@ func countSet(vs ...string) (n int) {
 // newHandler is the /v2/ handler the function serves, guarded by the token
 // middleware when auth is on. cfg carries what build made from clients
 // (EdgeTokens, StartVerify); the settings fill in the rest.
-func newHandler(s settings, log *slog.Logger, items meta.Items, blobs registry.Blobs, guard func(http.Handler) http.Handler, cfg registry.Config) http.Handler {
+func newHandler(s settings, log *slog.Logger, items storage.Items, blobs storage.Blobs, guard func(http.Handler) http.Handler, cfg registry.Config) http.Handler {
 	cfg.UploadTTL, cfg.MaxBodyBytes, cfg.Logger = s.uploadTTL, s.maxBodyBytes, log
 	// Advertised so chunking clients (regctl) send chunks that fit one
 	// invocation; they only ever raise their chunk size to it.

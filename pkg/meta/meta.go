@@ -1,3 +1,7 @@
+// Package meta is the registry's metadata logic, written once against the
+// narrow storage.Items interface that every metadata driver implements (bbolt
+// for the embedded store, DynamoDB for AWS). It decides what a manifest put
+// writes, how reference counts move, how tags, the catalog and referrers page.
 package meta
 
 import (
@@ -11,7 +15,7 @@ import (
 
 // Store is the registry's metadata logic over an Items driver.
 type Store struct {
-	items     Items
+	items     storage.Items
 	now       func() time.Time
 	immutable func(repo, tag string) bool
 }
@@ -23,7 +27,7 @@ type Option func(*Store)
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
 
 // New returns the metadata logic over items.
-func New(items Items, opts ...Option) *Store {
+func New(items storage.Items, opts ...Option) *Store {
 	s := &Store{items: items, now: time.Now}
 	for _, o := range opts {
 		o(s)
@@ -32,7 +36,7 @@ func New(items Items, opts ...Option) *Store {
 }
 
 // Items returns the underlying driver (for background jobs).
-func (s *Store) Items() Items { return s.items }
+func (s *Store) Items() storage.Items { return s.items }
 
 func (s *Store) unix() int64 { return s.now().Unix() }
 

@@ -231,7 +231,7 @@ func TestExternalManifestCounts(t *testing.T) {
 }
 
 // noScan fails any table scan: the sweep must read only its index.
-type noScan struct{ meta.Items }
+type noScan struct{ storage.Items }
 
 func (noScan) ItemScan(context.Context, string, string, int) ([]storage.Item, string, error) {
 	return nil, "", errors.New("scan on the sweep path")

@@ -8,19 +8,19 @@ import (
 	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/driver/dynamo"
 	"github.com/berth-registry/berth/pkg/driver/s3blob"
-	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/registry/registrytest"
+	"github.com/berth-registry/berth/pkg/storage"
 )
 
 // awsDrivers returns the AWS drivers on a fresh table and bucket of the
 // emulators (DynamoDB Local, versitygw).
-func awsDrivers(t *testing.T, redirect bool) (open func() (*dynamo.Store, registry.Blobs), leftovers func(t *testing.T) []string) {
+func awsDrivers(t *testing.T, redirect bool) (open func() (*dynamo.Store, storage.Blobs), leftovers func(t *testing.T) []string) {
 	ddb := testenv.DynamoDB(t)
 	s3c, presign := testenv.S3(t)
 	table := testenv.FreshTable(t, ddb)
 	bucket := testenv.FreshBucket(t, s3c)
-	open = func() (*dynamo.Store, registry.Blobs) {
+	open = func() (*dynamo.Store, storage.Blobs) {
 		st := s3blob.New(s3c, presign, bucket)
 		if !redirect {
 			return dynamo.New(ddb, table), s3blob.WithoutRedirect(st)
@@ -62,7 +62,7 @@ func TestAWSProxy(t *testing.T) {
 }
 
 func TestAWSFaults(t *testing.T) {
-	registrytest.RunFaults(t, func(t *testing.T) (meta.Items, registry.Blobs) {
+	registrytest.RunFaults(t, func(t *testing.T) (storage.Items, storage.Blobs) {
 		open, _ := awsDrivers(t, false)
 		items, blobs := open()
 		return items, blobs

@@ -41,7 +41,7 @@ func (g *Registry) blobGet(w http.ResponseWriter, r *http.Request, rt route.Rout
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	if rd, ok := g.blobs.(BlobRedirector); ok {
+	if rd, ok := g.blobs.(storage.BlobRedirector); ok {
 		u, err := rd.BlobURL(r.Context(), d)
 		if err != nil {
 			return err

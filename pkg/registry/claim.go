@@ -39,7 +39,7 @@ import (
 // otherwise the object's own session is read. It returns the linked size
 // and whether the blob is now linked; refusals are not errors.
 func (g *Registry) claim(ctx context.Context, repo string, d oci.Digest, want *meta.Upload) (int64, bool, error) {
-	bi, ok := g.blobs.(BlobInspector)
+	bi, ok := g.blobs.(storage.BlobInspector)
 	if !ok || d.Algorithm() != oci.SHA256 {
 		return 0, false, nil
 	}
@@ -115,7 +115,7 @@ func (g *Registry) claim(ctx context.Context, repo string, d oci.Digest, want *m
 // succeed: it linked a blob, or missing (what the manifest put lacked)
 // has been linked meanwhile by a concurrent request.
 func (g *Registry) claimReferenced(ctx context.Context, repo string, parsed *oci.Manifest, missing oci.Digest) (bool, error) {
-	if _, ok := g.blobs.(BlobInspector); !ok {
+	if _, ok := g.blobs.(storage.BlobInspector); !ok {
 		return false, nil
 	}
 	any := false

@@ -15,6 +15,7 @@ import (
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/route"
+	"github.com/berth-registry/berth/pkg/storage"
 )
 
 // Direct uploads (DESIGN §4 path 3, contracts §4) are a Berth extension on
@@ -51,15 +52,15 @@ const (
 
 // directResponse is the body of a direct upload start.
 type directResponse struct {
-	Upload    string       `json:"upload"`
-	Expires   string       `json:"expires"`
-	Parts     []DirectPart `json:"parts"`
-	Multipart bool         `json:"multipart"`
+	Upload    string               `json:"upload"`
+	Expires   string               `json:"expires"`
+	Parts     []storage.DirectPart `json:"parts"`
+	Multipart bool                 `json:"multipart"`
 }
 
 // directComplete is the body that completes a multipart direct upload.
 type directCompleteDoc struct {
-	Parts []CompletedPart `json:"parts"`
+	Parts []storage.CompletedPart `json:"parts"`
 }
 
 func (g *Registry) directStart(w http.ResponseWriter, r *http.Request, rt route.Route) error {
@@ -75,7 +76,7 @@ func (g *Registry) directStart(w http.ResponseWriter, r *http.Request, rt route.
 			"size": q.Get(directSizeParam), "max": int64(maxDirectSize),
 		}).WithMessage("berth.size must be a byte count between 0 and 5 TiB")
 	}
-	du, ok := g.blobs.(DirectUploader)
+	du, ok := g.blobs.(storage.DirectUploader)
 	if !ok {
 		return g.startSession(w, r, rt)
 	}
@@ -85,7 +86,7 @@ func (g *Registry) directStart(w http.ResponseWriter, r *http.Request, rt route.
 	u := meta.Upload{ID: newUploadID(), Repo: rt.Name, Direct: &meta.Direct{Digest: d, Size: size, Multipart: multipart, Since: now.Unix()}}
 	// A big upload takes hours; its session must outlive it.
 	ttl := max(g.cfg.UploadTTL, edgeSessionTTL)
-	var parts []DirectPart
+	var parts []storage.DirectPart
 	if multipart {
 		state, ps, err := du.DirectMultipart(ctx, u.ID, size, expires)
 		if err != nil {
@@ -104,7 +105,7 @@ func (g *Registry) directStart(w http.ResponseWriter, r *http.Request, rt route.
 		if err != nil {
 			return fmt.Errorf("direct upload: %w", err)
 		}
-		parts = []DirectPart{p}
+		parts = []storage.DirectPart{p}
 	}
 	body, err := json.Marshal(directResponse{Upload: u.ID, Expires: expires.UTC().Format(time.RFC3339), Parts: parts, Multipart: multipart})
 	if err != nil {
@@ -138,7 +139,7 @@ func (g *Registry) directComplete(w http.ResponseWriter, r *http.Request, rt rou
 	if err != nil {
 		return err
 	}
-	du, ok := g.blobs.(DirectUploader)
+	du, ok := g.blobs.(storage.DirectUploader)
 	if u.Direct == nil || !u.Direct.Multipart || !ok {
 		return errcode.New(errcode.BlobUploadInvalid, map[string]string{"upload": u.ID, "reason": "not a multipart direct upload"})
 	}
@@ -162,7 +163,7 @@ func (g *Registry) directComplete(w http.ResponseWriter, r *http.Request, rt rou
 	}
 	if err := du.DirectComplete(ctx, u.ID, u.DriverState, u.Direct.Size, doc.Parts); err != nil {
 		g.release(u)
-		if errors.Is(err, ErrPartsInvalid) {
+		if errors.Is(err, storage.ErrPartsInvalid) {
 			return errcode.Wrap(errcode.BlobUploadInvalid, err).WithDetailString(err.Error())
 		}
 		return fmt.Errorf("complete direct upload: %w", err)

@@ -23,6 +23,7 @@ import (
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/registry/registrytest"
+	"github.com/berth-registry/berth/pkg/storage"
 )
 
 // TestAWSEdge runs the edge-path and direct-upload cases on DynamoDB Local
@@ -140,13 +141,13 @@ func TestAWSStartVerifyHook(t *testing.T) {
 		t.Fatalf("direct start: %d %s", rec.Code, rec.Body)
 	}
 	var dr struct {
-		Upload string                `json:"upload"`
-		Parts  []registry.DirectPart `json:"parts"`
+		Upload string               `json:"upload"`
+		Parts  []storage.DirectPart `json:"parts"`
 	}
 	if err := json.Unmarshal(rec.Body.Bytes(), &dr); err != nil {
 		t.Fatal(err)
 	}
-	var done []registry.CompletedPart
+	var done []storage.CompletedPart
 	for _, p := range dr.Parts {
 		req, _ := http.NewRequestWithContext(t.Context(), p.Method, p.URL, bytes.NewReader(b[p.Offset:p.Offset+p.Size]))
 		res, err := http.DefaultClient.Do(req)
@@ -154,7 +155,7 @@ func TestAWSStartVerifyHook(t *testing.T) {
 			t.Fatalf("part %d: %v %v", p.Number, err, res)
 		}
 		res.Body.Close()
-		done = append(done, registry.CompletedPart{Number: p.Number, ETag: res.Header.Get("ETag")})
+		done = append(done, storage.CompletedPart{Number: p.Number, ETag: res.Header.Get("ETag")})
 	}
 	body, _ := json.Marshal(map[string]any{"parts": done})
 	loc := rec.Header().Get("Location")

@@ -115,7 +115,7 @@ func (c *Config) SetDefaults() {
 type Registry struct {
 	cfg      Config
 	meta     *meta.Store
-	blobs    Blobs
+	blobs    storage.Blobs
 	log      *slog.Logger
 	verifier *Verifier
 	routes   map[route.Kind]map[string]handlerFunc
@@ -129,7 +129,7 @@ type Registry struct {
 type handlerFunc func(w http.ResponseWriter, r *http.Request, rt route.Route) error
 
 // New returns the /v2/ handler over the given metadata and blob drivers.
-func New(cfg Config, items meta.Items, blobs Blobs) *Registry {
+func New(cfg Config, items storage.Items, blobs storage.Blobs) *Registry {
 	cfg.SetDefaults()
 	opts := []meta.Option{meta.WithClock(cfg.Now)}
 	if cfg.ImmutableTags != nil {

@@ -10,9 +10,9 @@ import (
 
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
 	"github.com/berth-registry/berth/pkg/driver/fsblob"
-	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/registry/registrytest"
+	"github.com/berth-registry/berth/pkg/storage"
 )
 
 func embeddedEnv(cfg registry.Config) func(t *testing.T) registrytest.Env {
@@ -74,7 +74,10 @@ func TestEmbeddedBodyLimit(t *testing.T) {
 }
 
 // TestCoreImports keeps the registry core free of the AWS SDK and the
-// drivers: it depends only on the seams.
+// drivers (it depends only on the seams), and keeps every import between the
+// layers pointing down: the drivers and the storage seams with their
+// contract suites (tests included) never import the logic that consumes
+// them, pkg/meta and pkg/registry.
 func TestCoreImports(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "github.com/berth-registry/berth/pkg/registry").CombinedOutput()
 	if err != nil {
@@ -85,10 +88,29 @@ func TestCoreImports(t *testing.T) {
 			t.Errorf("pkg/registry depends on %s", dep)
 		}
 	}
+
+	const mod = "github.com/berth-registry/berth/"
+	out, err = exec.Command("go", "list", "-test", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`,
+		mod+"pkg/driver/...", mod+"pkg/storage/...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < 4 {
+		t.Fatalf("go list listed %d packages under pkg/driver and pkg/storage, want the drivers and storagetest:\n%s", len(lines), out)
+	}
+	for _, line := range lines {
+		pkg, deps, _ := strings.Cut(line, " ")
+		for _, dep := range strings.Fields(deps) {
+			if dep == mod+"pkg/meta" || dep == mod+"pkg/registry" || strings.HasPrefix(dep, mod+"pkg/registry/") {
+				t.Errorf("%s depends on %s: drivers and seams must not import the logic above them", pkg, dep)
+			}
+		}
+	}
 }
 
 func TestEmbeddedFaults(t *testing.T) {
-	registrytest.RunFaults(t, func(t *testing.T) (meta.Items, registry.Blobs) {
+	registrytest.RunFaults(t, func(t *testing.T) (storage.Items, storage.Blobs) {
 		dir := t.TempDir()
 		items, err := boltdb.Open(filepath.Join(dir, "meta.db"), boltdb.WithNoSync())
 		if err != nil {

@@ -19,7 +19,7 @@ import (
 // goroutine (berth serve) can run it for as long as a big blob takes.
 type Verifier struct {
 	meta  *meta.Store
-	blobs Blobs
+	blobs storage.Blobs
 	log   *slog.Logger
 	now   func() time.Time
 	lease time.Duration
@@ -27,7 +27,7 @@ type Verifier struct {
 
 // NewVerifier returns a Verifier over the registry's metadata and blob
 // drivers. logger may be nil (discard).
-func NewVerifier(items meta.Items, blobs Blobs, logger *slog.Logger) *Verifier {
+func NewVerifier(items storage.Items, blobs storage.Blobs, logger *slog.Logger) *Verifier {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -68,7 +68,7 @@ func (v *Verifier) verify(ctx context.Context, u meta.Upload) (meta.Upload, erro
 	if u.Direct.State != meta.DirectVerifying {
 		return u, nil
 	}
-	du, ok := v.blobs.(DirectUploader)
+	du, ok := v.blobs.(storage.DirectUploader)
 	if !ok {
 		return u, errors.New("verify: the blob driver has no direct uploads")
 	}

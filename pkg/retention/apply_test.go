@@ -32,12 +32,12 @@ var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 type env struct {
 	t     *testing.T
 	clock atomic.Int64
-	items meta.Items
+	items storage.Items
 	reg   *registry.Registry
 	store *meta.Store
 }
 
-func newEnv(t *testing.T, wrap func(meta.Items) meta.Items) *env {
+func newEnv(t *testing.T, wrap func(storage.Items) storage.Items) *env {
 	e := &env{t: t}
 	e.clock.Store(now.UnixNano())
 	clock := func() time.Time { return time.Unix(0, e.clock.Load()) }
@@ -312,7 +312,7 @@ func TestApplyDeadline(t *testing.T) {
 // retagItems re-tags a manifest right before retention re-reads the tags:
 // a push racing with the evaluation (fault injection).
 type retagItems struct {
-	meta.Items
+	storage.Items
 	tagQueries int
 	hook       func()
 }
@@ -328,7 +328,7 @@ func (r *retagItems) ItemQuery(ctx context.Context, pk, prefix, after string, li
 
 func TestApplyRetaggedDuringEvaluation(t *testing.T) {
 	var ri *retagItems
-	e := newEnv(t, func(it meta.Items) meta.Items { ri = &retagItems{Items: it}; return ri })
+	e := newEnv(t, func(it storage.Items) storage.Items { ri = &retagItems{Items: it}; return ri })
 	e.at(30)
 	old := e.image("app", "", "old")
 	policy, err := retention.Parse([]byte(testPolicy))

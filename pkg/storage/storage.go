@@ -1,7 +1,10 @@
-// Package storage holds the vocabulary shared by the registry logic and its
-// storage drivers: the metadata item model, write conditions, transaction
-// operations and the sentinel errors every driver returns. It imports nothing
-// of Berth's, so drivers depend on it and not on the logic that consumes them.
+// Package storage holds the two storage seams and the vocabulary they share
+// with the registry logic: Items (metadata: the item model, write
+// conditions, transaction operations) and Blobs (content-addressed bytes,
+// uploads, and the optional redirect, inspect and direct-upload
+// capabilities), plus the sentinel errors every driver returns. It imports
+// only pkg/oci, so drivers and the contract suites depend on it and never on
+// the logic that consumes them (pkg/meta, pkg/registry).
 package storage
 
 import (

@@ -35,8 +35,8 @@ import (
 	"github.com/berth-registry/berth/pkg/auth/stsproof/ststest"
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
 	"github.com/berth-registry/berth/pkg/driver/fsblob"
-	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/storage"
 	"github.com/berth-registry/berth/tests/harness"
 )
 
@@ -117,8 +117,8 @@ func start(t *testing.T, b backend, emu emulators) *world {
 	t.Cleanup(w.oidc.Close)
 	dir := t.TempDir()
 	var (
-		items meta.Items
-		blobs registry.Blobs
+		items storage.Items
+		blobs storage.Blobs
 	)
 	if b.aws {
 		items, blobs = awsStores(t, emu)

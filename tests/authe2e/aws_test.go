@@ -6,8 +6,7 @@ import (
 	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/driver/dynamo"
 	"github.com/berth-registry/berth/pkg/driver/s3blob"
-	"github.com/berth-registry/berth/pkg/meta"
-	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/storage"
 )
 
 // The AWS backend is built the way pkg/registry's AWS tests build it, on a
@@ -31,7 +30,7 @@ func startEmulators(t *testing.T) emulators {
 // awsStores returns the DynamoDB and S3 drivers over a fresh table and
 // bucket, both deleted when t ends. Blob GETs answer 307 to a presigned
 // versitygw URL, which every client must follow.
-func awsStores(t *testing.T, e emulators) (meta.Items, registry.Blobs) {
+func awsStores(t *testing.T, e emulators) (storage.Items, storage.Blobs) {
 	t.Helper()
 	ddb := testenv.DynamoDBClient(e.dynamoDB)
 	s3c, presign := testenv.S3Client(e.s3)

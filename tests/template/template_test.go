@@ -23,7 +23,6 @@ import (
 
 	"github.com/berth-registry/berth/internal/apigwemu"
 	"github.com/berth-registry/berth/pkg/route"
-	"github.com/berth-registry/berth/pkg/storage"
 	"gopkg.in/yaml.v3"
 )
 

@@ -1,4 +1,4 @@
-// Package boltdb is the embedded metadata driver: meta.Items on one bbolt
+// Package boltdb is the embedded metadata driver: storage.Items on one bbolt
 // file, for `berth serve` and tests. Every write runs in one bbolt
 // read-write transaction, so single-item conditions and Transact are atomic
 // and isolated exactly as DynamoDB's conditional writes and transactions are.
@@ -23,11 +23,10 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
-	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/storage"
 )
 
-var _ meta.Items = (*Store)(nil)
+var _ storage.Items = (*Store)(nil)
 
 // bucketName is the one bucket holding every item.
 var bucketName = []byte("items")
@@ -38,7 +37,7 @@ const sep = 0
 // encodingV1 is the first byte of every stored value.
 const encodingV1 = 1
 
-// Store implements meta.Items on a bbolt file. It is safe for concurrent use
+// Store implements storage.Items on a bbolt file. It is safe for concurrent use
 // by many goroutines; bbolt's file lock keeps other processes out.
 type Store struct {
 	db  *bolt.DB
@@ -93,7 +92,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 // Close closes the file. Calls in flight finish first.
 func (s *Store) Close() error { return s.db.Close() }
 
-// ItemGet implements meta.Items.
+// ItemGet implements storage.Items.
 func (s *Store) ItemGet(ctx context.Context, pk, sk string) (storage.Item, error) {
 	if err := ctx.Err(); err != nil {
 		return storage.Item{}, err
@@ -117,13 +116,13 @@ func (s *Store) ItemGet(ctx context.Context, pk, sk string) (storage.Item, error
 	return it, nil
 }
 
-// ItemPut implements meta.Items.
+// ItemPut implements storage.Items.
 func (s *Store) ItemPut(ctx context.Context, it storage.Item, cond storage.Cond) error {
 	op := storage.Op{Kind: storage.OpPut, Item: it, Cond: cond}
 	return s.update(ctx, op, nil)
 }
 
-// ItemAdd implements meta.Items.
+// ItemAdd implements storage.Items.
 func (s *Store) ItemAdd(ctx context.Context, it storage.Item, delta int64, cond storage.Cond) (storage.Item, error) {
 	var out storage.Item
 	op := storage.Op{Kind: storage.OpAdd, Item: it, Delta: delta, Cond: cond}
@@ -133,7 +132,7 @@ func (s *Store) ItemAdd(ctx context.Context, it storage.Item, delta int64, cond 
 	return out, nil
 }
 
-// ItemDelete implements meta.Items.
+// ItemDelete implements storage.Items.
 func (s *Store) ItemDelete(ctx context.Context, pk, sk string, cond storage.Cond) error {
 	op := storage.Op{Kind: storage.OpDelete, Item: storage.Item{PK: pk, SK: sk}, Cond: cond}
 	return s.update(ctx, op, nil)
@@ -160,7 +159,7 @@ func (s *Store) update(ctx context.Context, op storage.Op, out *storage.Item) er
 	})
 }
 
-// Transact implements meta.Items: all ops in one bbolt transaction, rolled
+// Transact implements storage.Items: all ops in one bbolt transaction, rolled
 // back when any condition fails.
 func (s *Store) Transact(ctx context.Context, ops []storage.Op) error {
 	if err := ctx.Err(); err != nil {
@@ -300,7 +299,7 @@ func (s *Store) expired(it storage.Item) bool {
 	return it.Expires != 0 && it.Expires <= s.now().Unix()
 }
 
-// ItemQuery implements meta.Items.
+// ItemQuery implements storage.Items.
 func (s *Store) ItemQuery(ctx context.Context, pk, prefix, after string, limit int) ([]storage.Item, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
@@ -350,7 +349,7 @@ func (s *Store) ItemQuery(ctx context.Context, pk, prefix, after string, limit i
 	return items, more, nil
 }
 
-// ItemScan implements meta.Items. The cursor is the last key returned,
+// ItemScan implements storage.Items. The cursor is the last key returned,
 // base64url-encoded; items come in key order.
 func (s *Store) ItemScan(ctx context.Context, pkPrefix, cursor string, limit int) ([]storage.Item, string, error) {
 	if err := ctx.Err(); err != nil {

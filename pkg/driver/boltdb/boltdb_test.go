@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
-	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/storage"
 	"github.com/berth-registry/berth/pkg/storage/storagetest"
 )
@@ -23,7 +22,7 @@ func open(t testing.TB, path string, opts ...boltdb.Option) *boltdb.Store {
 }
 
 func TestItems(t *testing.T) {
-	storagetest.TestItems(t, func(t *testing.T) meta.Items {
+	storagetest.TestItems(t, func(t *testing.T) storage.Items {
 		return open(t, filepath.Join(t.TempDir(), "meta.db"))
 	})
 }

@@ -1,4 +1,4 @@
-// Package dynamo implements the metadata item seam (meta.Items) on one
+// Package dynamo implements the metadata item seam (storage.Items) on one
 // DynamoDB table. Items map to attributes PK and SK (the table's keys),
 // data (B), cnt (N), ver (N), touched (N) and expires (N, the table's TTL
 // attribute). Conditions become condition expressions, transactions become
@@ -35,7 +35,7 @@ const (
 	attrExpires = "expires"
 )
 
-// Store is a meta.Items on one DynamoDB table.
+// Store is a storage.Items on one DynamoDB table.
 type Store struct {
 	client      *dynamodb.Client
 	table       string

@@ -5,15 +5,15 @@ import (
 
 	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/driver/dynamo"
-	"github.com/berth-registry/berth/pkg/meta"
+	"github.com/berth-registry/berth/pkg/storage"
 	"github.com/berth-registry/berth/pkg/storage/storagetest"
 )
 
-var _ meta.Items = (*dynamo.Store)(nil)
+var _ storage.Items = (*dynamo.Store)(nil)
 
 func TestItems(t *testing.T) {
 	client := testenv.DynamoDB(t)
-	storagetest.TestItems(t, func(t *testing.T) meta.Items {
+	storagetest.TestItems(t, func(t *testing.T) storage.Items {
 		return dynamo.New(client, testenv.FreshTable(t, client))
 	})
 }

@@ -1,4 +1,4 @@
-// Package fsblob is the embedded blob driver: registry.Blobs on a local
+// Package fsblob is the embedded blob driver: storage.Blobs on a local
 // directory, for `berth serve` and tests. It uses the same layout as the S3
 // bucket:
 //
@@ -25,11 +25,10 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/pkg/oci"
-	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
 )
 
-var _ registry.Blobs = (*Store)(nil)
+var _ storage.Blobs = (*Store)(nil)
 
 // maxUploadIDLen bounds upload ids (the registry's are 24 characters).
 const maxUploadIDLen = 128
@@ -38,7 +37,7 @@ const maxUploadIDLen = 128
 // left behind by a crash.
 const staleTempAge = time.Hour
 
-// Store implements registry.Blobs under one directory. It keeps no state in
+// Store implements storage.Blobs under one directory. It keeps no state in
 // memory: several Stores (or processes) may share a directory.
 type Store struct {
 	dir string
@@ -92,7 +91,7 @@ func (s *Store) blobPath(d oci.Digest) (string, error) {
 	return filepath.Join(s.dir, "blobs", v.Algorithm().String(), v.Encoded()), nil
 }
 
-// BlobPut implements registry.Blobs: stage in tmp/, hash while writing,
+// BlobPut implements storage.Blobs: stage in tmp/, hash while writing,
 // fsync, verify, then rename into place.
 func (s *Store) BlobPut(ctx context.Context, dgst oci.Digest, size int64, r io.Reader) (err error) {
 	final, err := s.blobPath(dgst)
@@ -170,7 +169,7 @@ func syncDir(dir string) error {
 	return err
 }
 
-// BlobOpen implements registry.Blobs. The *os.File seeks and reads as
+// BlobOpen implements storage.Blobs. The *os.File seeks and reads as
 // http.ServeContent expects.
 func (s *Store) BlobOpen(ctx context.Context, dgst oci.Digest) (io.ReadSeekCloser, error) {
 	if err := ctx.Err(); err != nil {
@@ -187,7 +186,7 @@ func (s *Store) BlobOpen(ctx context.Context, dgst oci.Digest) (io.ReadSeekClose
 	return f, nil
 }
 
-// BlobSize implements registry.Blobs.
+// BlobSize implements storage.Blobs.
 func (s *Store) BlobSize(ctx context.Context, dgst oci.Digest) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -203,7 +202,7 @@ func (s *Store) BlobSize(ctx context.Context, dgst oci.Digest) (int64, error) {
 	return fi.Size(), nil
 }
 
-// BlobDelete implements registry.Blobs.
+// BlobDelete implements storage.Blobs.
 func (s *Store) BlobDelete(ctx context.Context, dgst oci.Digest) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -262,7 +261,7 @@ func validUploadID(id string) bool {
 	return true
 }
 
-// UploadInit implements registry.Blobs: an empty data file.
+// UploadInit implements storage.Blobs: an empty data file.
 func (s *Store) UploadInit(ctx context.Context, id string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -284,7 +283,7 @@ func (s *Store) UploadInit(ctx context.Context, id string) ([]byte, error) {
 	return encodeState(0), nil
 }
 
-// UploadWrite implements registry.Blobs: truncate the data file to offset
+// UploadWrite implements storage.Blobs: truncate the data file to offset
 // (dropping whatever a failed or superseded write left), append, fsync.
 func (s *Store) UploadWrite(ctx context.Context, id string, state []byte, offset int64, r io.Reader) ([]byte, int64, error) {
 	dir, err := s.uploadDir(id)
@@ -338,7 +337,7 @@ func prepareAt(f *os.File, off int64) error {
 	return err
 }
 
-// UploadCommit implements registry.Blobs: the data file, cut to the state's
+// UploadCommit implements storage.Blobs: the data file, cut to the state's
 // offset, is renamed to the blob's final path.
 func (s *Store) UploadCommit(ctx context.Context, id string, state []byte, dgst oci.Digest, size int64, verify func(io.Reader) error) error {
 	if err := ctx.Err(); err != nil {
@@ -392,7 +391,7 @@ func (s *Store) UploadCommit(ctx context.Context, id string, state []byte, dgst 
 	return nil
 }
 
-// UploadAbort implements registry.Blobs.
+// UploadAbort implements storage.Blobs.
 func (s *Store) UploadAbort(ctx context.Context, id string, state []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err

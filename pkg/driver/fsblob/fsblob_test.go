@@ -14,7 +14,6 @@ import (
 
 	"github.com/berth-registry/berth/pkg/driver/fsblob"
 	"github.com/berth-registry/berth/pkg/oci"
-	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
 	"github.com/berth-registry/berth/pkg/storage/storagetest"
 )
@@ -29,7 +28,7 @@ func newStore(t testing.TB, dir string) *fsblob.Store {
 }
 
 func TestBlobs(t *testing.T) {
-	storagetest.TestBlobs(t, func(t *testing.T) registry.Blobs { return newStore(t, t.TempDir()) })
+	storagetest.TestBlobs(t, func(t *testing.T) storage.Blobs { return newStore(t, t.TempDir()) })
 }
 
 // files lists every regular file under dir, relative to it.

@@ -19,13 +19,12 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/berth-registry/berth/pkg/oci"
-	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
 )
 
 var (
-	_ registry.BlobInspector  = (*Store)(nil)
-	_ registry.DirectUploader = (*Store)(nil)
+	_ storage.BlobInspector  = (*Store)(nil)
+	_ storage.DirectUploader = (*Store)(nil)
 )
 
 // MetaUpload is the object metadata (x-amz-meta-berth-upload) naming the
@@ -38,9 +37,9 @@ const MetaUpload = "berth-upload"
 // was written. An object written without x-amz-checksum-sha256 has none;
 // a multipart object's is a composite ("<base64>-<parts>") and never
 // equals a digest.
-func (s *Store) BlobInspect(ctx context.Context, d oci.Digest) (registry.BlobInfo, error) {
+func (s *Store) BlobInspect(ctx context.Context, d oci.Digest) (storage.BlobInfo, error) {
 	if err := d.Validate(); err != nil {
-		return registry.BlobInfo{}, fmt.Errorf("s3 inspect: %w", err)
+		return storage.BlobInfo{}, fmt.Errorf("s3 inspect: %w", err)
 	}
 	key := BlobKey(d)
 	ctx2, cancel := s.deadline(ctx, 0)
@@ -49,9 +48,9 @@ func (s *Store) BlobInspect(ctx context.Context, d oci.Digest) (registry.BlobInf
 		Bucket: aws.String(s.bucket), Key: aws.String(key), ChecksumMode: types.ChecksumModeEnabled,
 	}, s.callOpts)
 	if err != nil {
-		return registry.BlobInfo{}, mapErr(ctx, "head "+key, err)
+		return storage.BlobInfo{}, mapErr(ctx, "head "+key, err)
 	}
-	info := registry.BlobInfo{Size: aws.ToInt64(out.ContentLength), Upload: metaValue(out.Metadata, MetaUpload)}
+	info := storage.BlobInfo{Size: aws.ToInt64(out.ContentLength), Upload: metaValue(out.Metadata, MetaUpload)}
 	if d.Algorithm() == oci.SHA256 {
 		raw, _ := hex.DecodeString(d.Encoded())
 		info.ChecksumMatches = aws.ToString(out.ChecksumSHA256) == base64.StdEncoding.EncodeToString(raw)
@@ -101,15 +100,15 @@ func signedHeaders(h http.Header) map[string]string {
 // DirectPut presigns a PutObject of blob d to its final key with
 // x-amz-checksum-sha256 and x-amz-meta-berth-upload as signed headers:
 // S3 refuses other bytes, and a claim ties the object to the session.
-func (s *Store) DirectPut(ctx context.Context, upload string, d oci.Digest, size int64, expires time.Time) (registry.DirectPart, error) {
+func (s *Store) DirectPut(ctx context.Context, upload string, d oci.Digest, size int64, expires time.Time) (storage.DirectPart, error) {
 	if err := d.Validate(); err != nil || d.Algorithm() != oci.SHA256 {
-		return registry.DirectPart{}, fmt.Errorf("s3 direct put %s: a single PUT needs a valid sha256 digest", d)
+		return storage.DirectPart{}, fmt.Errorf("s3 direct put %s: a single PUT needs a valid sha256 digest", d)
 	}
 	if size < 0 || size > maxSinglePut {
-		return registry.DirectPart{}, fmt.Errorf("s3 direct put %s: size %d: %w", d, size, storage.ErrTooLarge)
+		return storage.DirectPart{}, fmt.Errorf("s3 direct put %s: size %d: %w", d, size, storage.ErrTooLarge)
 	}
 	if s.presign == nil {
-		return registry.DirectPart{}, errors.New("s3 direct put: no presign client configured")
+		return storage.DirectPart{}, errors.New("s3 direct put: no presign client configured")
 	}
 	raw, _ := hex.DecodeString(d.Encoded())
 	req, err := s.presign.PresignPutObject(ctx, &s3.PutObjectInput{
@@ -120,9 +119,9 @@ func (s *Store) DirectPut(ctx context.Context, upload string, d oci.Digest, size
 		Metadata:       map[string]string{MetaUpload: upload},
 	}, presignOpts(expires, s.now()))
 	if err != nil {
-		return registry.DirectPart{}, fmt.Errorf("s3 presign put %s: %w", d, err)
+		return storage.DirectPart{}, fmt.Errorf("s3 presign put %s: %w", d, err)
 	}
-	return registry.DirectPart{Number: 0, Method: req.Method, URL: req.URL, Headers: signedHeaders(req.SignedHeader), Offset: 0, Size: size}, nil
+	return storage.DirectPart{Number: 0, Method: req.Method, URL: req.URL, Headers: signedHeaders(req.SignedHeader), Offset: 0, Size: size}, nil
 }
 
 // directPartSize is the part size of a direct multipart upload of size
@@ -136,7 +135,7 @@ func directPartSize(size int64) int64 {
 
 // DirectMultipart creates a multipart upload on the upload's staging key
 // and presigns an UploadPart URL for each part.
-func (s *Store) DirectMultipart(ctx context.Context, upload string, size int64, expires time.Time) ([]byte, []registry.DirectPart, error) {
+func (s *Store) DirectMultipart(ctx context.Context, upload string, size int64, expires time.Time) ([]byte, []storage.DirectPart, error) {
 	if size < 0 || size > maxObject {
 		return nil, nil, fmt.Errorf("s3 direct multipart: size %d: %w", size, storage.ErrTooLarge)
 	}
@@ -150,7 +149,7 @@ func (s *Store) DirectMultipart(ctx context.Context, upload string, size int64, 
 	}
 	st := directState{ID: upload, MPU: mpu}
 	psize := directPartSize(size)
-	var parts []registry.DirectPart
+	var parts []storage.DirectPart
 	for off, n := int64(0), int32(1); off < size || n == 1; off, n = off+psize, n+1 {
 		l := min(psize, size-off)
 		req, err := s.presign.PresignUploadPart(ctx, &s3.UploadPartInput{
@@ -161,23 +160,23 @@ func (s *Store) DirectMultipart(ctx context.Context, upload string, size int64, 
 			s.abortMPU(ctx, key, mpu)
 			return nil, nil, fmt.Errorf("s3 presign part %d: %w", n, err)
 		}
-		parts = append(parts, registry.DirectPart{Number: n, Method: req.Method, URL: req.URL, Headers: signedHeaders(req.SignedHeader), Offset: off, Size: l})
+		parts = append(parts, storage.DirectPart{Number: n, Method: req.Method, URL: req.URL, Headers: signedHeaders(req.SignedHeader), Offset: off, Size: l})
 	}
 	return st.encode(), parts, nil
 }
 
 // DirectComplete completes the multipart upload with the client's parts.
-func (s *Store) DirectComplete(ctx context.Context, upload string, state []byte, size int64, parts []registry.CompletedPart) error {
+func (s *Store) DirectComplete(ctx context.Context, upload string, state []byte, size int64, parts []storage.CompletedPart) error {
 	st, err := decodeDirectState(upload, state)
 	if err != nil {
 		return err
 	}
-	sorted := append([]registry.CompletedPart(nil), parts...)
+	sorted := append([]storage.CompletedPart(nil), parts...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Number < sorted[j].Number })
 	cp := make([]types.CompletedPart, len(sorted))
 	for i, p := range sorted {
 		if p.Number < 1 || p.Number > maxParts || (i > 0 && p.Number == sorted[i-1].Number) || p.ETag == "" {
-			return fmt.Errorf("s3 complete %s: part %d: %w", upload, p.Number, registry.ErrPartsInvalid)
+			return fmt.Errorf("s3 complete %s: part %d: %w", upload, p.Number, storage.ErrPartsInvalid)
 		}
 		cp[i] = types.CompletedPart{PartNumber: aws.Int32(p.Number), ETag: aws.String(p.ETag)}
 	}
@@ -199,7 +198,7 @@ func (s *Store) DirectComplete(ctx context.Context, upload string, state []byte,
 		}
 		return nil
 	case errors.As(err, &ae) && (ae.ErrorCode() == "InvalidPart" || ae.ErrorCode() == "InvalidPartOrder" || ae.ErrorCode() == "EntityTooSmall"):
-		return fmt.Errorf("s3 complete %s: %s: %w", upload, ae.ErrorMessage(), registry.ErrPartsInvalid)
+		return fmt.Errorf("s3 complete %s: %s: %w", upload, ae.ErrorMessage(), storage.ErrPartsInvalid)
 	default:
 		return mapErr(ctx, "complete multipart upload "+key, err)
 	}

@@ -1,4 +1,4 @@
-// Package s3blob implements the blob seam (registry.Blobs) on one S3
+// Package s3blob implements the blob seam (storage.Blobs) on one S3
 // bucket. Blobs live at blobs/<algorithm>/<hex>, one copy per digest, and
 // nothing appears there before it was verified: sha256 single PUTs carry
 // x-amz-checksum-sha256 (S3 rejects a mismatch), everything else is staged
@@ -26,7 +26,6 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/berth-registry/berth/pkg/oci"
-	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
 )
 
@@ -41,7 +40,7 @@ const (
 	maxObject    = 5 * (1 << 40) // 5 TiB
 )
 
-// Store is a registry.Blobs on one S3 bucket.
+// Store is a storage.Blobs on one S3 bucket.
 type Store struct {
 	client   *s3.Client
 	presign  *s3.PresignClient
@@ -55,8 +54,8 @@ type Store struct {
 }
 
 var (
-	_ registry.Blobs          = (*Store)(nil)
-	_ registry.BlobRedirector = (*Store)(nil)
+	_ storage.Blobs          = (*Store)(nil)
+	_ storage.BlobRedirector = (*Store)(nil)
 )
 
 // Option configures a Store.
@@ -104,11 +103,11 @@ func New(client *s3.Client, presign *s3.PresignClient, bucket string, opts ...Op
 // Bucket returns the bucket name.
 func (s *Store) Bucket() string { return s.bucket }
 
-// WithoutRedirect returns b with only the registry.Blobs methods, so the
+// WithoutRedirect returns b with only the storage.Blobs methods, so the
 // registry serves blob bytes itself instead of redirecting to S3 (for
 // setups whose clients cannot reach the bucket or CDN).
-func WithoutRedirect(b registry.Blobs) registry.Blobs {
-	return struct{ registry.Blobs }{b}
+func WithoutRedirect(b storage.Blobs) storage.Blobs {
+	return struct{ storage.Blobs }{b}
 }
 
 // CreateBucket creates the bucket if it does not exist, and asks S3 to

@@ -11,7 +11,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/driver/s3blob"
-	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/storage"
 	"github.com/berth-registry/berth/pkg/storage/storagetest"
 )
 
@@ -19,7 +19,7 @@ import (
 // enforces S3's 5 MiB minimum part size and checks checksums.
 func TestBlobsVersity(t *testing.T) {
 	client, presign := testenv.S3(t)
-	storagetest.TestBlobs(t, func(t *testing.T) registry.Blobs {
+	storagetest.TestBlobs(t, func(t *testing.T) storage.Blobs {
 		return s3blob.New(client, presign, testenv.FreshBucket(t, client))
 	})
 }
@@ -36,7 +36,7 @@ func gofakes3Endpoint(t *testing.T) testenv.S3Endpoint {
 
 func TestBlobsGofakes3(t *testing.T) {
 	client, presign := testenv.S3Client(gofakes3Endpoint(t))
-	storagetest.TestBlobs(t, func(t *testing.T) registry.Blobs {
+	storagetest.TestBlobs(t, func(t *testing.T) storage.Blobs {
 		b := testenv.Name("b")
 		if _, err := client.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
 			t.Fatal(err)

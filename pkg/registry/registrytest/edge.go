@@ -13,6 +13,7 @@ import (
 	"github.com/berth-registry/berth/pkg/edge"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/storage"
 )
 
 // EdgeEnv is a backend whose blob storage can be written around the
@@ -320,10 +321,10 @@ func testClaimRace(t *testing.T, s *edgeServer) {
 
 // direct is a direct upload start response.
 type direct struct {
-	Upload    string                `json:"upload"`
-	Expires   string                `json:"expires"`
-	Parts     []registry.DirectPart `json:"parts"`
-	Multipart bool                  `json:"multipart"`
+	Upload    string               `json:"upload"`
+	Expires   string               `json:"expires"`
+	Parts     []storage.DirectPart `json:"parts"`
+	Multipart bool                 `json:"multipart"`
 }
 
 func (s *edgeServer) directStart(repo string, d oci.Digest, size int) (string, direct) {
@@ -348,7 +349,7 @@ func (s *edgeServer) directStart(repo string, d oci.Digest, size int) (string, d
 }
 
 // sendPart PUTs b to a presigned part and returns its ETag.
-func (s *edgeServer) sendPart(p registry.DirectPart, b []byte) string {
+func (s *edgeServer) sendPart(p storage.DirectPart, b []byte) string {
 	s.t.Helper()
 	r := s.do(p.Method, p.URL, b, p.Headers, false)
 	if r.status != http.StatusOK {
@@ -400,7 +401,7 @@ func (s *edgeServer) directMultipart(repo string, b []byte, tamper bool) (string
 	if !dr.Multipart || len(dr.Parts) != 3 {
 		s.t.Fatalf("multipart direct upload of %d bytes: %d parts, multipart %v", len(b), len(dr.Parts), dr.Multipart)
 	}
-	var done []registry.CompletedPart
+	var done []storage.CompletedPart
 	var next int64
 	for i, p := range dr.Parts {
 		if p.Offset != next || p.Number != int32(i+1) || (i < len(dr.Parts)-1 && p.Size < 5<<20) {
@@ -412,7 +413,7 @@ func (s *edgeServer) directMultipart(repo string, b []byte, tamper bool) (string
 			chunk = append([]byte(nil), chunk...)
 			chunk[100] ^= 0xff
 		}
-		done = append(done, registry.CompletedPart{Number: p.Number, ETag: s.sendPart(p, chunk)})
+		done = append(done, storage.CompletedPart{Number: p.Number, ETag: s.sendPart(p, chunk)})
 	}
 	if next != int64(len(b)) {
 		s.t.Fatalf("parts cover %d of %d bytes", next, len(b))

@@ -10,14 +10,13 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
 )
 
 // Open returns fresh, empty drivers for one fault-injection run.
-type Open func(t *testing.T) (meta.Items, registry.Blobs)
+type Open func(t *testing.T) (storage.Items, storage.Blobs)
 
 // errInjected is what a fault returns: a backend that gave up (as after
 // exhausted retries) or a timeout.
@@ -46,7 +45,7 @@ func (f *faults) hit(method string) (before, after bool) {
 }
 
 type faultItems struct {
-	inner meta.Items
+	inner storage.Items
 	f     *faults
 }
 
@@ -99,7 +98,7 @@ func (x faultItems) Transact(ctx context.Context, ops []storage.Op) error {
 }
 
 type faultBlobs struct {
-	inner registry.Blobs
+	inner storage.Blobs
 	f     *faults
 }
 
@@ -173,7 +172,7 @@ func RunFaults(t *testing.T, open Open) {
 	}
 }
 
-func newFaultServer(t *testing.T, items meta.Items, blobs registry.Blobs, f *faults) *server {
+func newFaultServer(t *testing.T, items storage.Items, blobs storage.Blobs, f *faults) *server {
 	h := registry.New(registry.Config{}, faultItems{items, f}, faultBlobs{blobs, f})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -191,7 +190,7 @@ func retry(t *testing.T, what string, op func() error) {
 	t.Fatalf("%s: still failing after retries: %v", what, err)
 }
 
-func pushWithRetries(t *testing.T, s *server, items meta.Items) {
+func pushWithRetries(t *testing.T, s *server, items storage.Items) {
 	const repo = "faults/repo"
 	layer := randomBytes(t, 300_000)
 	cfg := []byte(`{"architecture":"amd64","os":"linux"}`)

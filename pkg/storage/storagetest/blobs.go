@@ -10,13 +10,12 @@ import (
 	"testing"
 
 	"github.com/berth-registry/berth/pkg/oci"
-	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
 )
 
 const mib = 1 << 20
 
-// TestBlobs runs the registry.Blobs conformance suite. newBlobs must return
+// TestBlobs runs the storage.Blobs conformance suite. newBlobs must return
 // an empty, isolated store on every call (see the package documentation).
 //
 // Uploads are driven the way the registry drives them: the only thing
@@ -38,10 +37,10 @@ const mib = 1 << 20
 //
 // Writes straddle 5 MiB so that drivers with a minimum part size (S3) carry
 // bytes over between parts.
-func TestBlobs(t *testing.T, newBlobs func(t *testing.T) registry.Blobs) {
+func TestBlobs(t *testing.T, newBlobs func(t *testing.T) storage.Blobs) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s registry.Blobs)
+		fn   func(t *testing.T, s storage.Blobs)
 	}{
 		{"PutOpen", testBlobPutOpen},
 		{"PutSHA512", testBlobPutSHA512},
@@ -75,7 +74,7 @@ func TestBlobs(t *testing.T, newBlobs func(t *testing.T) registry.Blobs) {
 }
 
 // readBlob reads a whole blob and checks its size.
-func readBlob(t *testing.T, s registry.Blobs, d oci.Digest) []byte {
+func readBlob(t *testing.T, s storage.Blobs, d oci.Digest) []byte {
 	t.Helper()
 	rc, err := s.BlobOpen(t.Context(), d)
 	noErr(t, "open "+string(d), err)
@@ -90,12 +89,12 @@ func readBlob(t *testing.T, s registry.Blobs, d oci.Digest) []byte {
 	return b
 }
 
-func checkBlob(t *testing.T, s registry.Blobs, d oci.Digest, want []byte) {
+func checkBlob(t *testing.T, s storage.Blobs, d oci.Digest, want []byte) {
 	t.Helper()
 	equalBytes(t, "content of "+string(d), readBlob(t, s, d), want)
 }
 
-func checkNoBlob(t *testing.T, s registry.Blobs, d oci.Digest) {
+func checkNoBlob(t *testing.T, s storage.Blobs, d oci.Digest) {
 	t.Helper()
 	_, err := s.BlobSize(t.Context(), d)
 	errIs(t, "size of absent blob", err, storage.ErrNotFound)
@@ -106,7 +105,7 @@ func checkNoBlob(t *testing.T, s registry.Blobs, d oci.Digest) {
 	errIs(t, "open absent blob", err, storage.ErrNotFound)
 }
 
-func testBlobPutOpen(t *testing.T, s registry.Blobs) {
+func testBlobPutOpen(t *testing.T, s storage.Blobs) {
 	b, d := RandomBlob(t, mib+123)
 	noErr(t, "put", s.BlobPut(t.Context(), d, int64(len(b)), bytes.NewReader(b)))
 	checkBlob(t, s, d, b)
@@ -116,7 +115,7 @@ func testBlobPutOpen(t *testing.T, s registry.Blobs) {
 	checkBlob(t, s, d2, b2)
 }
 
-func testBlobPutSHA512(t *testing.T, s registry.Blobs) {
+func testBlobPutSHA512(t *testing.T, s storage.Blobs) {
 	b := RandomBytes(t, 300000)
 	d := oci.FromBytes(oci.SHA512, b)
 	noErr(t, "put", s.BlobPut(t.Context(), d, int64(len(b)), bytes.NewReader(b)))
@@ -129,7 +128,7 @@ func testBlobPutSHA512(t *testing.T, s registry.Blobs) {
 	checkNoBlob(t, s, bad)
 }
 
-func testBlobPutEmpty(t *testing.T, s registry.Blobs) {
+func testBlobPutEmpty(t *testing.T, s storage.Blobs) {
 	d := oci.FromBytes(oci.SHA256, nil)
 	noErr(t, "put empty", s.BlobPut(t.Context(), d, 0, bytes.NewReader(nil)))
 	checkBlob(t, s, d, nil)
@@ -138,7 +137,7 @@ func testBlobPutEmpty(t *testing.T, s registry.Blobs) {
 	checkBlob(t, s, d512, nil)
 }
 
-func testBlobPutTwice(t *testing.T, s registry.Blobs) {
+func testBlobPutTwice(t *testing.T, s storage.Blobs) {
 	b, d := RandomBlob(t, 4096)
 	for i := range 3 {
 		noErr(t, sprintf("put %d", i), s.BlobPut(t.Context(), d, int64(len(b)), bytes.NewReader(b)))
@@ -150,7 +149,7 @@ func testBlobPutTwice(t *testing.T, s registry.Blobs) {
 	checkBlob(t, s, d, b)
 }
 
-func testBlobPutDigestMismatch(t *testing.T, s registry.Blobs) {
+func testBlobPutDigestMismatch(t *testing.T, s storage.Blobs) {
 	b, _ := RandomBlob(t, 10000)
 	_, other := RandomBlob(t, 10000)
 	errIs(t, "put", s.BlobPut(t.Context(), other, int64(len(b)), bytes.NewReader(b)), storage.ErrDigestMismatch)
@@ -163,7 +162,7 @@ func testBlobPutDigestMismatch(t *testing.T, s registry.Blobs) {
 	checkNoBlob(t, s, d)
 }
 
-func testBlobPutSizeMismatch(t *testing.T, s registry.Blobs) {
+func testBlobPutSizeMismatch(t *testing.T, s storage.Blobs) {
 	b, d := RandomBlob(t, 20000)
 	errIs(t, "put with short reader", s.BlobPut(t.Context(), d, int64(len(b))+1, bytes.NewReader(b)), storage.ErrSizeMismatch)
 	checkNoBlob(t, s, d)
@@ -174,7 +173,7 @@ func testBlobPutSizeMismatch(t *testing.T, s registry.Blobs) {
 	checkNoBlob(t, s, d)
 }
 
-func testBlobPutReaderFails(t *testing.T, s registry.Blobs) {
+func testBlobPutReaderFails(t *testing.T, s storage.Blobs) {
 	for _, n := range []int{0, 1, 3 * mib} {
 		b, d := RandomBlob(t, 6*mib)
 		err := s.BlobPut(t.Context(), d, int64(len(b)), FailingReader(b, n))
@@ -185,13 +184,13 @@ func testBlobPutReaderFails(t *testing.T, s registry.Blobs) {
 	}
 }
 
-func testBlobNotFound(t *testing.T, s registry.Blobs) {
+func testBlobNotFound(t *testing.T, s storage.Blobs) {
 	_, d := RandomBlob(t, 10)
 	checkNoBlob(t, s, d)
 	checkNoBlob(t, s, oci.FromBytes(oci.SHA512, []byte("absent")))
 }
 
-func testBlobSeek(t *testing.T, s registry.Blobs) {
+func testBlobSeek(t *testing.T, s storage.Blobs) {
 	b, d := RandomBlob(t, 100000)
 	noErr(t, "put", s.BlobPut(t.Context(), d, int64(len(b)), bytes.NewReader(b)))
 	rc, err := s.BlobOpen(t.Context(), d)
@@ -261,7 +260,7 @@ func testBlobSeek(t *testing.T, s registry.Blobs) {
 	noErr(t, "close", rc2.Close())
 }
 
-func testBlobDelete(t *testing.T, s registry.Blobs) {
+func testBlobDelete(t *testing.T, s storage.Blobs) {
 	b, d := RandomBlob(t, 1000)
 	keep, dk := RandomBlob(t, 1000)
 	noErr(t, "put", s.BlobPut(t.Context(), d, int64(len(b)), bytes.NewReader(b)))
@@ -276,7 +275,7 @@ func testBlobDelete(t *testing.T, s registry.Blobs) {
 	checkBlob(t, s, d, b)
 }
 
-func testBlobConcurrentPut(t *testing.T, s registry.Blobs) {
+func testBlobConcurrentPut(t *testing.T, s storage.Blobs) {
 	b, d := RandomBlob(t, 3*mib)
 	const workers = 8
 	errs := make([]error, workers)
@@ -295,14 +294,14 @@ func testBlobConcurrentPut(t *testing.T, s registry.Blobs) {
 
 // upload drives a whole upload: init, writes, commit. It returns the state
 // after the last write.
-func upload(t *testing.T, s registry.Blobs, id string, chunks ...[]byte) ([]byte, int64) {
+func upload(t *testing.T, s storage.Blobs, id string, chunks ...[]byte) ([]byte, int64) {
 	t.Helper()
 	state, err := s.UploadInit(t.Context(), id)
 	noErr(t, "upload init", err)
 	return writeChunks(t, s, id, state, 0, chunks...)
 }
 
-func writeChunks(t *testing.T, s registry.Blobs, id string, state []byte, off int64, chunks ...[]byte) ([]byte, int64) {
+func writeChunks(t *testing.T, s storage.Blobs, id string, state []byte, off int64, chunks ...[]byte) ([]byte, int64) {
 	t.Helper()
 	for i, c := range chunks {
 		ns, n, err := s.UploadWrite(t.Context(), id, state, off, bytes.NewReader(c))
@@ -315,7 +314,7 @@ func writeChunks(t *testing.T, s registry.Blobs, id string, state []byte, off in
 	return state, off
 }
 
-func testUploadChunks(t *testing.T, s registry.Blobs) {
+func testUploadChunks(t *testing.T, s storage.Blobs) {
 	chunks := [][]byte{RandomBytes(t, 3*mib), RandomBytes(t, 3*mib), RandomBytes(t, 1), RandomBytes(t, 6*mib), RandomBytes(t, 5*mib), RandomBytes(t, 5)}
 	all := bytes.Join(chunks, nil)
 	d := oci.FromBytes(oci.SHA256, all)
@@ -328,7 +327,7 @@ func testUploadChunks(t *testing.T, s registry.Blobs) {
 	checkBlob(t, s, d, all)
 }
 
-func testUploadSmall(t *testing.T, s registry.Blobs) {
+func testUploadSmall(t *testing.T, s storage.Blobs) {
 	for _, sizes := range [][]int{{1}, {100, 200, 300}, {5*mib - 1, 1}, {5 * mib}, {5*mib + 1}, {1, 5 * mib}, {4 * mib, 0, 4 * mib}} {
 		var chunks [][]byte
 		for _, n := range sizes {
@@ -343,7 +342,7 @@ func testUploadSmall(t *testing.T, s registry.Blobs) {
 	}
 }
 
-func testUploadEmpty(t *testing.T, s registry.Blobs) {
+func testUploadEmpty(t *testing.T, s storage.Blobs) {
 	// No writes at all (POST, then PUT with an empty body).
 	d := oci.FromBytes(oci.SHA256, nil)
 	id := NewUploadID(t)
@@ -363,7 +362,7 @@ func testUploadEmpty(t *testing.T, s registry.Blobs) {
 	checkBlob(t, s, d512, nil)
 }
 
-func testUploadRetry(t *testing.T, s registry.Blobs) {
+func testUploadRetry(t *testing.T, s storage.Blobs) {
 	cases := []struct {
 		name   string
 		before []int // sizes of writes that succeed first
@@ -407,7 +406,7 @@ func testUploadRetry(t *testing.T, s registry.Blobs) {
 	}
 }
 
-func testUploadReplay(t *testing.T, s registry.Blobs) {
+func testUploadReplay(t *testing.T, s storage.Blobs) {
 	for _, sizes := range [][3]int{
 		{4 * mib, 3 * mib, 2 * mib}, // the lost write completed a part; the replay does not
 		{4 * mib, 2 * mib, 3 * mib},
@@ -428,7 +427,7 @@ func testUploadReplay(t *testing.T, s registry.Blobs) {
 	}
 }
 
-func testUploadInvalidOffset(t *testing.T, s registry.Blobs) {
+func testUploadInvalidOffset(t *testing.T, s storage.Blobs) {
 	a := RandomBytes(t, 1000)
 	id := NewUploadID(t)
 	state, off := upload(t, s, id, a)
@@ -451,7 +450,7 @@ func testUploadInvalidOffset(t *testing.T, s registry.Blobs) {
 	checkBlob(t, s, d, all)
 }
 
-func testUploadCommitSize(t *testing.T, s registry.Blobs) {
+func testUploadCommitSize(t *testing.T, s storage.Blobs) {
 	a := RandomBytes(t, 6*mib+3)
 	d := oci.FromBytes(oci.SHA256, a)
 	id := NewUploadID(t)
@@ -465,7 +464,7 @@ func testUploadCommitSize(t *testing.T, s registry.Blobs) {
 	checkBlob(t, s, d, a)
 }
 
-func testUploadVerifyFails(t *testing.T, s registry.Blobs) {
+func testUploadVerifyFails(t *testing.T, s storage.Blobs) {
 	chunks := [][]byte{RandomBytes(t, 3*mib), RandomBytes(t, 3*mib)}
 	all := bytes.Join(chunks, nil)
 	d := oci.FromBytes(oci.SHA512, all)
@@ -514,7 +513,7 @@ func verifyDigest(d oci.Digest, size int64) func(io.Reader) error {
 	}
 }
 
-func testUploadVerifyDigest(t *testing.T, s registry.Blobs) {
+func testUploadVerifyDigest(t *testing.T, s storage.Blobs) {
 	chunks := [][]byte{RandomBytes(t, 2*mib), RandomBytes(t, 4*mib), RandomBytes(t, 77)}
 	all := bytes.Join(chunks, nil)
 	d := oci.FromBytes(oci.SHA512, all)
@@ -533,7 +532,7 @@ func testUploadVerifyDigest(t *testing.T, s registry.Blobs) {
 	noErr(t, "abort", s.UploadAbort(t.Context(), id, state))
 }
 
-func testUploadCommitExisting(t *testing.T, s registry.Blobs) {
+func testUploadCommitExisting(t *testing.T, s storage.Blobs) {
 	b, d := RandomBlob(t, 5*mib+10)
 	noErr(t, "put", s.BlobPut(t.Context(), d, int64(len(b)), bytes.NewReader(b)))
 	id := NewUploadID(t)
@@ -547,7 +546,7 @@ func testUploadCommitExisting(t *testing.T, s registry.Blobs) {
 	checkBlob(t, s, d, b)
 }
 
-func testUploadCommitTwice(t *testing.T, s registry.Blobs) {
+func testUploadCommitTwice(t *testing.T, s storage.Blobs) {
 	a := RandomBytes(t, 5*mib+5)
 	d := oci.FromBytes(oci.SHA256, a)
 	id := NewUploadID(t)
@@ -562,7 +561,7 @@ func testUploadCommitTwice(t *testing.T, s registry.Blobs) {
 	checkBlob(t, s, d, a)
 }
 
-func testUploadAbort(t *testing.T, s registry.Blobs) {
+func testUploadAbort(t *testing.T, s storage.Blobs) {
 	for _, size := range []int{1000, 6 * mib} {
 		a := RandomBytes(t, size)
 		d := oci.FromBytes(oci.SHA256, a)
@@ -582,7 +581,7 @@ func testUploadAbort(t *testing.T, s registry.Blobs) {
 	noErr(t, "abort unknown", s.UploadAbort(t.Context(), NewUploadID(t), nil))
 }
 
-func testUploadsInterleaved(t *testing.T, s registry.Blobs) {
+func testUploadsInterleaved(t *testing.T, s storage.Blobs) {
 	const n = 3
 	ids := make([]string, n)
 	states := make([][]byte, n)
@@ -609,7 +608,7 @@ func testUploadsInterleaved(t *testing.T, s registry.Blobs) {
 	}
 }
 
-func testUploadLarge(t *testing.T, s registry.Blobs) {
+func testUploadLarge(t *testing.T, s storage.Blobs) {
 	const total, chunk = 64 * mib, 4 * mib
 	h := sha256.New()
 	id := NewUploadID(t)

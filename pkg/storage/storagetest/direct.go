@@ -8,16 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
 )
 
 // Direct is a blob driver with the optional capabilities of the edge path
 // and direct uploads.
 type Direct interface {
-	registry.Blobs
-	registry.BlobInspector
-	registry.DirectUploader
+	storage.Blobs
+	storage.BlobInspector
+	storage.DirectUploader
 }
 
 // TestDirect runs the conformance cases of BlobInspector and
@@ -40,7 +39,7 @@ func TestDirect(t *testing.T, newBlobs func(t *testing.T) Direct) {
 	}
 }
 
-func send(t *testing.T, p registry.DirectPart, b []byte) *http.Response {
+func send(t *testing.T, p storage.DirectPart, b []byte) *http.Response {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), p.Method, p.URL, bytes.NewReader(b))
 	if err != nil {
@@ -121,7 +120,7 @@ func multipart(t *testing.T, s Direct, id string, b []byte, tamper bool) []byte 
 	if len(parts) < 2 {
 		t.Fatalf("%d bytes in %d parts", len(b), len(parts))
 	}
-	var done []registry.CompletedPart
+	var done []storage.CompletedPart
 	for _, p := range parts {
 		chunk := b[p.Offset : p.Offset+p.Size]
 		if tamper && p.Number == 2 {
@@ -132,7 +131,7 @@ func multipart(t *testing.T, s Direct, id string, b []byte, tamper bool) []byte 
 		if res.StatusCode != 200 {
 			t.Fatalf("part %d: %d", p.Number, res.StatusCode)
 		}
-		done = append(done, registry.CompletedPart{Number: p.Number, ETag: res.Header.Get("ETag")})
+		done = append(done, storage.CompletedPart{Number: p.Number, ETag: res.Header.Get("ETag")})
 	}
 	if err := s.DirectComplete(t.Context(), id, state, int64(len(b)), done); err != nil {
 		t.Fatal(err)
@@ -188,10 +187,10 @@ func testDirectCompleteInvalid(t *testing.T, s Direct) {
 		t.Fatal(err)
 	}
 	res := send(t, parts[0], b[:parts[0].Size])
-	err = s.DirectComplete(t.Context(), id, state, int64(len(b)), []registry.CompletedPart{
+	err = s.DirectComplete(t.Context(), id, state, int64(len(b)), []storage.CompletedPart{
 		{Number: 1, ETag: res.Header.Get("ETag")}, {Number: 2, ETag: `"00000000000000000000000000000000"`},
 	})
-	if !errors.Is(err, registry.ErrPartsInvalid) {
+	if !errors.Is(err, storage.ErrPartsInvalid) {
 		t.Fatalf("complete with an unknown part: %v", err)
 	}
 	if err := s.UploadAbort(t.Context(), id, state); err != nil {

@@ -9,11 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/storage"
 )
 
-// TestItems runs the meta.Items conformance suite. newItems must return an
+// TestItems runs the storage.Items conformance suite. newItems must return an
 // empty, isolated store on every call (see the package documentation).
 //
 // Beyond the interface comments, the suite requires what the metadata logic
@@ -32,10 +31,10 @@ import (
 //
 // Conditions on items that are expired but not yet removed are left
 // unspecified (the registry never relies on them).
-func TestItems(t *testing.T, newItems func(t *testing.T) meta.Items) {
+func TestItems(t *testing.T, newItems func(t *testing.T) storage.Items) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s meta.Items)
+		fn   func(t *testing.T, s storage.Items)
 	}{
 		{"GetNotFound", testItemGetNotFound},
 		{"PutGetRoundTrip", testItemRoundTrip},
@@ -64,7 +63,7 @@ func TestItems(t *testing.T, newItems func(t *testing.T) meta.Items) {
 	t.Run("Conditions", func(t *testing.T) { testItemConditions(t, newItems) })
 }
 
-func testItemGetNotFound(t *testing.T, s meta.Items) {
+func testItemGetNotFound(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	_, err := s.ItemGet(ctx, "P", "S")
 	errIs(t, "get absent item", err, storage.ErrNotFound)
@@ -76,7 +75,7 @@ func testItemGetNotFound(t *testing.T, s meta.Items) {
 	}
 }
 
-func testItemRoundTrip(t *testing.T, s meta.Items) {
+func testItemRoundTrip(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	exp := time.Now().Add(time.Hour).Unix()
 	in := storage.Item{
@@ -116,7 +115,7 @@ func testItemRoundTrip(t *testing.T, s meta.Items) {
 	noErr(t, "delete absent", s.ItemDelete(ctx, in.PK, in.SK, storage.IfNone))
 }
 
-func testItemBinary(t *testing.T, s meta.Items) {
+func testItemBinary(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	all := make([]byte, 256*4)
 	for i := range all {
@@ -156,7 +155,7 @@ func testItemBinary(t *testing.T, s meta.Items) {
 	}
 }
 
-func testItemVersions(t *testing.T, s meta.Items) {
+func testItemVersions(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	ver := func(want int64) {
 		t.Helper()
@@ -205,7 +204,7 @@ func testItemVersions(t *testing.T, s meta.Items) {
 	}
 }
 
-func testItemAddCreates(t *testing.T, s meta.Items) {
+func testItemAddCreates(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	exp := time.Now().Add(time.Hour).Unix()
 	in := storage.Item{PK: "BLOB#sha256:ab", SK: "META", Data: []byte(`{"size":3}`), Expires: exp, Touched: 1234, Count: 1000}
@@ -233,7 +232,7 @@ func testItemAddCreates(t *testing.T, s meta.Items) {
 	checkItem(t, got, storage.Item{PK: "T", SK: "S", Data: []byte("t"), Count: 4, Version: 1, Expires: exp})
 }
 
-func testItemAddKeepsData(t *testing.T, s meta.Items) {
+func testItemAddKeepsData(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	noErr(t, "put", s.ItemPut(ctx, storage.Item{PK: "P", SK: "S", Data: []byte("original"), Count: 10, Touched: 77}, storage.IfNone))
 	got, err := s.ItemAdd(ctx, storage.Item{PK: "P", SK: "S", Data: []byte("ignored")}, 5, storage.IfExists)
@@ -248,7 +247,7 @@ func testItemAddKeepsData(t *testing.T, s meta.Items) {
 	checkItem(t, got, want)
 }
 
-func testItemAddTouched(t *testing.T, s meta.Items) {
+func testItemAddTouched(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	it := storage.Item{PK: "P", SK: "S", Touched: 100}
 	got, err := s.ItemAdd(ctx, it, 1, storage.IfNone)
@@ -292,7 +291,7 @@ func testItemAddTouched(t *testing.T, s meta.Items) {
 	}
 }
 
-func testItemExpires(t *testing.T, s meta.Items) {
+func testItemExpires(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	now := time.Now()
 	past, future := now.Add(-time.Hour).Unix(), now.Add(time.Hour).Unix()
@@ -330,7 +329,7 @@ func testItemExpires(t *testing.T, s meta.Items) {
 	}
 }
 
-func testItemQuery(t *testing.T, s meta.Items) {
+func testItemQuery(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	// Byte-wise order: uppercase before lowercase, '#' (0x23) before '/'
 	// (0x2f) before ':' (0x3a), a prefix before its extensions, multi-byte
@@ -408,7 +407,7 @@ func testItemQuery(t *testing.T, s meta.Items) {
 
 // assertEmptyNext checks a spurious more flag: the following page must be
 // empty and final.
-func assertEmptyNext(t *testing.T, s meta.Items, pk, prefix string, page []storage.Item, after string) {
+func assertEmptyNext(t *testing.T, s storage.Items, pk, prefix string, page []storage.Item, after string) {
 	t.Helper()
 	if len(page) > 0 {
 		after = page[len(page)-1].SK
@@ -420,7 +419,7 @@ func assertEmptyNext(t *testing.T, s meta.Items, pk, prefix string, page []stora
 	}
 }
 
-func testItemQueryExpired(t *testing.T, s meta.Items) {
+func testItemQueryExpired(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	past := time.Now().Add(-time.Hour).Unix()
 	// 0..29 alternate live and dead, with a long dead run in the middle.
@@ -465,7 +464,7 @@ func testItemQueryExpired(t *testing.T, s meta.Items) {
 	}
 }
 
-func testItemQueryPaging(t *testing.T, s meta.Items) {
+func testItemQueryPaging(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	const n = 250
 	want := make([]string, 0, n)
@@ -525,7 +524,7 @@ func testItemQueryPaging(t *testing.T, s meta.Items) {
 	}
 }
 
-func testItemScan(t *testing.T, s meta.Items) {
+func testItemScan(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	want := map[string]bool{}
 	for p := range 12 {
@@ -570,7 +569,7 @@ func testItemScan(t *testing.T, s meta.Items) {
 }
 
 // scanAll pages through ItemScan, checking page sizes and termination.
-func scanAll(t *testing.T, s meta.Items, prefix string, limit int) []storage.Item {
+func scanAll(t *testing.T, s storage.Items, prefix string, limit int) []storage.Item {
 	t.Helper()
 	var out []storage.Item
 	cursor := ""
@@ -599,7 +598,7 @@ func scanAll(t *testing.T, s meta.Items, prefix string, limit int) []storage.Ite
 	}
 }
 
-func testTransactApplies(t *testing.T, s meta.Items) {
+func testTransactApplies(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	noErr(t, "empty transact", s.Transact(ctx, nil))
 	noErr(t, "seed", s.ItemPut(ctx, storage.Item{PK: "B", SK: "del", Data: []byte("x")}, storage.IfNone))
@@ -630,7 +629,7 @@ func testTransactApplies(t *testing.T, s meta.Items) {
 	errIs(t, "absent stays absent", err, storage.ErrNotFound)
 }
 
-func testTransactAllOrNothing(t *testing.T, s meta.Items) {
+func testTransactAllOrNothing(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	noErr(t, "seed", s.ItemPut(ctx, storage.Item{PK: "X", SK: "keep", Data: []byte("keep"), Count: 5}, storage.IfNone))
 	noErr(t, "seed", s.ItemPut(ctx, storage.Item{PK: "X", SK: "guard", Data: []byte("g")}, storage.IfNone))
@@ -680,7 +679,7 @@ func testTransactAllOrNothing(t *testing.T, s meta.Items) {
 	errIs(t, "item created by a failed transaction", err, storage.ErrNotFound)
 }
 
-func testTransactCheck(t *testing.T, s meta.Items) {
+func testTransactCheck(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	noErr(t, "seed", s.ItemPut(ctx, storage.Item{PK: "C", SK: "1", Data: []byte("d")}, storage.IfNone))
 	ok := []storage.Cond{storage.IfNone, storage.IfExists, storage.IfVersion(1)}
@@ -708,7 +707,7 @@ func testTransactCheck(t *testing.T, s meta.Items) {
 	checkItem(t, it, storage.Item{PK: "C", SK: "1", Data: []byte("d"), Version: 1})
 }
 
-func testTransactLimits(t *testing.T, s meta.Items) {
+func testTransactLimits(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	ops := make([]storage.Op, storage.MaxTransactOps+1)
 	for i := range ops {
@@ -739,7 +738,7 @@ func testTransactLimits(t *testing.T, s meta.Items) {
 	}
 }
 
-func testItemSizeLimit(t *testing.T, s meta.Items) {
+func testItemSizeLimit(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	maxData := RandomBytes(t, storage.MaxItemBytes)
 	noErr(t, "put max-size item", s.ItemPut(ctx, storage.Item{PK: "REPO#big", SK: "MANIFEST#max", Data: maxData}, storage.IfNone))
@@ -781,7 +780,7 @@ func testItemSizeLimit(t *testing.T, s meta.Items) {
 	}
 }
 
-func testConcurrentAdd(t *testing.T, s meta.Items) {
+func testConcurrentAdd(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	const workers, each = 16, 50
 	var wg sync.WaitGroup
@@ -808,7 +807,7 @@ func testConcurrentAdd(t *testing.T, s meta.Items) {
 	}
 }
 
-func testConcurrentCreate(t *testing.T, s meta.Items) {
+func testConcurrentCreate(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	const workers = 16
 	for round := range 3 {
@@ -849,7 +848,7 @@ func testConcurrentCreate(t *testing.T, s meta.Items) {
 	}
 }
 
-func testConcurrentOptimistic(t *testing.T, s meta.Items) {
+func testConcurrentOptimistic(t *testing.T, s storage.Items) {
 	ctx := t.Context()
 	const workers, each = 8, 15
 	noErr(t, "seed", s.ItemPut(ctx, storage.Item{PK: "P", SK: "S"}, storage.IfNone))
@@ -898,7 +897,7 @@ func testConcurrentOptimistic(t *testing.T, s meta.Items) {
 
 // testItemConditions runs every condition kind against every write kind, on
 // an absent and a present item, alone and inside a transaction.
-func testItemConditions(t *testing.T, newItems func(t *testing.T) meta.Items) {
+func testItemConditions(t *testing.T, newItems func(t *testing.T) storage.Items) {
 	type condCase struct {
 		name    string
 		present bool
@@ -1028,7 +1027,7 @@ func keysOf(items []storage.Item) []string {
 }
 
 // snapshot reads every item of the store through a scan.
-func snapshot(t *testing.T, s meta.Items) map[string]string {
+func snapshot(t *testing.T, s storage.Items) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, it := range scanAll(t, s, "", 100) {

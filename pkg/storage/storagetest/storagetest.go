@@ -1,6 +1,6 @@
 // Package storagetest holds the conformance suites every storage driver
-// runs: TestItems for meta.Items (bbolt, DynamoDB) and TestBlobs for
-// registry.Blobs (filesystem, S3). The registry logic is written once
+// runs: TestItems for storage.Items (bbolt, DynamoDB) and TestBlobs for
+// storage.Blobs (filesystem, S3). The registry logic is written once
 // against those seams and is only as correct as the weakest driver, so the
 // suites pin down the contract the interface comments state, plus the
 // behaviour the logic above relies on (full query pages, exact counters,

@@ -1,4 +1,4 @@
-package registry
+package storage
 
 import (
 	"context"
@@ -22,12 +22,12 @@ type Blobs interface {
 	// BlobPut stores the size bytes read from r as the blob dgst. The content
 	// is verified against dgst and size before it becomes visible at its final
 	// location; on mismatch nothing is stored and the error wraps
-	// storage.ErrDigestMismatch or storage.ErrSizeMismatch.
+	// ErrDigestMismatch or ErrSizeMismatch.
 	BlobPut(ctx context.Context, dgst oci.Digest, size int64, r io.Reader) error
 	// BlobOpen opens the blob for reading (Range and HEAD are served from it
-	// with http.ServeContent), or fails with storage.ErrNotFound.
+	// with http.ServeContent), or fails with ErrNotFound.
 	BlobOpen(ctx context.Context, dgst oci.Digest) (io.ReadSeekCloser, error)
-	// BlobSize returns the stored size, or storage.ErrNotFound.
+	// BlobSize returns the stored size, or ErrNotFound.
 	BlobSize(ctx context.Context, dgst oci.Digest) (int64, error)
 	// BlobDelete removes the blob's bytes. Deleting an absent blob succeeds.
 	BlobDelete(ctx context.Context, dgst oci.Digest) error
@@ -78,7 +78,7 @@ type BlobInfo struct {
 // it. Without it, nothing is ever claimed.
 type BlobInspector interface {
 	// BlobInspect describes the object stored for dgst, or fails with
-	// storage.ErrNotFound.
+	// ErrNotFound.
 	BlobInspect(ctx context.Context, dgst oci.Digest) (BlobInfo, error)
 }
 
