@@ -39,8 +39,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/berth-registry/berth/internal/apigwemu"
+	"github.com/berth-registry/berth/internal/awsmetrics"
 	"github.com/berth-registry/berth/internal/cloudfront"
-	"github.com/berth-registry/berth/pkg/driver/awsmetrics"
 	"github.com/berth-registry/berth/pkg/driver/dynamo"
 	"github.com/berth-registry/berth/pkg/driver/s3blob"
 	"github.com/berth-registry/berth/pkg/edge"
@@ -1013,7 +1013,7 @@ and the clients' presigned GETs, goes to one versitygw v1.8.0 through a counting
 reverse proxy; DynamoDB is DynamoDB Local 3.3.0.
 
 - **Berth**: ` + "`registry.New`" + ` on pkg/driver/dynamo and pkg/driver/s3blob, redirects on,
-  served with httptest. Counted by the SDK middleware (pkg/driver/awsmetrics); the
+  served with httptest. Counted by the SDK middleware (internal/awsmetrics); the
   test checks that the proxy classifies the same S3 requests the same way.
 - **Berth Lambda**: the same handler behind the production adapter, the emulated API
   Gateway HTTP API and Lambda (pkg/apigw), with functions/api's body cap and chunk

@@ -24,10 +24,11 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/berth-registry/berth/internal/awsmetrics"
 	"github.com/berth-registry/berth/internal/testenv"
-	"github.com/berth-registry/berth/pkg/driver/awsmetrics"
 	"github.com/berth-registry/berth/pkg/driver/s3blob"
 	"github.com/berth-registry/berth/pkg/oci"
+	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
 	"github.com/berth-registry/berth/pkg/storage/storagetest"
 )
@@ -62,10 +63,10 @@ func TestPresignedURL(t *testing.T) {
 	}
 
 	// Without redirects the store no longer offers BlobURL.
-	if _, ok := s3blob.WithoutRedirect(st).(storage.BlobRedirector); ok {
+	if _, ok := s3blob.WithoutRedirect(st).(registry.BlobRedirector); ok {
 		t.Fatal("WithoutRedirect still implements BlobRedirector")
 	}
-	if _, ok := storage.Blobs(st).(storage.BlobRedirector); !ok {
+	if _, ok := registry.Blobs(st).(registry.BlobRedirector); !ok {
 		t.Fatal("Store does not implement BlobRedirector")
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/rclone/gofakes3/s3mem"
 
 	"github.com/berth-registry/berth/internal/testenv"
-	"github.com/berth-registry/berth/pkg/driver/awsmetrics"
+	"github.com/berth-registry/berth/internal/awsmetrics"
 )
 
 func TestCounter(t *testing.T) {
