@@ -10,8 +10,8 @@ import (
 	"github.com/rclone/gofakes3"
 	"github.com/rclone/gofakes3/s3mem"
 
-	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/internal/awsmetrics"
+	"github.com/berth-registry/berth/internal/testenv"
 )
 
 func TestCounter(t *testing.T) {
