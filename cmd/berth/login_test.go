@@ -228,7 +228,7 @@ func TestLoginErrors(t *testing.T) {
 		{name: "credentials STS does not know", key: stranger, registry: func(t *testing.T) string { return authRegistry(t, sts) },
 			want: "login refused: UNAUTHORIZED"},
 		{name: "proof for another audience", key: loginKey, registry: func(t *testing.T) string { return authRegistry(t, sts) },
-			args: []string{"--audience", "registry.example.com"}, want: "login refused: UNAUTHORIZED"},
+			args: []string{"--audience", "registry.example.com"}, want: "but proofs for it are signed for \"registry.example.com\""},
 		{name: "unreachable", key: loginKey, registry: closedAddr, want: "unreachable"},
 		{name: "no bearer challenge", key: loginKey, registry: func(t *testing.T) string {
 			return listen(t, http.NotFoundHandler())

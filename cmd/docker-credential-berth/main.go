@@ -8,7 +8,12 @@
 //
 // Configure it with `berth login <registry>`, or by hand in
 // ~/.docker/config.json: {"credHelpers": {"<registry>": "berth"}}.
-// BERTH_STS_AUDIENCE overrides the discovered audience;
+// A proof is signed for the registry host docker asks about, never for the
+// service a registry names in its challenge (a registry that could choose
+// the audience could obtain a proof another registry accepts); a registry
+// whose challenge names another service is refused. BERTH_STS_AUDIENCE sets
+// the audience for registries served under another name
+// ("host=audience,host2=audience2", or one audience for every registry);
 // BERTH_CREDENTIAL_CACHE=off disables the cache.
 package main
 
@@ -36,7 +41,7 @@ func main() {
 }
 
 func options() credential.Options {
-	o := credential.Options{Audience: os.Getenv("BERTH_STS_AUDIENCE")}
+	o := credential.Options{}
 	if os.Getenv("BERTH_CREDENTIAL_CACHE") != "off" {
 		if d, err := credential.DefaultCacheDir(); err == nil {
 			o.CacheDir = d
@@ -56,6 +61,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		if err != nil {
 			return err
 		}
+		// The audience is the host docker asked about unless the user set
+		// one for it: never what the registry's challenge names.
+		o.Audience = credential.AudienceFor(os.Getenv("BERTH_STS_AUDIENCE"), server)
 		c, err := credential.Get(ctx, server, o)
 		if err != nil {
 			return err

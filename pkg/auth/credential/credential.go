@@ -38,6 +38,8 @@ type Credential struct {
 	ServerURL string
 	Username  string
 	Secret    string
+	// Audience is the STS audience the proof is signed for.
+	Audience string
 	// Expires is when the proof stops being accepted.
 	Expires time.Time
 }
@@ -46,10 +48,13 @@ type Credential struct {
 type Options struct {
 	// AWSConfig signs the proof; nil loads the SDK's default chain.
 	AWSConfig *aws.Config
-	// Audience is the registry's STS audience; "" discovers it: the
-	// service named in the registry's /v2/ challenge, else the host.
+	// Audience is the registry's STS audience, set explicitly by the user;
+	// "" binds the proof to the host Get is asked about. It is never taken
+	// from the registry: a registry that could name the audience could ask
+	// for a proof another registry accepts and replay it there.
 	Audience string
-	// HTTPClient is used for discovery (default: 10s timeout).
+	// HTTPClient is used to read the registry's challenge (default: 10s
+	// timeout).
 	HTTPClient *http.Client
 	// CacheDir holds proofs until shortly before they expire; "" disables
 	// the cache.
@@ -76,8 +81,43 @@ func Host(serverURL string) string {
 	return strings.ToLower(s)
 }
 
+// AudienceFor reads a user's audience setting (BERTH_STS_AUDIENCE) for
+// host: a comma-separated list of host=audience pairs, of which only
+// host's applies, or a single audience without "=", which applies to every
+// registry (for environments that talk to one registry only). "" means
+// none: the proof is bound to the host.
+func AudienceFor(setting, host string) string {
+	setting = strings.TrimSpace(setting)
+	if setting == "" {
+		return ""
+	}
+	if !strings.Contains(setting, "=") {
+		return setting
+	}
+	for pair := range strings.SplitSeq(setting, ",") {
+		h, aud, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if ok && sameHost(Host(h), Host(host)) {
+			return strings.TrimSpace(aud)
+		}
+	}
+	return ""
+}
+
+// sameHost compares two host[:port] values, ignoring case and an explicit
+// default https port.
+func sameHost(a, b string) bool {
+	norm := func(h string) string { return strings.TrimSuffix(strings.ToLower(h), ":443") }
+	return norm(a) == norm(b)
+}
+
+// ErrForeignService reports a registry whose challenge names another
+// service than the audience the proof would be signed for.
+var ErrForeignService = errors.New("credential: registry names a foreign service")
+
 // Get returns a credential for serverURL, from the cache when a cached
-// proof is still fresh, else newly minted.
+// proof for the same audience is still fresh, else newly minted. The
+// proof's audience is o.Audience, else the host of serverURL; a registry
+// whose challenge names another service is refused (ErrForeignService).
 func Get(ctx context.Context, serverURL string, o Options) (Credential, error) {
 	host := Host(serverURL)
 	if host == "" {
@@ -87,14 +127,22 @@ func Get(ctx context.Context, serverURL string, o Options) (Credential, error) {
 	if o.Now != nil {
 		now = o.Now
 	}
+	audience := o.Audience
+	if audience == "" {
+		audience = host
+	}
 	if o.CacheDir != "" {
-		if c, ok := readCache(o.CacheDir, host, now()); ok {
+		if c, ok := readCache(o.CacheDir, host, audience, now()); ok {
 			return c, nil
 		}
 	}
-	audience := o.Audience
-	if audience == "" {
-		audience = Discover(ctx, o.client(), serverURL)
+	if o.Audience == "" {
+		// The audience is the host whatever the registry says; reading
+		// its challenge only turns a mismatch into a clear refusal instead
+		// of a proof the registry cannot use.
+		if svc := Discover(ctx, o.client(), serverURL); !sameHost(svc, audience) {
+			return Credential{}, foreignService(host, svc, audience)
+		}
 	}
 	var awsCfg aws.Config
 	if o.AWSConfig != nil {
@@ -110,12 +158,18 @@ func Get(ctx context.Context, serverURL string, o Options) (Credential, error) {
 	if err != nil {
 		return Credential{}, fmt.Errorf("credential: %w (are AWS credentials configured? try `aws sts get-caller-identity`)", err)
 	}
-	c := Credential{ServerURL: host, Username: Username, Secret: proof, Expires: signedAt.Add(stsproof.Lifetime * time.Second)}
+	c := Credential{ServerURL: host, Username: Username, Secret: proof, Audience: audience, Expires: signedAt.Add(stsproof.Lifetime * time.Second)}
 	if o.CacheDir != "" {
 		// A cache that cannot be written only costs a new proof next time.
 		_ = writeCache(o.CacheDir, host, c, signedAt.Add(proofLifetime))
 	}
 	return c, nil
+}
+
+func foreignService(host, service, audience string) error {
+	return fmt.Errorf("%w: %s names service %q in its challenge, but proofs for it are signed for %q; "+
+		"if %s really is served under that name, set BERTH_STS_AUDIENCE=%s=%s (or berth login --audience)",
+		ErrForeignService, host, service, audience, host, host, service)
 }
 
 func (o Options) client() *http.Client {
@@ -126,8 +180,8 @@ func (o Options) client() *http.Client {
 }
 
 // Discover returns the service name in the registry's Bearer challenge
-// (GET /v2/), which Berth uses as the STS audience by default, or the host
-// when the registry does not answer with one. Plain http is tried only for
+// (GET /v2/), or the host when the registry does not answer with one. Get
+// compares it with the audience; it never becomes the audience. Plain http is tried only for
 // loopback hosts or an explicit http:// URL.
 func Discover(ctx context.Context, client *http.Client, serverURL string) string {
 	host := Host(serverURL)
@@ -207,6 +261,7 @@ func ChallengeParam(challenge, name string) string {
 
 type cacheEntry struct {
 	ServerURL string    `json:"serverURL"`
+	Audience  string    `json:"audience"`
 	Secret    string    `json:"secret"`
 	Expires   time.Time `json:"expires"`  // of the proof
 	UseUntil  time.Time `json:"useUntil"` // of the cache entry
@@ -217,23 +272,23 @@ func cachePath(dir, host string) string {
 	return filepath.Join(dir, hex.EncodeToString(sum[:12])+".json")
 }
 
-func readCache(dir, host string, now time.Time) (Credential, bool) {
+func readCache(dir, host, audience string, now time.Time) (Credential, bool) {
 	b, err := os.ReadFile(cachePath(dir, host))
 	if err != nil {
 		return Credential{}, false
 	}
 	var e cacheEntry
-	if json.Unmarshal(b, &e) != nil || e.ServerURL != host || !now.Before(e.UseUntil) || e.Secret == "" {
+	if json.Unmarshal(b, &e) != nil || e.ServerURL != host || e.Audience != audience || !now.Before(e.UseUntil) || e.Secret == "" {
 		return Credential{}, false
 	}
-	return Credential{ServerURL: host, Username: Username, Secret: e.Secret, Expires: e.Expires}, true
+	return Credential{ServerURL: host, Username: Username, Secret: e.Secret, Audience: audience, Expires: e.Expires}, true
 }
 
 func writeCache(dir, host string, c Credential, useUntil time.Time) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	b, err := json.Marshal(cacheEntry{ServerURL: host, Secret: c.Secret, Expires: c.Expires, UseUntil: useUntil})
+	b, err := json.Marshal(cacheEntry{ServerURL: host, Audience: c.Audience, Secret: c.Secret, Expires: c.Expires, UseUntil: useUntil})
 	if err != nil {
 		return err
 	}
@@ -345,8 +400,14 @@ func Check(ctx context.Context, client *http.Client, serverURL string, c Credent
 		if err != nil {
 			return "", fmt.Errorf("credential: bad realm %q: %w", realm, err)
 		}
+		svc := ChallengeParam(ch, "service")
+		if c.Audience != "" && svc != "" && !sameHost(svc, c.Audience) {
+			// The registry is not the one the proof was made for: do not
+			// hand it over.
+			return "", foreignService(host, svc, c.Audience)
+		}
 		q := u.Query()
-		if svc := ChallengeParam(ch, "service"); svc != "" {
+		if svc != "" {
 			q.Set("service", svc)
 		}
 		u.RawQuery = q.Encode()

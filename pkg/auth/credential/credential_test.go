@@ -95,6 +95,10 @@ func TestGetAndCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := credential.Check(context.Background(), nil, host, wrong); !errors.Is(err, credential.ErrForeignService) {
+		t.Fatalf("wrong audience sent to the registry: %v", err)
+	}
+	wrong.Audience = ""
 	if _, err := credential.Check(context.Background(), nil, host, wrong); err == nil || !strings.Contains(err.Error(), "UNAUTHORIZED") {
 		t.Fatalf("wrong audience: %v", err)
 	}
@@ -216,5 +220,96 @@ func TestPaths(t *testing.T) {
 	t.Setenv("REGISTRY_AUTH_FILE", "/a.json")
 	if p, _ := credential.PodmanAuthPath(); p != "/a.json" {
 		t.Errorf("podman: %s", p)
+	}
+}
+
+// TestAudienceBoundToHost: a registry the user logs into must not obtain a
+// proof for another registry by naming that registry's service in its
+// challenge (issue 11, point 5). The proof is signed for the host the
+// helper was asked about, and a challenge naming another service is
+// refused.
+func TestAudienceBoundToHost(t *testing.T) {
+	sts := ststest.New(ci)
+	defer sts.Close()
+	awsCfg := sts.AWSConfig(ci)
+	ctx := context.Background()
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="https://victim.example/token",service="victim.example"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer evil.Close()
+	evilHost := strings.TrimPrefix(evil.URL, "http://")
+	c, err := credential.Get(ctx, evilHost, credential.Options{AWSConfig: &awsCfg})
+	if err == nil {
+		victim, verr := stsproof.NewVerifier("victim.example", stsproof.WithTestEndpoint(sts.Host(), sts.Roots()))
+		if verr != nil {
+			t.Fatal(verr)
+		}
+		if _, verr := victim.Verify(ctx, c.Secret); verr == nil {
+			t.Fatal("a registry obtained a proof the victim registry accepts")
+		}
+		t.Fatalf("challenge naming another service accepted: %+v", c)
+	}
+	if !strings.Contains(err.Error(), "victim.example") {
+		t.Fatalf("error does not name the foreign service: %v", err)
+	}
+
+	// A registry that names no service, or cannot be reached, still gets a
+	// proof, and that proof is for its own host only.
+	quiet := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer quiet.Close()
+	quietHost := strings.TrimPrefix(quiet.URL, "http://")
+	c, err = credential.Get(ctx, quietHost, credential.Options{AWSConfig: &awsCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Audience != quietHost {
+		t.Fatalf("audience %q, want %q", c.Audience, quietHost)
+	}
+	for aud, want := range map[string]bool{quietHost: true, "victim.example": false} {
+		v, err := stsproof.NewVerifier(aud, stsproof.WithTestEndpoint(sts.Host(), sts.Roots()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(ctx, c.Secret); (err == nil) != want {
+			t.Errorf("proof for %s verified for audience %s: %v", quietHost, aud, err)
+		}
+	}
+
+	// A cached proof is reused only for the audience it was signed for.
+	cache := t.TempDir()
+	first, err := credential.Get(ctx, quietHost, credential.Options{AWSConfig: &awsCfg, CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := credential.Get(ctx, quietHost, credential.Options{AWSConfig: &awsCfg, CacheDir: cache, Audience: "other.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Secret == first.Secret || other.Audience != "other.example" {
+		t.Fatalf("cached proof for %s served for audience other.example", first.Audience)
+	}
+
+	// Check refuses to send a credential to a registry whose challenge
+	// names another service than the credential's audience.
+	if _, err := credential.Check(ctx, nil, evilHost, credential.Credential{Username: "berth", Secret: first.Secret, Audience: evilHost}); err == nil ||
+		!strings.Contains(err.Error(), "victim.example") {
+		t.Fatalf("Check with a foreign service: %v", err)
+	}
+}
+
+func TestAudienceOverrides(t *testing.T) {
+	for _, tc := range []struct{ env, host, want string }{
+		{"", "reg.example", ""},
+		{"aud.example", "reg.example", "aud.example"},
+		{"reg.example=aud.example", "reg.example", "aud.example"},
+		{"reg.example=aud.example, other.example=x", "REG.example", "aud.example"},
+		{"other.example=x", "reg.example", ""},
+	} {
+		if got := credential.AudienceFor(tc.env, tc.host); got != tc.want {
+			t.Errorf("AudienceFor(%q, %q) = %q, want %q", tc.env, tc.host, got, tc.want)
+		}
 	}
 }
