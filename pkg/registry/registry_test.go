@@ -8,8 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/berth-registry/berth/pkg/driver/boltdb"
-	"github.com/berth-registry/berth/pkg/driver/fsblob"
+	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/registry/registrytest"
 	"github.com/berth-registry/berth/pkg/storage"
@@ -17,30 +16,18 @@ import (
 
 func embeddedEnv(cfg registry.Config) func(t *testing.T) registrytest.Env {
 	return func(t *testing.T) registrytest.Env {
-		dir := t.TempDir()
-		var closeCurrent func()
-		open := func(t *testing.T) *registry.Registry {
-			items, err := boltdb.Open(filepath.Join(dir, "meta.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			closeCurrent = func() { _ = items.Close() }
-			blobs, err := fsblob.New(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return registry.New(cfg, items, blobs)
-		}
-		h := open(t)
-		t.Cleanup(func() { closeCurrent() })
+		e := testenv.NewEmbedded(t)
 		return registrytest.Env{
-			Handler:      h,
+			Handler:      registry.New(cfg, e.Items, e.Blobs),
 			MaxBodyBytes: cfg.MaxBodyBytes,
 			Restart: func(t *testing.T) http.Handler {
-				closeCurrent()
-				return open(t)
+				if err := e.Items.Close(); err != nil {
+					t.Fatal(err)
+				}
+				e = testenv.OpenEmbedded(t, e.Dir)
+				return registry.New(cfg, e.Items, e.Blobs)
 			},
-			Leftovers: func(t *testing.T) []string { return strayFiles(t, dir) },
+			Leftovers: func(t *testing.T) []string { return strayFiles(t, e.Dir) },
 		}
 	}
 }
@@ -111,16 +98,7 @@ func TestCoreImports(t *testing.T) {
 
 func TestEmbeddedFaults(t *testing.T) {
 	registrytest.RunFaults(t, func(t *testing.T) (storage.Items, storage.Blobs) {
-		dir := t.TempDir()
-		items, err := boltdb.Open(filepath.Join(dir, "meta.db"), boltdb.WithNoSync())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = items.Close() })
-		blobs, err := fsblob.New(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return items, blobs
+		e := testenv.NewEmbedded(t)
+		return e.Items, e.Blobs
 	})
 }

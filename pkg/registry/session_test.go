@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
-	"github.com/berth-registry/berth/pkg/driver/fsblob"
 	"github.com/berth-registry/berth/pkg/registry"
 )
 
@@ -26,21 +26,12 @@ func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func newEmbedded(t *testing.T, cfg registry.Config) (*registry.Registry, string) {
 	t.Helper()
-	dir := t.TempDir()
 	var opts []boltdb.Option
 	if cfg.Now != nil {
 		opts = append(opts, boltdb.WithClock(cfg.Now))
 	}
-	items, err := boltdb.Open(filepath.Join(dir, "meta.db"), opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = items.Close() })
-	blobs, err := fsblob.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return registry.New(cfg, items, blobs), dir
+	e := testenv.NewEmbedded(t, opts...)
+	return registry.New(cfg, e.Items, e.Blobs), e.Dir
 }
 
 func call(t *testing.T, h http.Handler, method, path string, body []byte, hdr ...string) *httptest.ResponseRecorder {
