@@ -261,10 +261,8 @@ func compilePrincipal(p Principal) (principal, error) {
 		if !strings.HasPrefix(p.OIDC.Issuer, "https://") {
 			return principal{}, fmt.Errorf("oidc issuer %q is not an https URL", p.OIDC.Issuer)
 		}
-		if len(p.OIDC.Claims) == 0 {
-			// Any token from a public issuer such as GitHub Actions would
-			// match: every workflow on GitHub.
-			return principal{}, fmt.Errorf("oidc principal for %s needs at least one claim", p.OIDC.Issuer)
+		if err := checkIdentifying(p.OIDC.Claims); err != nil {
+			return principal{}, fmt.Errorf("oidc principal for %s: %w", p.OIDC.Issuer, err)
 		}
 		cp := principal{issuer: p.OIDC.Issuer, claims: map[string]glob{}}
 		for k, v := range p.OIDC.Claims {
@@ -276,6 +274,42 @@ func compilePrincipal(p Principal) (principal, error) {
 		}
 		return cp, nil
 	}
+}
+
+// Identifying claims: those that say whose workload a token belongs to.
+// Every other claim (ref, environment, workflow, job_workflow_ref, …) has
+// values any GitHub repository can produce, so a principal naming only
+// those trusts every repository on GitHub. The IDs and the owner name are
+// single values: a wildcard in them (my-org-*) trusts whoever registers a
+// matching name, so they must be exact. repository and sub
+// (repo:<owner>/<repo>:…) must name the owner, everything up to the first
+// "/", without wildcards.
+var (
+	exactClaims       = []string{"repository_owner", "repository_owner_id", "repository_id"}
+	ownerPinnedClaims = []string{"repository", "sub"}
+)
+
+// checkIdentifying refuses claim patterns that identify no owner.
+func checkIdentifying(claims map[string]string) error {
+	for _, k := range exactClaims {
+		if v, ok := claims[k]; ok && !strings.ContainsAny(v, "*?") {
+			return nil
+		}
+	}
+	for _, k := range ownerPinnedClaims {
+		v, ok := claims[k]
+		if !ok {
+			continue
+		}
+		owner, _, _ := strings.Cut(v, "/")
+		if owner != "" && !strings.ContainsAny(owner, "*?") {
+			return nil
+		}
+	}
+	return errors.New("needs an identifying claim, or any repository on the issuer would match: " +
+		"repository_owner, repository_owner_id or repository_id without wildcards, " +
+		"or repository or sub whose owner (the part before the first /) has no wildcards, " +
+		`for example repository: "my-org/app" or repository_owner: "my-org"`)
 }
 
 func (p principal) matches(id Identity) bool {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -269,5 +270,55 @@ func refMatch(ts []tok, s string) bool {
 			}
 		}
 		return false
+	}
+}
+
+// TestOIDCNeedsIdentifyingClaim: a rule that names only claims every
+// GitHub repository can satisfy (ref, environment, workflow, …) trusts
+// every repository on GitHub, so the policy is refused with a message
+// saying which claim to add (issue 11, point 6). An identifying claim
+// whose pattern leaves the owner open (repository: "*/app",
+// repository_owner: "my-org-*") is the same hole and refused too.
+func TestOIDCNeedsIdentifyingClaim(t *testing.T) {
+	doc := func(claims string) string {
+		return `{"rules":[{"repositories":["a"],"principals":[{"oidc":{"issuer":"https://token.actions.githubusercontent.com","claims":` + claims + `}}],"actions":["pull"]}]}`
+	}
+	for _, claims := range []string{
+		`{"ref":"refs/heads/main"}`,
+		`{"ref":"refs/heads/main","environment":"prod","workflow":"release"}`,
+		`{"job_workflow_ref":"my-org/wf/.github/workflows/r.yml@refs/heads/main"}`,
+		`{"repository":"**"}`,
+		`{"repository":"*/app","ref":"refs/heads/main"}`,
+		`{"repository":"my-*/app"}`,
+		`{"repository_owner":"*"}`,
+		`{"repository_owner":"my-org-*"}`,
+		`{"repository_owner_id":"12?4"}`,
+		`{"repository_id":"**"}`,
+		`{"sub":"**"}`,
+		`{"sub":"repo:*/app:ref:refs/heads/main"}`,
+	} {
+		_, err := Parse([]byte(doc(claims)))
+		if err == nil {
+			t.Errorf("%s: accepted", claims)
+			continue
+		}
+		if !strings.Contains(err.Error(), "repository_owner") || !strings.Contains(err.Error(), "sub") {
+			t.Errorf("%s: message does not name the identifying claims: %v", claims, err)
+		}
+	}
+	for _, claims := range []string{
+		`{"repository":"my-org/app","ref":"refs/heads/main"}`,
+		`{"repository":"my-org/team-a-*"}`,
+		`{"repository":"my-org/**"}`,
+		`{"repository_owner":"my-org","ref":"refs/heads/main"}`,
+		`{"repository_owner_id":"1234"}`,
+		`{"repository_id":"5678","environment":"prod"}`,
+		`{"sub":"repo:my-org/app:ref:refs/heads/main"}`,
+		`{"sub":"repo:my-org/*:environment:prod"}`,
+		`{"repository":"**","repository_owner":"my-org"}`,
+	} {
+		if _, err := Parse([]byte(doc(claims))); err != nil {
+			t.Errorf("%s: refused: %v", claims, err)
+		}
 	}
 }
