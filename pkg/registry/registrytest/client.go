@@ -155,42 +155,23 @@ func randomBytes(t *testing.T, n int) []byte {
 
 func sha(b []byte) oci.Digest { return oci.FromBytes(oci.SHA256, b) }
 
-// pushBlob uploads b monolithically with POST ?digest=.
+// handler is the server as the push helpers take it: their requests go
+// over the listener like every other request of the suite.
+func (s *server) handler() http.Handler { return remote{base: s.srv.URL, client: s.noRedir} }
+
 func (s *server) pushBlob(repo string, b []byte) oci.Digest {
 	s.t.Helper()
-	d := sha(b)
-	r := s.do("POST", fmt.Sprintf("/v2/%s/blobs/uploads/?digest=%s", repo, d), b,
-		map[string]string{"Content-Type": "application/octet-stream"}, false)
-	s.expect(r, 201, "", "monolithic push "+string(d))
-	return d
+	return PushBlob(s.t, s.handler(), repo, b)
 }
 
-// image is a pushed-or-pushable image manifest.
-type image struct {
-	config, layer []byte
-	manifest      []byte
-	digest        oci.Digest
-}
-
-func newImage(t *testing.T, extra string) image {
-	cfg := []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"x":%q}`, extra))
-	layer := randomBytes(t, 1024)
-	m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":%q,"digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":%q,"size":%d}]}`,
-		oci.MediaTypeImageManifest, oci.MediaTypeImageConfig, sha(cfg), len(cfg), sha(layer), len(layer))
-	return image{config: cfg, layer: layer, manifest: []byte(m), digest: sha([]byte(m))}
-}
-
-func (s *server) pushImage(repo, tag string, img image) {
+func (s *server) pushImage(repo, tag string, img Image) {
 	s.t.Helper()
-	s.pushBlob(repo, img.config)
-	s.pushBlob(repo, img.layer)
-	ref := tag
-	if ref == "" {
-		ref = string(img.digest)
-	}
-	r := s.do("PUT", "/v2/"+repo+"/manifests/"+ref, img.manifest, map[string]string{"Content-Type": oci.MediaTypeImageManifest}, false)
-	s.expect(r, 201, "", "push manifest")
-	if r.header.Get("Docker-Content-Digest") != string(img.digest) {
-		s.t.Fatalf("manifest digest %q, want %q", r.header.Get("Docker-Content-Digest"), img.digest)
-	}
+	PushImage(s.t, s.handler(), repo, tag, img)
+}
+
+// newImage is a one-layer image with random layer bytes; extra makes its
+// config unique.
+func newImage(t *testing.T, extra string) Image {
+	cfg := []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"x":%q}`, extra))
+	return NewImage(cfg, randomBytes(t, 1024))
 }

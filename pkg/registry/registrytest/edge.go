@@ -140,15 +140,6 @@ func (s *edgeServer) putManifest(repo, ref string, m []byte) resp {
 	return s.do("PUT", "/v2/"+repo+"/manifests/"+ref, m, map[string]string{"Content-Type": oci.MediaTypeImageManifest}, false)
 }
 
-func imageManifest(cfg []byte, layers ...[]byte) []byte {
-	var ls []string
-	for _, l := range layers {
-		ls = append(ls, fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":%q,"size":%d}`, sha(l), len(l)))
-	}
-	return []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":%q,"digest":%q,"size":%d},"layers":[%s]}`,
-		oci.MediaTypeImageManifest, oci.MediaTypeImageConfig, sha(cfg), len(cfg), strings.Join(ls, ",")))
-}
-
 func testClaimByManifest(t *testing.T, s *edgeServer) {
 	const repo = "edge/man"
 	cfg := []byte(`{"architecture":"amd64","os":"linux"}`)
@@ -161,7 +152,7 @@ func testClaimByManifest(t *testing.T, s *edgeServer) {
 		s.edgePut(repo, id, l)
 		layers, ids = append(layers, l), append(ids, id)
 	}
-	m := imageManifest(cfg, layers...)
+	m := NewImage(cfg, layers...).Manifest
 	s.expect(s.putManifest(repo, "v1", m), 201, "", "manifest referencing edge layers")
 	for i, l := range layers {
 		checkBlob(t, s.server, repo, sha(l), l)
@@ -170,7 +161,7 @@ func testClaimByManifest(t *testing.T, s *edgeServer) {
 	}
 	// A layer that never arrived still fails the manifest.
 	missing := randomBytes(t, 100)
-	s.expect(s.putManifest(repo, "v2", imageManifest(cfg, layers[0], missing)), 400, "MANIFEST_BLOB_UNKNOWN", "manifest with a missing layer")
+	s.expect(s.putManifest(repo, "v2", NewImage(cfg, layers[0], missing).Manifest), 400, "MANIFEST_BLOB_UNKNOWN", "manifest with a missing layer")
 }
 
 func testClaimByHead(t *testing.T, s *edgeServer) {
@@ -228,7 +219,7 @@ func testClaimRefused(t *testing.T, s *edgeServer) {
 		t.Helper()
 		s.expect(s.do("HEAD", "/v2/"+repo+"/blobs/"+string(d), nil, nil, false), 404, "", what+": HEAD")
 		s.expect(s.do("GET", "/v2/"+repo+"/blobs/"+string(d), nil, nil, false), 404, "BLOB_UNKNOWN", what+": GET")
-		s.expect(s.putManifest(repo, "x", imageManifest(cfg, l)), 400, "MANIFEST_BLOB_UNKNOWN", what+": manifest")
+		s.expect(s.putManifest(repo, "x", NewImage(cfg, l).Manifest), 400, "MANIFEST_BLOB_UNKNOWN", what+": manifest")
 	}
 
 	// The object names a session of another repository: knowing the
@@ -280,7 +271,7 @@ func testClaimRace(t *testing.T, s *edgeServer) {
 		l := randomBytes(t, 9000+round)
 		_, id := s.edgeUpload(repo)
 		d := s.edgePut(repo, id, l)
-		m := imageManifest(cfg, l)
+		m := NewImage(cfg, l).Manifest
 		const n = 8
 		var wg sync.WaitGroup
 		errs := make(chan error, n)
@@ -492,7 +483,7 @@ func testDirectTampered(t *testing.T, s *edgeServer) {
 		t.Fatalf("rejected headers %v", r.header)
 	}
 	s.expect(s.do("HEAD", "/v2/"+repo+"/blobs/"+string(d), nil, nil, false), 404, "", "HEAD after rejection")
-	s.expect(s.putManifest(repo, "t", imageManifest([]byte("{}"), b)), 400, "MANIFEST_BLOB_UNKNOWN", "manifest after rejection")
+	s.expect(s.putManifest(repo, "t", NewImage([]byte("{}"), b).Manifest), 400, "MANIFEST_BLOB_UNKNOWN", "manifest after rejection")
 	s.noLeftovers()
 }
 

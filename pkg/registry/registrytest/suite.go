@@ -300,19 +300,19 @@ func testMount(t *testing.T, s *server) {
 func testManifests(t *testing.T, s *server) {
 	img := newImage(t, "m")
 	s.pushImage("man/repo", "v1", img)
-	for _, ref := range []string{"v1", string(img.digest)} {
+	for _, ref := range []string{"v1", string(img.Digest)} {
 		r := s.do("GET", "/v2/man/repo/manifests/"+ref, nil, map[string]string{"Accept": oci.MediaTypeImageManifest}, false)
 		s.expect(r, 200, "", "GET manifest "+ref)
-		if !bytes.Equal(r.body, img.manifest) {
+		if !bytes.Equal(r.body, img.Manifest) {
 			t.Fatalf("manifest body differs")
 		}
-		if r.header.Get("Content-Type") != oci.MediaTypeImageManifest || r.header.Get("Docker-Content-Digest") != string(img.digest) ||
-			r.header.Get("Content-Length") != strconv.Itoa(len(img.manifest)) {
+		if r.header.Get("Content-Type") != oci.MediaTypeImageManifest || r.header.Get("Docker-Content-Digest") != string(img.Digest) ||
+			r.header.Get("Content-Length") != strconv.Itoa(len(img.Manifest)) {
 			t.Fatalf("GET manifest headers %v", r.header)
 		}
 		h := s.do("HEAD", "/v2/man/repo/manifests/"+ref, nil, nil, false)
 		s.expect(h, 200, "", "HEAD manifest")
-		if len(h.body) != 0 || h.header.Get("Content-Length") != strconv.Itoa(len(img.manifest)) || h.header.Get("Docker-Content-Digest") != string(img.digest) {
+		if len(h.body) != 0 || h.header.Get("Content-Length") != strconv.Itoa(len(img.Manifest)) || h.header.Get("Docker-Content-Digest") != string(img.Digest) {
 			t.Fatalf("HEAD manifest headers %v", h.header)
 		}
 	}
@@ -321,15 +321,15 @@ func testManifests(t *testing.T, s *server) {
 	img2 := newImage(t, "m2")
 	s.pushImage("man/repo", "v1", img2)
 	r := s.do("GET", "/v2/man/repo/manifests/v1", nil, nil, false)
-	if r.header.Get("Docker-Content-Digest") != string(img2.digest) {
+	if r.header.Get("Docker-Content-Digest") != string(img2.Digest) {
 		t.Fatal("tag did not move")
 	}
-	s.expect(s.do("GET", "/v2/man/repo/manifests/"+string(img.digest), nil, nil, false), 200, "", "untagged manifest still there")
+	s.expect(s.do("GET", "/v2/man/repo/manifests/"+string(img.Digest), nil, nil, false), 200, "", "untagged manifest still there")
 	// Push by digest; the same bytes under a sha512 digest.
 	img3 := newImage(t, "m3")
 	s.pushImage("man/repo", "", img3)
-	d512 := oci.FromBytes(oci.SHA512, img3.manifest)
-	r = s.do("PUT", "/v2/man/repo/manifests/"+string(d512), img3.manifest, map[string]string{"Content-Type": oci.MediaTypeImageManifest}, false)
+	d512 := oci.FromBytes(oci.SHA512, img3.Manifest)
+	r = s.do("PUT", "/v2/man/repo/manifests/"+string(d512), img3.Manifest, map[string]string{"Content-Type": oci.MediaTypeImageManifest}, false)
 	s.expect(r, 201, "", "PUT by sha512")
 	if r.header.Get("Docker-Content-Digest") != string(d512) {
 		t.Fatalf("sha512 digest header %q", r.header.Get("Docker-Content-Digest"))
@@ -355,24 +355,24 @@ func testManifestErrors(t *testing.T, s *server) {
 	img := newImage(t, "e")
 	ct := map[string]string{"Content-Type": oci.MediaTypeImageManifest}
 	// Blobs missing.
-	s.expect(s.do("PUT", "/v2/me/manifests/x", img.manifest, ct, false), 400, "MANIFEST_BLOB_UNKNOWN", "missing blobs")
-	s.pushBlob("me", img.config)
-	s.expect(s.do("PUT", "/v2/me/manifests/x", img.manifest, ct, false), 400, "MANIFEST_BLOB_UNKNOWN", "missing layer")
-	s.pushBlob("me", img.layer)
+	s.expect(s.do("PUT", "/v2/me/manifests/x", img.Manifest, ct, false), 400, "MANIFEST_BLOB_UNKNOWN", "missing blobs")
+	s.pushBlob("me", img.Config)
+	s.expect(s.do("PUT", "/v2/me/manifests/x", img.Manifest, ct, false), 400, "MANIFEST_BLOB_UNKNOWN", "missing layer")
+	s.pushBlob("me", img.Layers[0])
 	// Digest in URL does not match body.
-	s.expect(s.do("PUT", "/v2/me/manifests/"+string(sha([]byte("x"))), img.manifest, ct, false), 400, "DIGEST_INVALID", "digest mismatch")
+	s.expect(s.do("PUT", "/v2/me/manifests/"+string(sha([]byte("x"))), img.Manifest, ct, false), 400, "DIGEST_INVALID", "digest mismatch")
 	s.expect(s.do("PUT", "/v2/me/manifests/x", []byte("{not json"), ct, false), 400, "MANIFEST_INVALID", "bad json")
-	s.expect(s.do("PUT", "/v2/me/manifests/x", img.manifest, map[string]string{"Content-Type": oci.MediaTypeImageIndex}, false), 400, "MANIFEST_INVALID", "content type mismatch")
-	s.expect(s.do("PUT", "/v2/me/manifests/bad:tag", img.manifest, ct, false), 400, "DIGEST_INVALID", "bad reference")
-	s.expect(s.do("PUT", "/v2/me/manifests/-bad", img.manifest, ct, false), 400, "TAG_INVALID", "bad tag")
+	s.expect(s.do("PUT", "/v2/me/manifests/x", img.Manifest, map[string]string{"Content-Type": oci.MediaTypeImageIndex}, false), 400, "MANIFEST_INVALID", "content type mismatch")
+	s.expect(s.do("PUT", "/v2/me/manifests/bad:tag", img.Manifest, ct, false), 400, "DIGEST_INVALID", "bad reference")
+	s.expect(s.do("PUT", "/v2/me/manifests/-bad", img.Manifest, ct, false), 400, "TAG_INVALID", "bad tag")
 	// Wrong descriptor size.
-	wrong := bytes.Replace(img.manifest, []byte(fmt.Sprintf(`"size":%d}]`, len(img.layer))), []byte(`"size":1}]`), 1)
+	wrong := bytes.Replace(img.Manifest, []byte(fmt.Sprintf(`"size":%d}]`, len(img.Layers[0]))), []byte(`"size":1}]`), 1)
 	s.expect(s.do("PUT", "/v2/me/manifests/x", wrong, ct, false), 400, "MANIFEST_BLOB_UNKNOWN", "size mismatch")
 	// Too big: 413 with MANIFEST_INVALID, nothing stored.
 	big := bytes.Repeat([]byte(" "), 4<<20+1)
 	s.expect(s.do("PUT", "/v2/me/manifests/big", big, ct, false), 413, "MANIFEST_INVALID", "too big")
 	// After all that, the good push works and nothing else is tagged.
-	s.expect(s.do("PUT", "/v2/me/manifests/x", img.manifest, ct, false), 201, "", "good push")
+	s.expect(s.do("PUT", "/v2/me/manifests/x", img.Manifest, ct, false), 201, "", "good push")
 	var tags struct{ Tags []string }
 	r := s.do("GET", "/v2/me/tags/list", nil, nil, false)
 	if err := json.Unmarshal(r.body, &tags); err != nil || len(tags.Tags) != 1 || tags.Tags[0] != "x" {
@@ -408,11 +408,11 @@ func testIndex(t *testing.T, s *server) {
 	s.pushImage("idx", "", a)
 	missing := newImage(t, "missing")
 	ct := map[string]string{"Content-Type": oci.MediaTypeImageIndex}
-	mk := func(imgs ...image) []byte {
+	mk := func(imgs ...Image) []byte {
 		var ds []string
 		for i, im := range imgs {
 			ds = append(ds, fmt.Sprintf(`{"mediaType":%q,"digest":%q,"size":%d,"platform":{"architecture":"arch%d","os":"linux"}}`,
-				oci.MediaTypeImageManifest, im.digest, len(im.manifest), i))
+				oci.MediaTypeImageManifest, im.Digest, len(im.Manifest), i))
 		}
 		return []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"manifests":[%s]}`, oci.MediaTypeImageIndex, strings.Join(ds, ",")))
 	}
@@ -434,10 +434,10 @@ func testTagsPagination(t *testing.T, s *server) {
 	for i := 0; i < 12; i++ {
 		tag := fmt.Sprintf("t%02d", i)
 		want = append(want, tag)
-		s.expect(s.do("PUT", "/v2/pg/manifests/"+tag, img.manifest, map[string]string{"Content-Type": oci.MediaTypeImageManifest}, false), 201, "", "tag "+tag)
+		s.expect(s.do("PUT", "/v2/pg/manifests/"+tag, img.Manifest, map[string]string{"Content-Type": oci.MediaTypeImageManifest}, false), 201, "", "tag "+tag)
 	}
 	for _, tag := range []string{"Z-upper", "latest"} {
-		s.expect(s.do("PUT", "/v2/pg/manifests/"+tag, img.manifest, map[string]string{"Content-Type": oci.MediaTypeImageManifest}, false), 201, "", "tag "+tag)
+		s.expect(s.do("PUT", "/v2/pg/manifests/"+tag, img.Manifest, map[string]string{"Content-Type": oci.MediaTypeImageManifest}, false), 201, "", "tag "+tag)
 	}
 	// Sorted byte-wise: uppercase before lowercase, "latest" before "t00".
 	want = append([]string{"Z-upper", "latest"}, want...)
@@ -516,7 +516,7 @@ func testCatalog(t *testing.T, s *server) {
 		t.Fatalf("catalog %v", got)
 	}
 	// A repository whose only manifest is deleted leaves the catalog.
-	s.expect(s.do("DELETE", "/v2/b/manifests/"+string(img.digest), nil, nil, false), 202, "", "delete")
+	s.expect(s.do("DELETE", "/v2/b/manifests/"+string(img.Digest), nil, nil, false), 202, "", "delete")
 	r := s.do("GET", "/v2/_catalog", nil, nil, false)
 	if strings.Contains(string(r.body), `"b"`) {
 		t.Fatalf("deleted repo still listed: %s", r.body)
@@ -534,13 +534,13 @@ func testReferrers(t *testing.T, s *server) {
 		return []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"artifactType":%q,"config":{"mediaType":%q,"digest":%q,"size":2},"layers":[{"mediaType":"text/plain","digest":%q,"size":%d}],"subject":{"mediaType":%q,"digest":%q,"size":%d},"annotations":{"org.example":"v"}}`,
 			oci.MediaTypeImageManifest, at, oci.MediaTypeEmptyJSON, sha(empty), sha(layer), len(layer), oci.MediaTypeImageManifest, subj, size))
 	}
-	sig := art("application/vnd.example.sig", "sig", subject.digest, len(subject.manifest))
-	sbom := art("application/vnd.example.sbom", "sbom", subject.digest, len(subject.manifest))
+	sig := art("application/vnd.example.sig", "sig", subject.Digest, len(subject.Manifest))
+	sbom := art("application/vnd.example.sbom", "sbom", subject.Digest, len(subject.Manifest))
 	ct := map[string]string{"Content-Type": oci.MediaTypeImageManifest}
 	for _, m := range [][]byte{sig, sbom} {
 		r := s.do("PUT", "/v2/ref/manifests/"+string(sha(m)), m, ct, false)
 		s.expect(r, 201, "", "artifact push")
-		if r.header.Get("OCI-Subject") != string(subject.digest) {
+		if r.header.Get("OCI-Subject") != string(subject.Digest) {
 			t.Fatalf("OCI-Subject %q", r.header.Get("OCI-Subject"))
 		}
 	}
@@ -550,7 +550,7 @@ func testReferrers(t *testing.T, s *server) {
 	s.expect(s.do("PUT", "/v2/ref/manifests/"+string(sha(orphan)), orphan, ct, false), 201, "", "orphan artifact")
 
 	idx := func(q string) (oci.Index, resp) {
-		r := s.do("GET", "/v2/ref/referrers/"+string(subject.digest)+q, nil, nil, false)
+		r := s.do("GET", "/v2/ref/referrers/"+string(subject.Digest)+q, nil, nil, false)
 		s.expect(r, 200, "", "referrers")
 		var ix oci.Index
 		if err := json.Unmarshal(r.body, &ix); err != nil {
@@ -596,19 +596,19 @@ func testReferrers(t *testing.T, s *server) {
 func testDeletes(t *testing.T, s *server) {
 	img := newImage(t, "d")
 	s.pushImage("del", "a", img)
-	s.expect(s.do("PUT", "/v2/del/manifests/b", img.manifest, map[string]string{"Content-Type": oci.MediaTypeImageManifest}, false), 201, "", "tag b")
+	s.expect(s.do("PUT", "/v2/del/manifests/b", img.Manifest, map[string]string{"Content-Type": oci.MediaTypeImageManifest}, false), 201, "", "tag b")
 	// Delete a tag: the manifest stays.
 	s.expect(s.do("DELETE", "/v2/del/manifests/a", nil, nil, false), 202, "", "delete tag")
 	s.expect(s.do("GET", "/v2/del/manifests/a", nil, nil, false), 404, "MANIFEST_UNKNOWN", "deleted tag")
-	s.expect(s.do("GET", "/v2/del/manifests/"+string(img.digest), nil, nil, false), 200, "", "manifest after tag delete")
+	s.expect(s.do("GET", "/v2/del/manifests/"+string(img.Digest), nil, nil, false), 200, "", "manifest after tag delete")
 	s.expect(s.do("DELETE", "/v2/del/manifests/a", nil, nil, false), 404, "MANIFEST_UNKNOWN", "delete tag twice")
 	// Delete by digest: the manifest and every tag on it go.
-	s.expect(s.do("DELETE", "/v2/del/manifests/"+string(img.digest), nil, nil, false), 202, "", "delete manifest")
-	s.expect(s.do("GET", "/v2/del/manifests/"+string(img.digest), nil, nil, false), 404, "MANIFEST_UNKNOWN", "deleted manifest")
+	s.expect(s.do("DELETE", "/v2/del/manifests/"+string(img.Digest), nil, nil, false), 202, "", "delete manifest")
+	s.expect(s.do("GET", "/v2/del/manifests/"+string(img.Digest), nil, nil, false), 404, "MANIFEST_UNKNOWN", "deleted manifest")
 	s.expect(s.do("GET", "/v2/del/manifests/b", nil, nil, false), 404, "MANIFEST_UNKNOWN", "tag of deleted manifest")
-	s.expect(s.do("DELETE", "/v2/del/manifests/"+string(img.digest), nil, nil, false), 404, "MANIFEST_UNKNOWN", "delete twice")
+	s.expect(s.do("DELETE", "/v2/del/manifests/"+string(img.Digest), nil, nil, false), 404, "MANIFEST_UNKNOWN", "delete twice")
 	// Blobs.
-	d := sha(img.layer)
+	d := sha(img.Layers[0])
 	s.expect(s.do("DELETE", "/v2/del/blobs/"+string(d), nil, nil, false), 202, "", "delete blob")
 	s.expect(s.do("HEAD", "/v2/del/blobs/"+string(d), nil, nil, false), 404, "", "deleted blob")
 	s.expect(s.do("DELETE", "/v2/del/blobs/"+string(d), nil, nil, false), 404, "BLOB_UNKNOWN", "delete blob twice")
