@@ -1,39 +1,39 @@
 // Command api is the API function: the OCI Distribution /v2/ API behind
 // API Gateway (HTTP API, payload format 2.0), over DynamoDB and S3.
 // Configuration comes from environment variables only (docs/lambda.md);
-// clients are built once per cold start.
+// clients are built once per cold start (functions/internal/apiwire).
 package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 
 	lambdart "github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/lambda"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/berth-registry/berth/functions/internal/edgewire"
+	"github.com/berth-registry/berth/functions/internal/apiwire"
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/apigw"
-	"github.com/berth-registry/berth/pkg/auth"
-	"github.com/berth-registry/berth/pkg/driver/dynamo"
-	"github.com/berth-registry/berth/pkg/driver/s3blob"
-	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/awsbackend"
 )
 
 func main() {
 	s, err := loadSettings(os.Getenv)
-	log := lambdaenv.Logger(os.Stderr, s.level)
+	log := lambdaenv.Logger(os.Stderr, s.Level)
 	if err != nil {
 		log.Error("configuration", slog.Any("error", err))
 		os.Exit(1)
 	}
-	h, err := build(context.Background(), s, log)
+	ctx := context.Background()
+	var h http.Handler
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err == nil {
+		h, err = apiwire.Handler(ctx, awsCfg, s, log)
+	}
 	if err != nil {
 		log.Error("init", slog.Any("error", err))
 		os.Exit(1)
@@ -41,35 +41,30 @@ func main() {
 	lambdart.Start(apigw.Handler(h))
 }
 
-// build creates the AWS clients and the handler (once per cold start).
-func build(ctx context.Context, s settings, log *slog.Logger) (http.Handler, error) {
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, err
+func loadSettings(getenv func(string) string) (apiwire.Settings, error) {
+	env := lambdaenv.New(getenv)
+	s := apiwire.Settings{
+		Backend: awsbackend.Settings{
+			Table:         env.Required(lambdaenv.Table),
+			Bucket:        env.Required(lambdaenv.Bucket),
+			PresignExpiry: env.Duration(lambdaenv.PresignExpiry, awsbackend.DefaultPresignExpiry),
+			CloudFront: awsbackend.CloudFront{URL: env.String(lambdaenv.CDNURL, ""),
+				KeyPairID: env.String(lambdaenv.CDNKeyPairID, ""), KeySecret: env.String(lambdaenv.CDNPrivateKeySecret, "")},
+		},
+		Level:        env.Level(lambdaenv.LogLevel),
+		UploadTTL:    env.Duration(lambdaenv.UploadTTL, lambdaenv.DefaultUploadTTL),
+		MaxBodyBytes: env.Int64(lambdaenv.MaxBodyBytes, apigw.MaxBodyBytes),
+		EdgeKVSARN:   env.String(lambdaenv.EdgeKVSARN, ""),
+		// Read as written: a name, or an ARN for another account's function.
+		CleanupFunction: env.String(lambdaenv.CleanupFunction, ""),
 	}
-	s3c := s3.NewFromConfig(awsCfg)
-	opts := []s3blob.Option{s3blob.WithPresignExpiry(s.presignExpiry)}
-	if s.cdnURL != "" {
-		key, err := edgewire.CDNKey(ctx, secretsmanager.NewFromConfig(awsCfg), s.cdnKeySecret)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, s3blob.WithCloudFront(s.cdnURL, s.cdnKeyPairID, key))
+	if env.Bool(lambdaenv.Auth, true) {
+		s.Auth = apiwire.AuthConfig(env.Required(lambdaenv.Service), env.Required(lambdaenv.TokenKMSKeyID),
+			env.Required(lambdaenv.AuthPolicyParam), env.String(lambdaenv.TokenIssuer, ""))
 	}
-	blobs := s3blob.New(s3c, s3.NewPresignClient(s3c), s.bucket, opts...)
-	items := dynamo.New(dynamodb.NewFromConfig(awsCfg), s.table)
-	var guard func(http.Handler) http.Handler
-	if s.authOn {
-		s.auth.Logger = log
-		setup, err := auth.NewAWS(ctx, awsCfg, s.auth)
-		if err != nil {
-			return nil, err
-		}
-		guard = setup.Middleware
+	err := env.Err()
+	if cfErr := s.Backend.CloudFront.Validate(); cfErr != nil {
+		err = errors.Join(err, fmt.Errorf("%s, %s and %s: %w", lambdaenv.CDNURL, lambdaenv.CDNKeyPairID, lambdaenv.CDNPrivateKeySecret, cfErr))
 	}
-	cfg := registry.Config{EdgeTokens: edgewire.Tokens(awsCfg, s.edgeKVSARN)}
-	if s.cleanupFunction != "" {
-		cfg.StartVerify = edgewire.StartVerify(lambda.NewFromConfig(awsCfg), s.cleanupFunction)
-	}
-	return newHandler(s, log, items, blobs, guard, cfg), nil
+	return s, err
 }

@@ -11,11 +11,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/berth-registry/berth/functions/internal/apiwire"
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/auth/policy"
 	"github.com/berth-registry/berth/pkg/auth/token"
+	"github.com/berth-registry/berth/pkg/awsbackend"
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
 	"github.com/berth-registry/berth/pkg/driver/fsblob"
 	"github.com/berth-registry/berth/pkg/edge"
@@ -48,7 +50,7 @@ func handlerWith(t *testing.T, cfg registry.Config) apigw.HandlerFunc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return apigw.Handler(newHandler(s, slog.New(slog.DiscardHandler), items, blobs, nil, cfg))
+	return apigw.Handler(apiwire.New(s, slog.New(slog.DiscardHandler), items, blobs, nil, cfg))
 }
 
 func event(t *testing.T, name string) events.APIGatewayV2HTTPRequest {
@@ -116,7 +118,7 @@ func TestAuthGuards(t *testing.T) {
 	}
 	defer items.Close()
 	blobs, _ := fsblob.New(dir)
-	h := apigw.Handler(newHandler(s, slog.New(slog.DiscardHandler), items, blobs, setup.Middleware, registry.Config{}))
+	h := apigw.Handler(apiwire.New(s, slog.New(slog.DiscardHandler), items, blobs, setup.Middleware, registry.Config{}))
 	resp, err := h(context.Background(), event(t, "api-blob-get.json")) // carries a forged bearer token
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +133,9 @@ func TestSettings(t *testing.T) {
 		!strings.Contains(err.Error(), lambdaenv.Table) || !strings.Contains(err.Error(), lambdaenv.TokenKMSKeyID) {
 		t.Errorf("empty environment (auth on by default): %v", err)
 	}
+	if s, err := loadSettings(getenv(baseEnv)); err != nil || s.MaxBodyBytes != apigw.MaxBodyBytes || s.Backend.Bucket != "berth-bucket" {
+		t.Errorf("defaults %+v, %v", s, err)
+	}
 	env := map[string]string{lambdaenv.CDNURL: "https://cdn.example.com"}
 	for k, v := range baseEnv {
 		env[k] = v
@@ -140,7 +145,7 @@ func TestSettings(t *testing.T) {
 	}
 	env[lambdaenv.MaxBodyBytes], env[lambdaenv.CDNURL] = "1000", ""
 	s, err := loadSettings(getenv(env))
-	if err != nil || s.maxBodyBytes != 1000 || s.presignExpiry != lambdaenv.DefaultPresignExpiry || s.authOn {
+	if err != nil || s.MaxBodyBytes != 1000 || s.Backend.PresignExpiry != awsbackend.DefaultPresignExpiry || s.Auth != nil {
 		t.Errorf("settings %+v, %v", s, err)
 	}
 	// With auth on, the token realm is the public service host, never the
@@ -148,14 +153,14 @@ func TestSettings(t *testing.T) {
 	env[lambdaenv.Auth], env[lambdaenv.Service] = "on", "registry.example.com"
 	env[lambdaenv.TokenKMSKeyID], env[lambdaenv.AuthPolicyParam] = "alias/berth", "/berth/policy"
 	s, err = loadSettings(getenv(env))
-	if err != nil || s.auth.Realm != "https://registry.example.com/token" || s.auth.Service != "registry.example.com" {
-		t.Errorf("auth settings %+v, %v", s.auth, err)
+	if err != nil || s.Auth == nil || s.Auth.Realm != "https://registry.example.com/token" || s.Auth.Service != "registry.example.com" {
+		t.Errorf("auth settings %+v, %v", s.Auth, err)
 	}
-	if s.edgeKVSARN != "" || s.cleanupFunction != "" {
+	if s.EdgeKVSARN != "" || s.CleanupFunction != "" {
 		t.Errorf("edge settings without their variables: %+v", s)
 	}
 	env[lambdaenv.EdgeKVSARN], env[lambdaenv.CleanupFunction] = "arn:aws:cloudfront::123456789012:key-value-store/k", "Berth-Cleanup"
-	if s, err = loadSettings(getenv(env)); err != nil || s.edgeKVSARN != env[lambdaenv.EdgeKVSARN] || s.cleanupFunction != "Berth-Cleanup" {
+	if s, err = loadSettings(getenv(env)); err != nil || s.EdgeKVSARN != env[lambdaenv.EdgeKVSARN] || s.CleanupFunction != "Berth-Cleanup" {
 		t.Errorf("edge settings %+v, %v", s, err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/berth-registry/berth/functions/internal/cleanupwire"
 	"github.com/berth-registry/berth/functions/internal/edgewire"
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
@@ -26,6 +27,7 @@ import (
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/retention"
+	"github.com/berth-registry/berth/pkg/sweep"
 )
 
 func TestSweepOnSchedule(t *testing.T) {
@@ -70,7 +72,7 @@ func TestSweepOnSchedule(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	h := newHandler(reg, meta.New(items), nil, nil, clock, lambdaenv.Logger(&logs, 0))
+	h := cleanupwire.Job{Sweep: sweep.Sweeper{Store: meta.New(items, meta.WithClock(clock)), Blobs: blobs}, Now: clock, Log: lambdaenv.Logger(&logs, 0)}.Run
 
 	// Within the upload TTL nothing goes.
 	if err := h(context.Background(), ev); err != nil {
@@ -104,10 +106,10 @@ func TestSettings(t *testing.T) {
 			return map[string]string{lambdaenv.Table: "t", lambdaenv.Bucket: "b", lambdaenv.RetentionPolicy: policy}[k]
 		}
 	}
-	if s, err := loadSettings(env("")); err != nil || s.retention != nil {
+	if s, err := loadSettings(env("")); err != nil || s.Retention != nil {
 		t.Errorf("no policy: %+v, %v", s, err)
 	}
-	if s, err := loadSettings(env(retentionPolicy)); err != nil || s.retention == nil || len(s.retention.Rules) != 2 {
+	if s, err := loadSettings(env(retentionPolicy)); err != nil || s.Retention == nil || len(s.Retention.Rules) != 2 {
 		t.Errorf("policy: %+v, %v", s, err)
 	}
 	// A policy Berth cannot honour stops the cold start, naming the variable.
@@ -191,7 +193,7 @@ func TestRetentionOnSchedule(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	store := meta.New(items, meta.WithClock(clock))
-	h := newHandler(reg, store, s.retention, nil, clock, lambdaenv.Logger(&logs, 0))
+	h := cleanupwire.Job{Sweep: sweep.Sweeper{Store: store, Blobs: blobs}, Retention: s.Retention, Now: clock, Log: lambdaenv.Logger(&logs, 0)}.Run
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // the function's timeout
 	defer cancel()
 	if err := h(ctx, ev); err != nil {
@@ -256,11 +258,11 @@ func TestRotationOnSchedule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := registry.New(registry.Config{Now: clock}, items, blobs)
+	sw := sweep.Sweeper{Store: meta.New(items, meta.WithClock(clock)), Blobs: blobs}
 	ctx := context.Background()
 	var logs bytes.Buffer
 	keys := edge.NewMemoryStore()
-	h := newHandler(reg, meta.New(items), nil, keys, clock, lambdaenv.Logger(&logs, 0))
+	h := cleanupwire.Job{Sweep: sw, Keys: keys, Now: clock, Log: lambdaenv.Logger(&logs, 0)}.Run
 	if err := h(ctx, events.EventBridgeEvent{ID: "run-1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +278,7 @@ func TestRotationOnSchedule(t *testing.T) {
 	}
 
 	logs.Reset()
-	h = newHandler(reg, meta.New(items), nil, deniedKeys{edge.NewMemoryStore()}, clock, lambdaenv.Logger(&logs, 0))
+	h = cleanupwire.Job{Sweep: sw, Keys: deniedKeys{edge.NewMemoryStore()}, Now: clock, Log: lambdaenv.Logger(&logs, 0)}.Run
 	err = h(ctx, events.EventBridgeEvent{ID: "run-2"})
 	if err == nil || !strings.Contains(err.Error(), "PutKey") {
 		t.Errorf("denied rotation: %v", err)

@@ -74,12 +74,17 @@ func (s Settings) Validate() error {
 	if s.Table == "" {
 		errs = append(errs, errors.New("no table"))
 	}
-	c := s.CloudFront
+	return errors.Join(append(errs, s.CloudFront.Validate())...)
+}
+
+// Validate reports a partial CloudFront configuration: URL, key pair id and
+// exactly one key source, or none of them.
+func (c CloudFront) Validate() error {
 	keys := countSet(c.KeySecret, c.KeyFile)
 	if n := countSet(c.URL, c.KeyPairID) + min(keys, 1); n != 0 && (n != 3 || keys != 1) {
-		errs = append(errs, errors.New("CloudFront URL, key pair id and one private key source go together"))
+		return errors.New("CloudFront URL, key pair id and one private key source go together")
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 func countSet(vs ...string) (n int) {

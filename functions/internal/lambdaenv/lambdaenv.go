@@ -16,32 +16,30 @@ import (
 )
 
 // Environment variable names. Names and defaults are fixed by the
-// deployment contract shared with the CDK app and the auth functions.
+// deployment contract shared with the CDK app and the auth functions. The
+// defaults that belong to a component live with it: BERTH_MAX_BODY_BYTES's
+// is apigw.MaxBodyBytes, BERTH_PRESIGN_EXPIRY's awsbackend.DefaultPresignExpiry.
 const (
-	Table                = "BERTH_TABLE"
-	Bucket               = "BERTH_BUCKET"
-	PresignExpiry        = "BERTH_PRESIGN_EXPIRY"
-	CDNURL               = "BERTH_CDN_URL"
-	CDNKeyPairID         = "BERTH_CDN_KEY_PAIR_ID"
-	CDNPrivateKeySecret  = "BERTH_CDN_PRIVATE_KEY_SECRET"
-	UploadTTL            = "BERTH_UPLOAD_TTL"
-	MaxBodyBytes         = "BERTH_MAX_BODY_BYTES"
-	LogLevel             = "BERTH_LOG_LEVEL"
-	Auth                 = "BERTH_AUTH"
-	Service              = "BERTH_SERVICE"
-	TokenKMSKeyID        = "BERTH_TOKEN_KMS_KEY_ID"
-	TokenIssuer          = "BERTH_TOKEN_ISSUER"
-	TokenTTL             = "BERTH_TOKEN_TTL"
-	AuthPolicyParam      = "BERTH_AUTH_POLICY_PARAM"
-	STSAudience          = "BERTH_STS_AUDIENCE"
-	OIDCIssuers          = "BERTH_OIDC_ISSUERS"
-	RetentionPolicy      = "BERTH_RETENTION_POLICY" // ECR lifecycle policy JSON for cleanup (docs/retention.md)
-	DefaultPresignExpiry = 20 * time.Minute
-	DefaultTokenTTL      = 15 * time.Minute
-	DefaultUploadTTL     = time.Hour
-	// DefaultMaxBodyBytes is what fits one Lambda invocation: 6 MB of event
-	// minus headers, base64-encoded (docs/lambda.md has the arithmetic).
-	DefaultMaxBodyBytes = 4404019
+	Table               = "BERTH_TABLE"
+	Bucket              = "BERTH_BUCKET"
+	PresignExpiry       = "BERTH_PRESIGN_EXPIRY"
+	CDNURL              = "BERTH_CDN_URL"
+	CDNKeyPairID        = "BERTH_CDN_KEY_PAIR_ID"
+	CDNPrivateKeySecret = "BERTH_CDN_PRIVATE_KEY_SECRET"
+	UploadTTL           = "BERTH_UPLOAD_TTL"
+	MaxBodyBytes        = "BERTH_MAX_BODY_BYTES"
+	LogLevel            = "BERTH_LOG_LEVEL"
+	Auth                = "BERTH_AUTH"
+	Service             = "BERTH_SERVICE"
+	TokenKMSKeyID       = "BERTH_TOKEN_KMS_KEY_ID"
+	TokenIssuer         = "BERTH_TOKEN_ISSUER"
+	TokenTTL            = "BERTH_TOKEN_TTL"
+	AuthPolicyParam     = "BERTH_AUTH_POLICY_PARAM"
+	STSAudience         = "BERTH_STS_AUDIENCE"
+	OIDCIssuers         = "BERTH_OIDC_ISSUERS"
+	RetentionPolicy     = "BERTH_RETENTION_POLICY" // ECR lifecycle policy JSON for cleanup (docs/retention.md)
+	DefaultTokenTTL     = 15 * time.Minute
+	DefaultUploadTTL    = time.Hour
 )
 
 // The edge upload path (docs/deploy.md, "Edge uploads"). Only the CDK

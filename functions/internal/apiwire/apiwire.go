@@ -1,0 +1,90 @@
+// Package apiwire is the api function behind its main: from an aws.Config
+// and the settings the main read from the environment it builds the
+// drivers (pkg/awsbackend), the token guard, the edge upload hooks
+// (functions/internal/edgewire) and the /v2/ handler.
+package apiwire
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+
+	"github.com/berth-registry/berth/functions/internal/edgewire"
+	"github.com/berth-registry/berth/pkg/auth"
+	"github.com/berth-registry/berth/pkg/awsbackend"
+	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/storage"
+)
+
+// Settings is the api function's configuration.
+type Settings struct {
+	Backend      awsbackend.Settings
+	Level        slog.Level
+	UploadTTL    time.Duration
+	MaxBodyBytes int64
+	// Auth, when set, guards /v2/ with token checks (AuthConfig makes it).
+	// The middleware only verifies tokens: it needs the token function's
+	// service, issuer and KMS key, not its identity providers.
+	Auth *auth.AWSConfig
+	// The edge upload path's key store (BERTH_EDGE_KVS_ARN) and the
+	// function that verifies multipart direct uploads asynchronously, each
+	// off when empty.
+	EdgeKVSARN, CleanupFunction string
+}
+
+// Handler builds the function's handler (once per cold start).
+func Handler(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) (http.Handler, error) {
+	be, err := awsbackend.Open(ctx, cfg, s.Backend, log)
+	if err != nil {
+		return nil, err
+	}
+	var guard func(http.Handler) http.Handler
+	if s.Auth != nil {
+		a := *s.Auth
+		a.Logger = log
+		setup, err := auth.NewAWS(ctx, cfg, a)
+		if err != nil {
+			return nil, err
+		}
+		guard = setup.Middleware
+	}
+	regCfg := registry.Config{EdgeTokens: edgewire.Tokens(cfg, s.EdgeKVSARN)}
+	if s.CleanupFunction != "" {
+		regCfg.StartVerify = edgewire.StartVerify(lambda.NewFromConfig(cfg), s.CleanupFunction)
+	}
+	return New(s, log, be.Items, be.Blobs, guard, regCfg), nil
+}
+
+// New is the /v2/ handler over the given drivers, guarded by guard when
+// set. regCfg carries what Handler made from clients (EdgeTokens,
+// StartVerify); the settings fill in the rest.
+func New(s Settings, log *slog.Logger, items storage.Items, blobs storage.Blobs, guard func(http.Handler) http.Handler, regCfg registry.Config) http.Handler {
+	regCfg.UploadTTL, regCfg.MaxBodyBytes, regCfg.Logger = s.UploadTTL, s.MaxBodyBytes, log
+	// Advertised so chunking clients (regctl) send chunks that fit one
+	// invocation; they only ever raise their chunk size to it.
+	regCfg.ChunkMinLength = min(4<<20, s.MaxBodyBytes)
+	var h http.Handler = registry.New(regCfg, items, blobs)
+	if guard != nil {
+		h = guard(h)
+	}
+	return h
+}
+
+// AuthConfig is the token guard's configuration for a registry served at
+// service. The realm is the public service host (custom domain, CloudFront
+// or execute-api), never the request's Host: behind CloudFront that is the
+// API's origin host, and a realm built from it would send clients around
+// the CDN.
+func AuthConfig(service, kmsKeyID, policyParam, issuer string) *auth.AWSConfig {
+	return &auth.AWSConfig{
+		Service:     service,
+		Realm:       "https://" + service + "/token",
+		KMSKeyID:    kmsKeyID,
+		PolicyParam: policyParam,
+		Issuer:      issuer,
+	}
+}

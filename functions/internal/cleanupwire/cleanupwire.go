@@ -1,0 +1,99 @@
+// Package cleanupwire is the cleanup function behind its main: the hourly
+// scheduled job (upload token key rotation, upload sweep, retention) and
+// the assembly of that job and the upload verifier from an aws.Config. The
+// main only reads the environment and starts.
+package cleanupwire
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/berth-registry/berth/functions/internal/edgewire"
+	"github.com/berth-registry/berth/pkg/awsbackend"
+	"github.com/berth-registry/berth/pkg/edge"
+	"github.com/berth-registry/berth/pkg/edge/kvs"
+	"github.com/berth-registry/berth/pkg/meta"
+	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/retention"
+	"github.com/berth-registry/berth/pkg/sweep"
+)
+
+// Settings is the cleanup function's configuration.
+type Settings struct {
+	Backend    awsbackend.Settings
+	Level      slog.Level
+	Retention  *retention.Policy // nil: no retention
+	EdgeKVSARN string            // empty: no key rotation
+}
+
+// Handler opens the drivers and returns the function's entry point for
+// both of its events (edgewire.Handler): the schedule runs Job, a
+// verify-upload event runs the verifier.
+func Handler(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) (func(context.Context, json.RawMessage) error, error) {
+	be, err := awsbackend.Open(ctx, cfg, s.Backend, log)
+	if err != nil {
+		return nil, err
+	}
+	job := Job{
+		Sweep:     sweep.Sweeper{Store: meta.New(be.Items), Blobs: be.Blobs, Log: log},
+		Retention: s.Retention,
+		Now:       time.Now,
+		Log:       log,
+	}
+	if s.EdgeKVSARN != "" {
+		job.Keys = kvs.NewFromConfig(cfg, s.EdgeKVSARN)
+	}
+	return edgewire.Handler(log, job.Run, registry.NewVerifier(be.Items, be.Blobs, log).Verify), nil
+}
+
+// Job is the scheduled run. Retention works on the sweeper's store: one
+// configured metadata store per function instance.
+type Job struct {
+	Sweep     sweep.Sweeper
+	Retention *retention.Policy // nil: no retention
+	Keys      edge.KeyAdmin     // nil: no key rotation
+	Now       func() time.Time
+	Log       *slog.Logger
+}
+
+// Run rotates the upload token keys when Keys is set (first: it is quick,
+// and the edge path waits for the first key), sweeps expired uploads, then
+// applies retention when a policy is set. A failed step fails the
+// invocation (visible in the function's error metric) after the other
+// steps ran; the next hour's run picks up where it stopped. Retention stops
+// starting work retention.Reserve before the invocation's deadline and says
+// how many repositories it did not reach; the next run covers them.
+func (j Job) Run(ctx context.Context, ev events.EventBridgeEvent) error {
+	log := j.Log
+	var rotateErr error
+	if j.Keys != nil {
+		rotateErr = edgewire.Rotate(ctx, j.Keys, j.Now(), log)
+	}
+	removed, sweepErr := j.Sweep.Uploads(ctx)
+	attrs := []slog.Attr{slog.String("event", ev.ID), slog.Time("scheduled", ev.Time), slog.Int("removed", removed)}
+	if sweepErr != nil {
+		log.LogAttrs(ctx, slog.LevelError, "cleanup: sweep uploads", append(attrs, slog.Any("error", sweepErr))...)
+	} else {
+		log.LogAttrs(ctx, slog.LevelInfo, "cleanup: sweep uploads", attrs...)
+	}
+	if j.Retention == nil {
+		return errors.Join(rotateErr, sweepErr)
+	}
+	rep, err := retention.Apply(ctx, j.Sweep.Store, j.Retention, j.Now(), log)
+	attrs = []slog.Attr{
+		slog.String("event", ev.ID), slog.Int("repositories", rep.Repositories), slog.Int("expired", rep.Expired),
+		slog.Int("failed", rep.Failed), slog.Int("remaining", rep.Remaining), slog.Bool("stopped", rep.Stopped),
+	}
+	if err != nil {
+		log.LogAttrs(ctx, slog.LevelError, "cleanup: retention", append(attrs, slog.Any("error", err))...)
+	} else {
+		log.LogAttrs(ctx, slog.LevelInfo, "cleanup: retention", attrs...)
+	}
+	return errors.Join(rotateErr, sweepErr, err)
+}
