@@ -9,18 +9,18 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
-	"github.com/berth-registry/berth/pkg/driver/fsblob"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/registry/registrytest"
 	"github.com/berth-registry/berth/pkg/retention"
 	"github.com/berth-registry/berth/pkg/storage"
 )
@@ -41,21 +41,12 @@ func newEnv(t *testing.T, wrap func(storage.Items) storage.Items) *env {
 	e := &env{t: t}
 	e.clock.Store(now.UnixNano())
 	clock := func() time.Time { return time.Unix(0, e.clock.Load()) }
-	dir := t.TempDir()
-	db, err := boltdb.Open(filepath.Join(dir, "meta.db"), boltdb.WithNoSync(), boltdb.WithClock(clock))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	blobs, err := fsblob.New(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.items = db
+	db := testenv.NewEmbedded(t, boltdb.WithClock(clock))
+	e.items = db.Items
 	if wrap != nil {
-		e.items = wrap(db)
+		e.items = wrap(db.Items)
 	}
-	e.reg = registry.New(registry.Config{Now: clock}, db, blobs)
+	e.reg = registry.New(registry.Config{Now: clock}, db.Items, db.Blobs)
 	e.store = meta.New(e.items, meta.WithClock(clock))
 	return e
 }
@@ -78,13 +69,11 @@ func (e *env) do(method, path, contentType string, body []byte) *httptest.Respon
 
 func (e *env) blob(repo string, b []byte, mediaType string) oci.Descriptor {
 	e.t.Helper()
-	d := oci.FromBytes(oci.SHA256, b)
-	if w := e.do("POST", fmt.Sprintf("/v2/%s/blobs/uploads/?digest=%s", repo, d), "application/octet-stream", b); w.Code != http.StatusCreated {
-		e.t.Fatalf("blob push: %d %s", w.Code, w.Body)
-	}
-	return oci.Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(b))}
+	return oci.Descriptor{MediaType: mediaType, Digest: registrytest.PushBlob(e.t, e.reg, repo, b), Size: int64(len(b))}
 }
 
+// manifest pushes m (schemaVersion added) under ref, or by digest when ref
+// is "".
 func (e *env) manifest(repo, ref string, m map[string]any) oci.Descriptor {
 	e.t.Helper()
 	m["schemaVersion"] = 2
@@ -92,22 +81,14 @@ func (e *env) manifest(repo, ref string, m map[string]any) oci.Descriptor {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	mt := m["mediaType"].(string)
-	d := oci.FromBytes(oci.SHA256, body)
-	if ref == "" {
-		ref = string(d)
-	}
-	if w := e.do("PUT", "/v2/"+repo+"/manifests/"+ref, mt, body); w.Code != http.StatusCreated {
-		e.t.Fatalf("manifest push %s:%s: %d %s", repo, ref, w.Code, w.Body)
-	}
-	return oci.Descriptor{MediaType: mt, Digest: d, Size: int64(len(body))}
+	return registrytest.PutManifest(e.t, e.reg, repo, ref, m["mediaType"].(string), body)
 }
 
 // image pushes a one-layer image and tags it (tag "" pushes by digest).
 func (e *env) image(repo, tag, seed string) oci.Descriptor {
-	cfg := e.blob(repo, []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","seed":%q}`, seed)), oci.MediaTypeImageConfig)
-	layer := e.blob(repo, []byte("layer of "+seed), "application/vnd.oci.image.layer.v1.tar+gzip")
-	return e.manifest(repo, tag, map[string]any{"mediaType": oci.MediaTypeImageManifest, "config": cfg, "layers": []oci.Descriptor{layer}})
+	e.t.Helper()
+	img := registrytest.NewImage([]byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","seed":%q}`, seed)), []byte("layer of "+seed))
+	return registrytest.PushImage(e.t, e.reg, repo, tag, img)
 }
 
 func (e *env) index(repo, tag string, children ...oci.Descriptor) oci.Descriptor {
