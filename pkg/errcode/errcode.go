@@ -30,10 +30,11 @@ const (
 	Unsupported         Code = "UNSUPPORTED"
 	TooManyRequests     Code = "TOOMANYREQUESTS"
 	// Extensions used by distribution and understood by clients.
-	RangeInvalid Code = "RANGE_INVALID"
-	TagInvalid   Code = "TAG_INVALID"
-	Unavailable  Code = "UNAVAILABLE"
-	Unknown      Code = "UNKNOWN"
+	PaginationNumberInvalid Code = "PAGINATION_NUMBER_INVALID"
+	RangeInvalid            Code = "RANGE_INVALID"
+	TagInvalid              Code = "TAG_INVALID"
+	Unavailable             Code = "UNAVAILABLE"
+	Unknown                 Code = "UNKNOWN"
 )
 
 // Info is one row of the code table.
@@ -59,10 +60,12 @@ var table = map[Code]Info{
 	Denied:              {http.StatusForbidden, "requested access to the resource is denied"},
 	Unsupported:         {http.StatusMethodNotAllowed, "the operation is unsupported"},
 	TooManyRequests:     {http.StatusTooManyRequests, "too many requests"},
-	RangeInvalid:        {http.StatusRequestedRangeNotSatisfiable, "invalid content range"},
-	TagInvalid:          {http.StatusBadRequest, "manifest tag did not match URI"},
-	Unavailable:         {http.StatusServiceUnavailable, "service unavailable"},
-	Unknown:             {http.StatusInternalServerError, "unknown error"},
+	// distribution answers a bad tags or catalog n with this code and 400.
+	PaginationNumberInvalid: {http.StatusBadRequest, "invalid number of results requested"},
+	RangeInvalid:            {http.StatusRequestedRangeNotSatisfiable, "invalid content range"},
+	TagInvalid:              {http.StatusBadRequest, "manifest tag did not match URI"},
+	Unavailable:             {http.StatusServiceUnavailable, "service unavailable"},
+	Unknown:                 {http.StatusInternalServerError, "unknown error"},
 }
 
 // Lookup returns the table row for c; unknown codes map to 500.
@@ -108,6 +111,9 @@ func (e *Error) WithDetailDigest(d fmt.Stringer) *Error {
 	e.Detail = map[string]string{"digest": d.String()}
 	return e
 }
+
+// WithDetail sets a JSON-encodable detail and returns e.
+func (e *Error) WithDetail(d any) *Error { e.Detail = d; return e }
 
 // WithDetailString sets a string detail and returns e.
 func (e *Error) WithDetailString(s string) *Error { e.Detail = s; return e }

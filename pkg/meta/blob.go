@@ -9,8 +9,11 @@ import (
 	"github.com/berth-registry/berth/pkg/storage"
 )
 
-// ErrBlobNotLinked: the blob is not readable through the repository.
-var ErrBlobNotLinked = errors.New("blob unknown to repository")
+// ErrBlobNotLinked: the blob is not readable through the repository
+// (never linked, unlinked, or its bytes are gone). It wraps
+// storage.ErrNotFound, so code that only asks "absent?" needs no second
+// sentinel.
+var ErrBlobNotLinked = fmt.Errorf("blob unknown to repository: %w", storage.ErrNotFound)
 
 type blobRec struct {
 	Size int64 `json:"size"`
@@ -22,26 +25,16 @@ type Link struct {
 	Created int64 `json:"at"`
 }
 
-// BlobLink returns the repository's link to d.
+// BlobLink returns the repository's link to d, or ErrBlobNotLinked.
 func (s *Store) BlobLink(ctx context.Context, repo string, d oci.Digest) (Link, error) {
 	it, err := s.items.ItemGet(ctx, repoPK(repo), blobLinkSK(d))
 	if errors.Is(err, storage.ErrNotFound) {
-		return Link{}, fmt.Errorf("%w: %s", storage.ErrNotFound, d)
+		return Link{}, fmt.Errorf("%w: %s in %s", ErrBlobNotLinked, d, repo)
 	}
 	if err != nil {
 		return Link{}, err
 	}
 	return decode[Link](it)
-}
-
-// BlobSize returns the global size record of a stored blob.
-func (s *Store) BlobSize(ctx context.Context, d oci.Digest) (int64, error) {
-	it, err := s.items.ItemGet(ctx, blobPK(d), skMeta)
-	if err != nil {
-		return 0, err
-	}
-	r, err := decode[blobRec](it)
-	return r.Size, err
 }
 
 // BlobLinkPut records that blob d (of size bytes, already stored) is in
@@ -55,12 +48,12 @@ func (s *Store) BlobLinkPut(ctx context.Context, repo string, d oci.Digest, size
 	})
 }
 
-// BlobUnlink removes the blob from repo. The bytes stay until garbage
-// collection finds no references.
+// BlobUnlink removes the blob from repo, or fails with ErrBlobNotLinked.
+// The bytes stay until garbage collection finds no references.
 func (s *Store) BlobUnlink(ctx context.Context, repo string, d oci.Digest) error {
 	err := s.items.ItemDelete(ctx, repoPK(repo), blobLinkSK(d), storage.IfExists)
 	if errors.Is(err, storage.ErrConditionFailed) {
-		return fmt.Errorf("%w: %s", storage.ErrNotFound, d)
+		return fmt.Errorf("%w: %s in %s", ErrBlobNotLinked, d, repo)
 	}
 	return err
 }

@@ -61,7 +61,7 @@ func TestUploadClaimOnce(t *testing.T) {
 	if _, err := s.UploadGet(t.Context(), "sess1"); !errors.Is(err, meta.ErrUploadUnknown) {
 		t.Fatalf("session after claim: %v", err)
 	}
-	entries, _, err := s.Items().ItemQuery(t.Context(), indexPK, "", "", 100)
+	entries, _, err := meta.ItemsOf(s).ItemQuery(t.Context(), indexPK, "", "", 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestUploadClaimOnce(t *testing.T) {
 // by scanning the index shards; the shard function is internal).
 func uploadIndexPK(t *testing.T, s *meta.Store, id string) string {
 	t.Helper()
-	items, _, err := s.Items().ItemScan(t.Context(), "UPLOADS#", "", 1000)
+	items, _, err := meta.ItemsOf(s).ItemScan(t.Context(), "UPLOADS#", "", 1000)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,9 +35,6 @@ func New(items storage.Items, opts ...Option) *Store {
 	return s
 }
 
-// Items returns the underlying driver (for background jobs).
-func (s *Store) Items() storage.Items { return s.items }
-
 func (s *Store) unix() int64 { return s.now().Unix() }
 
 func encode(v any) []byte {

@@ -26,7 +26,7 @@ func newStore(t *testing.T, opts ...meta.Option) *meta.Store {
 
 func refcount(t *testing.T, s *meta.Store, d oci.Digest) int64 {
 	t.Helper()
-	it, err := s.Items().ItemGet(t.Context(), "BLOB#"+string(d), "META")
+	it, err := meta.ItemsOf(s).ItemGet(t.Context(), "BLOB#"+string(d), "META")
 	if err != nil {
 		t.Fatalf("blob %s: %v", d, err)
 	}
@@ -132,7 +132,7 @@ func TestRefcountsBatched(t *testing.T) {
 	q.Body = []byte(`{"other":1}`)
 	q.Digest = oci.FromBytes(oci.SHA256, q.Body)
 	gone := qds[230]
-	if err := s.Items().ItemDelete(ctx, "BLOB#"+string(gone), "META", storage.IfNone); err != nil {
+	if err := meta.ItemsOf(s).ItemDelete(ctx, "BLOB#"+string(gone), "META", storage.IfNone); err != nil {
 		t.Fatal(err)
 	}
 	var missing *meta.MissingError

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -16,7 +17,7 @@ func (g *Registry) blobGet(w http.ResponseWriter, r *http.Request, rt route.Rout
 		return err
 	}
 	link, err := g.meta.BlobLink(r.Context(), rt.Name, d)
-	if errors.Is(err, storage.ErrNotFound) && g.cfg.EdgeTokens != nil {
+	if errors.Is(err, meta.ErrBlobNotLinked) && g.cfg.EdgeTokens != nil {
 		// A client that pushed through the edge path checks its blob
 		// with HEAD before the manifest: claim it now.
 		size, ok, cerr := g.claim(r.Context(), rt.Name, d, nil)
@@ -28,7 +29,7 @@ func (g *Registry) blobGet(w http.ResponseWriter, r *http.Request, rt route.Rout
 		}
 	}
 	if err != nil {
-		return blobUnknown(err, d)
+		return err
 	}
 	h := w.Header()
 	h.Set("Docker-Content-Digest", string(d))
@@ -52,8 +53,12 @@ func (g *Registry) blobGet(w http.ResponseWriter, r *http.Request, rt route.Rout
 		return nil
 	}
 	rc, err := g.blobs.BlobOpen(r.Context(), d)
+	if errors.Is(err, storage.ErrNotFound) {
+		// Linked but its bytes are gone: to the client the blob is unknown.
+		return fmt.Errorf("%w: bytes missing: %w", meta.ErrBlobNotLinked, err)
+	}
 	if err != nil {
-		return blobUnknown(err, d)
+		return err
 	}
 	defer rc.Close()
 	h.Set("Content-Type", "application/octet-stream")
@@ -69,7 +74,7 @@ func (g *Registry) blobDelete(w http.ResponseWriter, r *http.Request, rt route.R
 		return err
 	}
 	if err := g.meta.BlobUnlink(r.Context(), rt.Name, d); err != nil {
-		return blobUnknown(err, d)
+		return err
 	}
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)

@@ -130,7 +130,7 @@ func (g *Registry) claimReferenced(ctx context.Context, repo string, parsed *oci
 			any = any || desc.Digest == missing
 			continue
 		}
-		if !errors.Is(err, storage.ErrNotFound) {
+		if !errors.Is(err, meta.ErrBlobNotLinked) {
 			return any, err
 		}
 		_, ok, err := g.claim(ctx, repo, desc.Digest, nil)

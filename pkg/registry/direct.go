@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -163,9 +162,6 @@ func (g *Registry) directComplete(w http.ResponseWriter, r *http.Request, rt rou
 	}
 	if err := du.DirectComplete(ctx, u.ID, u.DriverState, u.Direct.Size, doc.Parts); err != nil {
 		g.release(u)
-		if errors.Is(err, storage.ErrPartsInvalid) {
-			return errcode.Wrap(errcode.BlobUploadInvalid, err).WithDetailString(err.Error())
-		}
 		return fmt.Errorf("complete direct upload: %w", err)
 	}
 	u.Direct.State, u.Direct.Since, u.LeaseUntil = meta.DirectVerifying, g.now().Unix(), 0

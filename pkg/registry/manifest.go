@@ -12,7 +12,6 @@ import (
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/route"
-	"github.com/berth-registry/berth/pkg/storage"
 )
 
 func parseRef(s string) (oci.Reference, error) {
@@ -26,13 +25,6 @@ func parseRef(s string) (oci.Reference, error) {
 	return ref, errcode.Wrap(errcode.TagInvalid, err).WithMessage("invalid tag").WithDetailString(s)
 }
 
-func manifestNotFound(err error, ref string) error {
-	if errors.Is(err, meta.ErrManifestUnknown) || errors.Is(err, meta.ErrTagUnknown) {
-		return errcode.Wrap(errcode.ManifestUnknown, err).WithDetailString(ref)
-	}
-	return err
-}
-
 func (g *Registry) manifestGet(w http.ResponseWriter, r *http.Request, rt route.Route) error {
 	ref, err := parseRef(rt.Arg)
 	if err != nil {
@@ -40,7 +32,7 @@ func (g *Registry) manifestGet(w http.ResponseWriter, r *http.Request, rt route.
 	}
 	m, err := g.meta.ManifestResolve(r.Context(), rt.Name, ref)
 	if err != nil {
-		return manifestNotFound(err, rt.Arg)
+		return err
 	}
 	h := w.Header()
 	h.Set("Content-Type", m.MediaType)
@@ -118,10 +110,7 @@ func (g *Registry) manifestPut(w http.ResponseWriter, r *http.Request, rt route.
 			err = g.meta.ManifestPut(r.Context(), put)
 		}
 	}
-	switch {
-	case errors.Is(err, meta.ErrTagImmutable):
-		return errcode.Wrap(errcode.Denied, err).WithMessage("tag is immutable").WithDetailString(ref.Tag)
-	case err != nil:
+	if err != nil {
 		return err
 	}
 	h := w.Header()
@@ -151,21 +140,10 @@ func (g *Registry) manifestDelete(w http.ResponseWriter, r *http.Request, rt rou
 	} else {
 		err = g.meta.TagDelete(r.Context(), rt.Name, ref.Tag)
 	}
-	switch {
-	case errors.Is(err, meta.ErrTagImmutable):
-		return errcode.Wrap(errcode.Denied, err).WithMessage("tag is immutable").WithDetailString(ref.Tag)
-	case err != nil:
-		return manifestNotFound(err, rt.Arg)
+	if err != nil {
+		return err
 	}
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil
-}
-
-// blobUnknown maps a missing link to BLOB_UNKNOWN.
-func blobUnknown(err error, d oci.Digest) error {
-	if errors.Is(err, storage.ErrNotFound) {
-		return errcode.Wrap(errcode.BlobUnknown, err).WithDetailDigest(d)
-	}
-	return err
 }

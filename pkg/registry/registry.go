@@ -157,7 +157,7 @@ func (g *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sw.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	rt, err := g.dispatch(sw, r)
 	if err != nil {
-		g.writeError(sw, r, err)
+		g.writeError(sw, r, rt, err)
 	}
 	level := slog.LevelInfo
 	if sw.status >= 500 {
@@ -201,43 +201,6 @@ func (g *Registry) dispatch(w http.ResponseWriter, r *http.Request) (rt route.Ro
 		return rt, e
 	}
 	return rt, h(w, r, rt)
-}
-
-// writeError maps an error to its OCI code once, for every handler.
-func (g *Registry) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	e := g.toOCI(err)
-	if e.HTTPStatus() >= 500 {
-		g.log.ErrorContext(r.Context(), "request failed", slog.String("path", r.URL.Path), slog.Any("error", err))
-	} else {
-		g.log.DebugContext(r.Context(), "request refused", slog.String("path", r.URL.Path), slog.Any("error", err))
-	}
-	errcode.Write(w, e)
-}
-
-func (g *Registry) toOCI(err error) *errcode.Error {
-	var e *errcode.Error
-	var missing *meta.MissingError
-	var maxBytes *http.MaxBytesError
-	switch {
-	case errors.As(err, &e):
-		return e
-	case errors.As(err, &missing):
-		return errcode.Wrap(errcode.ManifestBlobUnknown, err).WithDetailDigest(missing.Digest)
-	case errors.As(err, &maxBytes):
-		return errcode.Wrap(errcode.SizeInvalid, err).WithStatus(http.StatusRequestEntityTooLarge).
-			WithMessage(fmt.Sprintf("request body exceeds %d bytes", maxBytes.Limit))
-	case errors.Is(err, storage.ErrTooLarge):
-		return errcode.Wrap(errcode.SizeInvalid, err).WithStatus(http.StatusRequestEntityTooLarge).
-			WithMessage("content exceeds a storage limit")
-	case errors.Is(err, storage.ErrUnavailable):
-		return errcode.Wrap(errcode.Unavailable, err).WithHeader("Retry-After", "1")
-	case errors.Is(err, meta.ErrConflict), errors.Is(err, meta.ErrUploadBusy):
-		return errcode.Wrap(errcode.Unavailable, err).WithHeader("Retry-After", "1").
-			WithMessage("concurrent modification, retry")
-	case errors.Is(err, context.DeadlineExceeded):
-		return errcode.Wrap(errcode.Unavailable, err).WithHeader("Retry-After", "1")
-	}
-	return errcode.Wrap(errcode.Unknown, err)
 }
 
 func (g *Registry) now() time.Time { return g.cfg.Now() }
