@@ -16,14 +16,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/berth-registry/berth/internal/apigwemu"
-	"github.com/berth-registry/berth/pkg/driver/boltdb"
+	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/driver/fsblob"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/registry"
@@ -41,16 +40,9 @@ var apiRoutes = []string{"ANY /v2/{proxy+}", "ANY /v2"}
 // for S3 presigned URLs, as in AWS: no blob bytes go back through Lambda.
 func newRegistry(t *testing.T, dir string) (*registry.Registry, func()) {
 	t.Helper()
-	items, err := boltdb.Open(filepath.Join(dir, "meta.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs, err := fsblob.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testenv.OpenEmbedded(t, dir)
 	store := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc, err := fs.BlobOpen(r.Context(), oci.Digest(strings.TrimPrefix(r.URL.Path, "/blobs/")))
+		rc, err := e.Blobs.BlobOpen(r.Context(), oci.Digest(strings.TrimPrefix(r.URL.Path, "/blobs/")))
 		if err != nil {
 			http.NotFound(w, r)
 			return
@@ -58,9 +50,9 @@ func newRegistry(t *testing.T, dir string) (*registry.Registry, func()) {
 		defer rc.Close()
 		http.ServeContent(w, r, "", time.Time{}, rc)
 	}))
-	blobs := redirecting{Store: fs, base: store.URL}
-	reg := registry.New(registry.Config{MaxBodyBytes: maxBodyBytes, Logger: testLogger(t)}, items, blobs)
-	return reg, func() { store.Close(); _ = items.Close() }
+	blobs := redirecting{Store: e.Blobs, base: store.URL}
+	reg := registry.New(registry.Config{MaxBodyBytes: maxBodyBytes, Logger: testLogger(t)}, e.Items, blobs)
+	return reg, func() { store.Close(); _ = e.Items.Close() }
 }
 
 // redirecting adds the S3 driver's BlobRedirector capability to fsblob.
