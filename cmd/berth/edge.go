@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/berth-registry/berth/internal/cloudfront"
@@ -38,22 +37,17 @@ func newEdgeKeys(ctx context.Context, log *slog.Logger) (*edge.MemoryStore, erro
 // withEdge puts the CloudFront emulator in front of api (the API Gateway
 // emulator, /token included). Its S3 origin is the backend's bucket at the
 // backend's S3 endpoint (AWS_ENDPOINT_URL_S3 or AWS), signed with the
-// backend's credentials, as origin access control signs with the
-// distribution's.
-func withEdge(ctx context.Context, c awsConfig, api http.Handler, keys edge.KeyStore, log *slog.Logger) (http.Handler, error) {
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("aws config: %w", err)
-	}
+// backend's credentials from awsCfg, as origin access control signs with
+// the distribution's.
+func withEdge(awsCfg aws.Config, bucket string, pathStyle bool, api http.Handler, keys edge.KeyStore, log *slog.Logger) (http.Handler, error) {
 	endpoint := aws.ToString(s3.NewFromConfig(awsCfg).Options().BaseEndpoint)
-	pathStyle := c.S3PathStyle
 	if endpoint == "" {
 		endpoint = "https://s3." + awsCfg.Region + ".amazonaws.com"
 	}
 	return cloudfront.NewBerth(cloudfront.BerthOptions{
 		Blobs: &cloudfront.S3Origin{
 			Endpoint:    endpoint,
-			Bucket:      c.Bucket,
+			Bucket:      bucket,
 			PathStyle:   pathStyle,
 			Region:      awsCfg.Region,
 			Credentials: awsCfg.Credentials,

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/testenv"
+	"github.com/berth-registry/berth/pkg/apigw"
+	"github.com/berth-registry/berth/pkg/registry/registrytest"
 )
 
 func TestParseServeFlags(t *testing.T) {
@@ -35,7 +37,7 @@ func TestParseServeFlags(t *testing.T) {
 			}
 		}},
 		{name: "via lambda caps bodies", args: []string{"--via-lambda"}, check: func(t *testing.T, c serveConfig) {
-			if c.MaxBodyBytes != lambdaMaxBodyBytes || c.ChunkMinLength != 4<<20 || c.ChunkMinLength > c.MaxBodyBytes {
+			if c.MaxBodyBytes != apigw.MaxBodyBytes || c.ChunkMinLength != 4<<20 || c.ChunkMinLength > c.MaxBodyBytes {
 				t.Fatalf("via lambda: max body %d, chunk min %d", c.MaxBodyBytes, c.ChunkMinLength)
 			}
 		}},
@@ -141,16 +143,7 @@ func TestServeEmbeddedRestart(t *testing.T) {
 	dir := t.TempDir()
 	base, stop := serveEmbedded(t, dir)
 	blob := []byte(strings.Repeat("berth ", 1000))
-	sum := sha256.Sum256(blob)
-	digest := "sha256:" + hex.EncodeToString(sum[:])
-	resp, err := http.Post(base+"/v2/local/test/blobs/uploads/?digest="+digest, "application/octet-stream", bytes.NewReader(blob))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("monolithic push: %d", resp.StatusCode)
-	}
+	digest := registrytest.PushBlob(t, registrytest.Remote(base), "local/test", blob)
 	if err := stop(); err != nil {
 		t.Fatalf("graceful shutdown: %v", err)
 	}
@@ -161,7 +154,7 @@ func TestServeEmbeddedRestart(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	resp, err = http.Get(fmt.Sprintf("%s/v2/local/test/blobs/%s", base, digest))
+	resp, err := http.Get(fmt.Sprintf("%s/v2/local/test/blobs/%s", base, digest))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,34 +229,14 @@ func TestServeRetention(t *testing.T) {
 	}
 	// First without the policy: push a tagged and an untagged image.
 	base, stop := serveEmbedded(t, dir)
-	push := func(method, path, ct string, body []byte) {
-		t.Helper()
-		req, _ := http.NewRequest(method, base+path, bytes.NewReader(body))
-		req.Header.Set("Content-Type", ct)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("%s %s: %d", method, path, resp.StatusCode)
-		}
+	reg := registrytest.Remote(base)
+	image := func(note string) registrytest.Image {
+		return registrytest.NewImage([]byte(fmt.Sprintf(`{"note":%q}`, note)))
 	}
-	cfg := []byte(`{}`)
-	cd := sha256.Sum256(cfg)
-	push("POST", "/v2/ret/blobs/uploads/?digest=sha256:"+hex.EncodeToString(cd[:]), "application/octet-stream", cfg)
-	manifest := func(note string) ([]byte, string) {
-		m := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%x","size":2},"layers":[],"annotations":{"n":%q}}`, cd, note))
-		d := sha256.Sum256(m)
-		return m, "sha256:" + hex.EncodeToString(d[:])
-	}
-	kept, keptDigest := manifest("kept")
-	gone, goneDigest := manifest("gone")
-	newer, newerDigest := manifest("newer")
-	push("PUT", "/v2/ret/manifests/v1", "application/vnd.oci.image.manifest.v1+json", kept)
-	push("PUT", "/v2/ret/manifests/"+goneDigest, "application/vnd.oci.image.manifest.v1+json", gone)
+	keptDigest := string(registrytest.PushImage(t, reg, "ret", "v1", image("kept")).Digest)
+	goneDigest := string(registrytest.PushImage(t, reg, "ret", "", image("gone")).Digest)
 	time.Sleep(1100 * time.Millisecond) // push times have second resolution
-	push("PUT", "/v2/ret/manifests/"+newerDigest, "application/vnd.oci.image.manifest.v1+json", newer)
+	newerDigest := string(registrytest.PushImage(t, reg, "ret", "", image("newer")).Digest)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
