@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,56 +41,6 @@ func call(t *testing.T, h http.Handler, method, path string, body []byte, hdr ..
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	return rec
-}
-
-// Expired sessions disappear and their staged bytes with them.
-func TestSweepUploads(t *testing.T) {
-	c := &clock{}
-	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	g, dir := newEmbedded(t, registry.Config{UploadTTL: time.Hour, Now: c.now})
-	var locs []string
-	for i := 0; i < 3; i++ {
-		rec := call(t, g, "POST", "/v2/sweep/blobs/uploads/", nil)
-		loc := rec.Header().Get("Location")
-		if rec := call(t, g, "PATCH", loc, bytes.Repeat([]byte{'x'}, 1000)); rec.Code != 202 {
-			t.Fatalf("patch %d", rec.Code)
-		}
-		locs = append(locs, loc)
-		c.advance(20 * time.Minute)
-	}
-	// Now: first session 60 min idle (expired), second 40, third 20.
-	n, err := g.SweepUploads(t.Context())
-	if err != nil || n != 1 {
-		t.Fatalf("swept %d, %v", n, err)
-	}
-	if rec := call(t, g, "GET", locs[0], nil); rec.Code != 404 {
-		t.Fatalf("expired session: %d", rec.Code)
-	}
-	if rec := call(t, g, "GET", locs[1], nil); rec.Code != 204 {
-		t.Fatalf("live session: %d", rec.Code)
-	}
-	// Activity extends a session.
-	if rec := call(t, g, "PATCH", locs[1], []byte("more")); rec.Code != 202 {
-		t.Fatalf("patch %d", rec.Code)
-	}
-	c.advance(50 * time.Minute)
-	if n, err := g.SweepUploads(t.Context()); err != nil || n != 1 {
-		t.Fatalf("second sweep %d, %v", n, err)
-	}
-	if rec := call(t, g, "GET", locs[1], nil); rec.Code != 204 {
-		t.Fatalf("refreshed session: %d", rec.Code)
-	}
-	c.advance(2 * time.Hour)
-	if n, err := g.SweepUploads(t.Context()); err != nil || n != 1 {
-		t.Fatalf("third sweep %d, %v", n, err)
-	}
-	entries, err := os.ReadDir(filepath.Join(dir, "uploads"))
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	if len(entries) != 0 {
-		t.Fatalf("staged data left: %d entries", len(entries))
-	}
 }
 
 // slowReader hands out its bytes slowly so two requests overlap.
