@@ -24,8 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
-	"github.com/berth-registry/berth/pkg/driver/boltdb"
-	"github.com/berth-registry/berth/pkg/driver/fsblob"
+	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/push"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/tests/harness"
@@ -71,17 +70,8 @@ func (c *countingHandler) count(k string) int {
 // path: no presigning) and returns its host and request counter.
 func embedded(t *testing.T, cfg registry.Config) (string, *countingHandler) {
 	t.Helper()
-	dir := t.TempDir()
-	items, err := boltdb.Open(filepath.Join(dir, "meta.db"), boltdb.WithNoSync())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = items.Close() })
-	blobs, err := fsblob.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch := &countingHandler{h: registry.New(cfg, items, blobs), calls: map[string]int{}}
+	e := testenv.NewEmbedded(t)
+	ch := &countingHandler{h: registry.New(cfg, e.Items, e.Blobs), calls: map[string]int{}}
 	srv := httptest.NewServer(ch)
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://"), ch

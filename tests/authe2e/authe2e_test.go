@@ -27,14 +27,13 @@ import (
 	"testing"
 
 	"github.com/berth-registry/berth/internal/apigwemu"
+	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/auth/credential"
 	"github.com/berth-registry/berth/pkg/auth/oidc"
 	"github.com/berth-registry/berth/pkg/auth/oidc/oidctest"
 	"github.com/berth-registry/berth/pkg/auth/stsproof"
 	"github.com/berth-registry/berth/pkg/auth/stsproof/ststest"
-	"github.com/berth-registry/berth/pkg/driver/boltdb"
-	"github.com/berth-registry/berth/pkg/driver/fsblob"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
 	"github.com/berth-registry/berth/tests/harness"
@@ -123,16 +122,8 @@ func start(t *testing.T, b backend, emu emulators) *world {
 	if b.aws {
 		items, blobs = awsStores(t, emu)
 	} else {
-		bolt, err := boltdb.Open(filepath.Join(dir, "meta.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = bolt.Close() })
-		fs, err := fsblob.New(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		items, blobs = bolt, fs
+		e := testenv.OpenEmbedded(t, dir)
+		items, blobs = e.Items, e.Blobs
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
