@@ -7,14 +7,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/cloudfront/sign"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/berth-registry/berth/pkg/oci"
 )
@@ -61,36 +58,8 @@ func (s *Store) BlobURL(ctx context.Context, d oci.Digest) (string, error) {
 	return req.URL, nil
 }
 
-// LoadCloudFrontKey loads the RSA private key CloudFront URLs are signed
-// with, as PEM (PKCS #1 or PKCS #8), from source: an AWS Secrets Manager
-// secret ARN (read with sm) or a file path.
-func LoadCloudFrontKey(ctx context.Context, source string, sm *secretsmanager.Client) (*rsa.PrivateKey, error) {
-	var data []byte
-	if strings.HasPrefix(source, "arn:") {
-		if sm == nil {
-			return nil, errors.New("cloudfront key: a secret ARN needs a Secrets Manager client")
-		}
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(source)})
-		if err != nil {
-			return nil, fmt.Errorf("cloudfront key: read secret: %w", err)
-		}
-		if out.SecretString != nil {
-			data = []byte(*out.SecretString)
-		} else {
-			data = out.SecretBinary
-		}
-	} else {
-		var err error
-		if data, err = os.ReadFile(source); err != nil {
-			return nil, fmt.Errorf("cloudfront key: %w", err)
-		}
-	}
-	return ParseRSAKey(data)
-}
-
-// ParseRSAKey parses a PEM RSA private key (PKCS #1 or PKCS #8).
+// ParseRSAKey parses a PEM RSA private key (PKCS #1 or PKCS #8); where the
+// PEM comes from (a file, Secrets Manager) is pkg/awsbackend's business.
 func ParseRSAKey(data []byte) (*rsa.PrivateKey, error) {
 	block, _ := pem.Decode(data)
 	if block == nil {
