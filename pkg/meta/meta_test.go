@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
@@ -16,12 +16,7 @@ import (
 
 func newStore(t *testing.T, opts ...meta.Option) *meta.Store {
 	t.Helper()
-	items, err := boltdb.Open(filepath.Join(t.TempDir(), "meta.db"), boltdb.WithNoSync())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = items.Close() })
-	return meta.New(items, opts...)
+	return meta.New(testenv.NewEmbedded(t).Items, opts...)
 }
 
 func refcount(t *testing.T, s *meta.Store, d oci.Digest) int64 {
@@ -239,11 +234,7 @@ func (noScan) ItemScan(context.Context, string, string, int) ([]storage.Item, st
 
 func TestUploadsExpiredUsesIndex(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	items, err := boltdb.Open(filepath.Join(t.TempDir(), "meta.db"), boltdb.WithNoSync(), boltdb.WithClock(func() time.Time { return now }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = items.Close() })
+	items := testenv.NewEmbedded(t, boltdb.WithClock(func() time.Time { return now })).Items
 	s := meta.New(noScan{items}, meta.WithClock(func() time.Time { return now }))
 	ctx := t.Context()
 	for i := 0; i < 40; i++ {
