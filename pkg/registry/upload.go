@@ -209,14 +209,8 @@ func (g *Registry) monolithic(w http.ResponseWriter, r *http.Request, rt route.R
 		}
 		return g.finish(w, r, rt, u, d, body, -1)
 	}
-	err = g.blobs.BlobPut(ctx, d, r.ContentLength, body)
-	switch {
-	case errors.Is(err, storage.ErrDigestMismatch):
-		return errcode.Wrap(errcode.DigestInvalid, err).WithDetailDigest(d)
-	case errors.Is(err, storage.ErrSizeMismatch):
-		return errcode.Wrap(errcode.SizeInvalid, err)
-	case err != nil:
-		return err
+	if err := g.blobs.BlobPut(ctx, d, r.ContentLength, body); err != nil {
+		return fmt.Errorf("store blob %s: %w", d, err)
 	}
 	if err := g.meta.BlobLinkPut(ctx, rt.Name, d, r.ContentLength); err != nil {
 		return err
@@ -232,8 +226,8 @@ func (g *Registry) session(ctx context.Context, rt route.Route) (meta.Upload, er
 		return meta.Upload{}, errcode.New(errcode.BlobUploadUnknown, map[string]string{"upload": rt.Arg})
 	}
 	u, err := g.meta.UploadGet(ctx, rt.Arg)
-	if errors.Is(err, meta.ErrUploadUnknown) || (err == nil && u.Repo != rt.Name) {
-		return meta.Upload{}, errcode.New(errcode.BlobUploadUnknown, map[string]string{"upload": rt.Arg})
+	if err == nil && u.Repo != rt.Name {
+		return meta.Upload{}, fmt.Errorf("upload %s is another repository's: %w", rt.Arg, meta.ErrUploadUnknown)
 	}
 	return u, err
 }
@@ -325,10 +319,6 @@ func (g *Registry) appendChunk(ctx context.Context, u meta.Upload, body io.Reade
 	cr := &countingReader{r: io.TeeReader(body, h)}
 	state, n, err := g.blobs.UploadWrite(ctx, u.ID, u.DriverState, u.Offset, cr)
 	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			return u, tooLarge(mb.Limit)
-		}
 		return u, fmt.Errorf("upload write: %w", err)
 	}
 	if n != cr.n {
@@ -429,7 +419,7 @@ func (g *Registry) finish(w http.ResponseWriter, r *http.Request, rt route.Route
 	switch {
 	case errors.Is(err, storage.ErrDigestMismatch):
 		g.discard(ctx, u)
-		return errcode.Wrap(errcode.DigestInvalid, err).WithDetailDigest(d)
+		return fmt.Errorf("commit upload: %w", err)
 	case errors.Is(err, storage.ErrNotFound):
 		// A retried close whose first attempt committed and then failed:
 		// the blob is at its final key only if it was verified.
