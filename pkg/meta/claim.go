@@ -25,6 +25,10 @@ func (s *Store) linkOps(repo string, d oci.Digest, size int64) []storage.Op {
 // exactly one can win. A lost race, or a session changed or removed since
 // u was read, fails with an error wrapping ErrUploadUnknown and writes
 // nothing.
+//
+// It is also how an ordinary upload completes: the closing PUT holds the
+// session's lease, commits the bytes, then links the blob and ends the
+// session in this one transaction instead of two.
 func (s *Store) UploadClaim(ctx context.Context, u Upload, d oci.Digest, size int64) error {
 	ops := append(s.linkOps(u.Repo, d, size),
 		storage.Op{Kind: storage.OpDelete, Item: storage.Item{PK: uploadPK(u.ID), SK: skMeta}, Cond: storage.IfVersion(u.Version)},

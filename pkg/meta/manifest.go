@@ -79,19 +79,25 @@ type ManifestPut struct {
 // referrer entry as one atomic unit. Re-putting an existing manifest only
 // moves the tag. Every referenced blob must be linked into the repository
 // with a matching size and every index child must exist there.
+//
+// Its reads are one batch (the manifest itself and everything it
+// references), so a new manifest costs two round trips to the metadata
+// store whatever its size: that batch and the transaction.
 func (s *Store) ManifestPut(ctx context.Context, p ManifestPut) error {
+	self := storage.Key{PK: repoPK(p.Repo), SK: manifestSK(p.Digest)}
+	found, err := s.getMany(ctx, referenceKeys(p, self))
+	if err != nil {
+		return err
+	}
 	// An existing manifest had its references verified and counted when it
 	// was created: re-pushing it (a new tag) only moves the tag.
-	switch _, err := s.items.ItemGet(ctx, repoPK(p.Repo), manifestSK(p.Digest)); {
-	case err == nil:
+	if _, ok := found[self]; ok {
 		if p.Tag == "" {
 			return nil
 		}
 		return s.putTag(ctx, p.Repo, p.Tag, p.Digest, p.Parsed.MediaType)
-	case !errors.Is(err, storage.ErrNotFound):
-		return err
 	}
-	blobs, err := s.checkReferences(ctx, p)
+	blobs, err := s.checkReferences(p, found)
 	if err != nil {
 		return err
 	}
@@ -126,7 +132,23 @@ func (s *Store) ManifestPut(ctx context.Context, p ManifestPut) error {
 
 var errManifestRace = errors.New("manifest created concurrently")
 
-func (s *Store) checkReferences(ctx context.Context, p ManifestPut) ([]oci.Digest, error) {
+// referenceKeys are the items a manifest put reads: the manifest itself
+// (self), the link of every referenced blob and every index child.
+func referenceKeys(p ManifestPut, self storage.Key) []storage.Key {
+	keys := []storage.Key{self}
+	for _, d := range p.Parsed.Blobs() {
+		keys = append(keys, storage.Key{PK: repoPK(p.Repo), SK: blobLinkSK(d.Digest)})
+	}
+	for _, c := range p.Parsed.Manifests {
+		keys = append(keys, storage.Key{PK: repoPK(p.Repo), SK: manifestSK(c.Digest)})
+	}
+	return keys
+}
+
+// checkReferences checks, against the items found by referenceKeys, that
+// every referenced blob is linked with the descriptor's size and every
+// index child exists with its size. It returns the distinct blobs to count.
+func (s *Store) checkReferences(p ManifestPut, found map[storage.Key]storage.Item) ([]oci.Digest, error) {
 	seen := map[oci.Digest]bool{}
 	var blobs []oci.Digest
 	for _, d := range p.Parsed.Blobs() {
@@ -134,10 +156,11 @@ func (s *Store) checkReferences(ctx context.Context, p ManifestPut) ([]oci.Diges
 			continue
 		}
 		seen[d.Digest] = true
-		link, err := s.BlobLink(ctx, p.Repo, d.Digest)
-		if errors.Is(err, storage.ErrNotFound) {
+		it, ok := found[storage.Key{PK: repoPK(p.Repo), SK: blobLinkSK(d.Digest)}]
+		if !ok {
 			return nil, &MissingError{Digest: d.Digest, Kind: "blob", Err: ErrBlobUnknown}
 		}
+		link, err := decode[Link](it)
 		if err != nil {
 			return nil, err
 		}
@@ -147,12 +170,9 @@ func (s *Store) checkReferences(ctx context.Context, p ManifestPut) ([]oci.Diges
 		blobs = append(blobs, d.Digest)
 	}
 	for _, c := range p.Parsed.Manifests {
-		it, err := s.items.ItemGet(ctx, repoPK(p.Repo), manifestSK(c.Digest))
-		if errors.Is(err, storage.ErrNotFound) {
+		it, ok := found[storage.Key{PK: repoPK(p.Repo), SK: manifestSK(c.Digest)}]
+		if !ok {
 			return nil, &MissingError{Digest: c.Digest, Kind: "manifest", Err: ErrBlobUnknown}
-		}
-		if err != nil {
-			return nil, err
 		}
 		child, err := decode[Manifest](it)
 		if err != nil {

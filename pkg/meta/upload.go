@@ -67,6 +67,10 @@ func (s *Store) uploadItem(u Upload) storage.Item {
 		SK:      skMeta,
 		Data:    encode(u),
 		Expires: u.ExpiresAt + int64(expiryGrace/time.Second),
+		// The lease is also the item's Touched, where a driver condition
+		// can see it: UploadAcquire takes it with one conditional write.
+		// Every save writes both, so they never disagree.
+		Touched: u.LeaseUntil,
 	}
 }
 
@@ -120,6 +124,41 @@ func (s *Store) UploadLease(ctx context.Context, u Upload, d time.Duration) (Upl
 	}
 	u.LeaseUntil = now.Add(d).Unix()
 	return s.UploadSave(ctx, u)
+}
+
+// UploadAcquire takes the lease on session id for d and returns the
+// session, in one conditional write (an ItemAdd of nothing under
+// IfTouchedBy, which returns the item): the read and the versioned lease
+// write of UploadGet + UploadLease cost one round trip instead of two. A
+// session another request holds fails with ErrUploadBusy, an absent or
+// expired one with ErrUploadUnknown. The caller checks the repository and
+// releases the lease (UploadSave with LeaseUntil 0) when it will not write.
+func (s *Store) UploadAcquire(ctx context.Context, id string, d time.Duration) (Upload, error) {
+	now := s.now()
+	until := now.Add(d).Unix()
+	it, err := s.items.ItemAdd(ctx, storage.Item{PK: uploadPK(id), SK: skMeta, Touched: until}, 0, storage.IfTouchedBy(now.Unix()))
+	if ok, _ := isCond(err); ok {
+		// Absent, or leased by another request: one read tells which
+		// (only on this rare path).
+		if _, gerr := s.UploadGet(ctx, id); gerr != nil {
+			return Upload{}, gerr
+		}
+		return Upload{}, fmt.Errorf("%w: %s", ErrUploadBusy, id)
+	}
+	if err != nil {
+		return Upload{}, err
+	}
+	u, err := decode[Upload](it)
+	if err != nil {
+		return Upload{}, err
+	}
+	u.ID, u.Version, u.LeaseUntil = id, it.Version, until
+	if u.Expired(now) {
+		// Leased but dead: nobody may continue it, and the sweep removes
+		// it whether or not the lease has run out.
+		return Upload{}, fmt.Errorf("%w: %s (expired)", ErrUploadUnknown, id)
+	}
+	return u, nil
 }
 
 // UploadSave writes the session if nobody else changed it since it was

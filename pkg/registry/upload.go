@@ -202,8 +202,10 @@ func (g *Registry) monolithic(w http.ResponseWriter, r *http.Request, rt route.R
 	}
 	if r.ContentLength < 0 {
 		// Unknown length (chunked transfer): go through a session, which
-		// hashes while it stores.
-		u, err := g.newSession(ctx, rt.Name, g.cfg.UploadTTL)
+		// hashes while it stores. It is created already leased to this
+		// request, as finish requires, at no extra write.
+		u := meta.Upload{ID: newUploadID(), Repo: rt.Name, LeaseUntil: g.now().Add(g.cfg.UploadLease).Unix()}
+		u, err := g.createSession(ctx, u, g.cfg.UploadTTL)
 		if err != nil {
 			return err
 		}
@@ -246,6 +248,25 @@ func (g *Registry) uploadStatus(w http.ResponseWriter, r *http.Request, rt route
 	return nil
 }
 
+// acquire takes the lease on the session a PATCH or closing PUT names,
+// reading it in the same write (meta.UploadAcquire), and checks it belongs
+// to the repository in the path.
+func (g *Registry) acquire(ctx context.Context, rt route.Route) (meta.Upload, error) {
+	if !validUploadID(rt.Arg) {
+		return meta.Upload{}, errcode.New(errcode.BlobUploadUnknown, map[string]string{"upload": rt.Arg})
+	}
+	u, err := g.meta.UploadAcquire(ctx, rt.Arg, g.cfg.UploadLease)
+	switch {
+	case err != nil:
+		return meta.Upload{}, err
+	case u.Repo != rt.Name:
+		// Someone else's session: give the lease back untouched.
+		g.release(u)
+		return meta.Upload{}, fmt.Errorf("upload %s is another repository's: %w", rt.Arg, meta.ErrUploadUnknown)
+	}
+	return u, nil
+}
+
 // checkRange validates an optional Content-Range against the session.
 // It returns the chunk length it declares, or -1 when absent.
 func checkRange(r *http.Request, u meta.Upload, rt route.Route) (int64, error) {
@@ -268,12 +289,18 @@ func checkRange(r *http.Request, u meta.Upload, rt route.Route) (int64, error) {
 	return n, nil
 }
 
-// chunkRequest loads the session a PATCH or closing PUT names and checks
+// chunkRequest leases the session a PATCH or closing PUT names and checks
 // its Content-Range and body size. want is the declared chunk length, or -1.
+// On success the caller holds the lease; on error it has been released.
 func (g *Registry) chunkRequest(w http.ResponseWriter, r *http.Request, rt route.Route) (u meta.Upload, want int64, body io.Reader, err error) {
-	if u, err = g.session(r.Context(), rt); err != nil {
+	if u, err = g.acquire(r.Context(), rt); err != nil {
 		return u, 0, nil, err
 	}
+	defer func() {
+		if err != nil {
+			g.release(u)
+		}
+	}()
 	if u.Direct != nil && u.Direct.Multipart {
 		// Its bytes go to presigned part URLs; only the completion
 		// document may be sent here.
@@ -294,11 +321,7 @@ func (g *Registry) uploadPatch(w http.ResponseWriter, r *http.Request, rt route.
 	if err != nil {
 		return err
 	}
-	u, err = g.meta.UploadLease(ctx, u, g.cfg.UploadLease)
-	if err != nil {
-		return err
-	}
-	u, err = g.appendChunk(ctx, u, body, want)
+	u, err = g.appendChunk(ctx, u, body, want, false)
 	if err != nil {
 		g.release(u)
 		return err
@@ -309,9 +332,10 @@ func (g *Registry) uploadPatch(w http.ResponseWriter, r *http.Request, rt route.
 }
 
 // appendChunk streams body into the upload through the running hash and
-// saves the new state (releasing the lease). Nothing is saved unless the
-// whole body arrived, so a failed request can simply be retried.
-func (g *Registry) appendChunk(ctx context.Context, u meta.Upload, body io.Reader, want int64) (meta.Upload, error) {
+// saves the new state, releasing the lease unless keep (a closing PUT goes
+// on to commit under it). Nothing is saved unless the whole body arrived,
+// so a failed request can simply be retried.
+func (g *Registry) appendChunk(ctx context.Context, u meta.Upload, body io.Reader, want int64, keep bool) (meta.Upload, error) {
 	h, err := unmarshalHash(u.HashState)
 	if err != nil {
 		return u, err
@@ -332,7 +356,9 @@ func (g *Registry) appendChunk(ctx context.Context, u meta.Upload, body io.Reade
 		return u, err
 	}
 	u.HashState, u.DriverState, u.Offset = hs, state, u.Offset+n
-	u.LeaseUntil = 0
+	if !keep {
+		u.LeaseUntil = 0
+	}
 	u.ExpiresAt = g.now().Add(g.cfg.UploadTTL).Unix()
 	return g.meta.UploadSave(ctx, u)
 }
@@ -362,6 +388,9 @@ func (g *Registry) uploadPut(w http.ResponseWriter, r *http.Request, rt route.Ro
 		return g.directComplete(w, r, rt, d)
 	}
 	u, want, body, err := g.chunkRequest(w, r, rt)
+	if errors.Is(err, meta.ErrUploadBusy) && r.ContentLength == 0 {
+		return g.claimBusy(w, r, rt, d, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -369,6 +398,7 @@ func (g *Registry) uploadPut(w http.ResponseWriter, r *http.Request, rt route.Ro
 		// A close without bytes: the blob may have gone straight to
 		// storage (a direct single PUT of berth push, or the edge path).
 		if _, ok, err := g.claim(r.Context(), rt.Name, d, &u); err != nil {
+			g.release(u)
 			return err
 		} else if ok {
 			blobCreated(w, rt.Name, d)
@@ -379,16 +409,43 @@ func (g *Registry) uploadPut(w http.ResponseWriter, r *http.Request, rt route.Ro
 	return g.finish(w, r, rt, u, d, body, want)
 }
 
-// finish takes the final (possibly empty) body of an upload, verifies the
-// digest and makes the blob visible in the repository.
-func (g *Registry) finish(w http.ResponseWriter, r *http.Request, rt route.Route, u meta.Upload, d oci.Digest, body io.Reader, want int64) error {
-	ctx := r.Context()
-	u, err := g.meta.UploadLease(ctx, u, g.cfg.UploadLease)
+// claimBusy answers a close without bytes of a session another request
+// holds. If the session took no bytes through the API the close is a
+// claim (the blob went to storage directly), which writes no bytes and so
+// needs no lease: the claim transaction, conditioned on the session's
+// version, lets exactly one of racing claimers link it and the others find
+// it linked. Otherwise the close must wait for the lease (busy).
+func (g *Registry) claimBusy(w http.ResponseWriter, r *http.Request, rt route.Route, d oci.Digest, busy error) error {
+	u, err := g.session(r.Context(), rt)
 	if err != nil {
 		return err
 	}
+	if u.Offset != 0 {
+		return busy
+	}
+	_, ok, err := g.claim(r.Context(), rt.Name, d, &u)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return busy
+	}
+	blobCreated(w, rt.Name, d)
+	return nil
+}
+
+// finish takes the final (possibly empty) body of an upload whose lease
+// the caller holds, verifies the digest and makes the blob visible in the
+// repository.
+//
+// Its metadata cost for an empty body (crane's closing PUT) is the one
+// transaction that links the blob and ends the session: the lease, taken
+// by chunkRequest, was also the read.
+func (g *Registry) finish(w http.ResponseWriter, r *http.Request, rt route.Route, u meta.Upload, d oci.Digest, body io.Reader, want int64) error {
+	ctx := r.Context()
+	var err error
 	if r.ContentLength != 0 {
-		if u, err = g.appendChunk(ctx, u, body, want); err != nil {
+		if u, err = g.appendChunk(ctx, u, body, want, true); err != nil {
 			g.release(u)
 			return err
 		}
@@ -397,6 +454,7 @@ func (g *Registry) finish(w http.ResponseWriter, r *http.Request, rt route.Route
 	if d.Algorithm() == oci.SHA256 {
 		h, err := unmarshalHash(u.HashState)
 		if err != nil {
+			g.release(u)
 			return err
 		}
 		if got := oci.DigestOf(oci.SHA256, h); got != d {
@@ -430,11 +488,17 @@ func (g *Registry) finish(w http.ResponseWriter, r *http.Request, rt route.Route
 		g.release(u)
 		return fmt.Errorf("commit upload: %w", err)
 	}
-	if err := g.meta.BlobLinkPut(ctx, rt.Name, d, u.Offset); err != nil {
+	// Link and end the session in one transaction, conditioned on the
+	// version our lease wrote. If it fails the blob is stored but not
+	// linked; a retried close finds it committed (the ErrNotFound case
+	// above) or the client starts over, and the sweep removes what is left.
+	if err := g.meta.UploadClaim(ctx, u, d, u.Offset); err != nil {
+		if errors.Is(err, meta.ErrUploadUnknown) {
+			// Our lease ran out and another request changed the session.
+			return fmt.Errorf("close upload %s: %w", u.ID, meta.ErrUploadBusy)
+		}
+		g.release(u)
 		return err
-	}
-	if err := g.meta.UploadDelete(ctx, u.ID); err != nil {
-		g.log.WarnContext(ctx, "upload record left for the sweep", slog.String("upload", u.ID), slog.Any("error", err))
 	}
 	blobCreated(w, rt.Name, d)
 	return nil
@@ -464,26 +528,6 @@ func (g *Registry) uploadCancel(w http.ResponseWriter, r *http.Request, rt route
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
-}
-
-// SweepUploads removes upload sessions past their expiry and the data they
-// staged. Run it periodically (berth serve does; in AWS the cleanup
-// function does).
-func (g *Registry) SweepUploads(ctx context.Context) (int, error) {
-	removed := 0
-	err := g.meta.UploadsExpired(ctx, func(u meta.Upload) error {
-		if err := g.blobs.UploadAbort(ctx, u.ID, u.DriverState); err != nil {
-			// Left for the next sweep (and the bucket's lifecycle rules).
-			g.log.WarnContext(ctx, "sweep: abort upload", slog.String("upload", u.ID), slog.Any("error", err))
-			return nil
-		}
-		if err := g.meta.UploadDelete(ctx, u.ID); err != nil {
-			return err
-		}
-		removed++
-		return nil
-	})
-	return removed, err
 }
 
 type countingReader struct {

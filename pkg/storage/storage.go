@@ -71,12 +71,18 @@ const (
 	CondExists                    // the item must exist
 	CondNotExists                 // the item must not exist
 	CondVersion                   // the item must exist with exactly Cond.Version
+	// CondTouchedBy: the item must exist with Touched at most Cond.At (0 and
+	// absent count as 0). A lease kept in Touched is taken with one ItemAdd
+	// of delta 0 under this condition, which also returns the item: one
+	// round trip instead of a read and a versioned write.
+	CondTouchedBy
 )
 
 // Cond is a write condition.
 type Cond struct {
 	Kind    CondKind
 	Version int64
+	At      int64 // CondTouchedBy only
 }
 
 // Convenience constructors.
@@ -88,6 +94,10 @@ var (
 
 // IfVersion returns a condition that holds when the item's version is v.
 func IfVersion(v int64) Cond { return Cond{Kind: CondVersion, Version: v} }
+
+// IfTouchedBy returns a condition that holds when the item exists and its
+// Touched is at most t.
+func IfTouchedBy(t int64) Cond { return Cond{Kind: CondTouchedBy, At: t} }
 
 // OpKind is the kind of one transaction operation.
 type OpKind int

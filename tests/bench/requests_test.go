@@ -779,6 +779,47 @@ func sameCounts(a, b counts) bool {
 		a.ClientGETs == b.ClientGETs && a.Invocations == b.Invocations && maps.Equal(a.EdgeS3, b.EdgeS3)
 }
 
+// Request budgets of Berth's push and pull (issue 10), held here so that a
+// change that adds a backend call to the hot path fails instead of only
+// moving a number in requests.md. Per blob of crane's flow (POST, one
+// PATCH, closing PUT): DynamoDB POST 1 (session), PATCH 2 (lease that
+// also reads, save that also releases), PUT 2 (lease, then link + end of
+// session in one transaction); the lease before every write is invariant
+// 4 of docs/architecture.md, which is why the blob flow stops at 5, not
+// 4. S3: PutObject of the bytes, CopyObject to the blob key, DeleteObject
+// of the staged object.
+const (
+	budgetBlobDynamo     = 5 // POST + PATCH + PUT
+	budgetBlobS3         = 3
+	budgetManifestDynamo = 2 // one batch read, one transaction
+	budgetPullDynamo     = 1 // per pull request, plus the tag of the manifest GET by tag
+)
+
+func checkBudget(t *testing.T, res result) {
+	t.Helper()
+	for i := range res.steps[stepPut] {
+		dyn, s3 := 0, 0
+		for _, st := range []string{stepPost, stepPatch, stepPut} {
+			c := res.steps[st][i]
+			dyn += c.total("DynamoDB")
+			s3 += c.total("S3")
+		}
+		if dyn > budgetBlobDynamo || s3 > budgetBlobS3 {
+			t.Errorf("berth blob %d: %d DynamoDB and %d S3 requests for POST, PATCH and PUT; budget %d and %d",
+				i, dyn, s3, budgetBlobDynamo, budgetBlobS3)
+		}
+	}
+	for _, c := range res.steps[stepManifest] {
+		if n := c.total("DynamoDB"); n > budgetManifestDynamo {
+			t.Errorf("berth manifest PUT: %d DynamoDB requests (%v), budget %d", n, c.SDK, budgetManifestDynamo)
+		}
+	}
+	if c := res.ops[opPull]; c.total("DynamoDB") > budgetPullDynamo*c.HTTP+1 || c.total("S3") != 0 {
+		t.Errorf("berth pull: %d DynamoDB and %d S3 requests for %d HTTP requests; budget %d DynamoDB each (+1 for the tag), no S3",
+			c.total("DynamoDB"), c.total("S3"), c.HTTP, budgetPullDynamo)
+	}
+}
+
 // --- the test ---
 
 // TestRequestCounts pushes, pulls, tags and lists an image on Berth (AWS
@@ -863,6 +904,7 @@ func TestRequestCounts(t *testing.T) {
 	if n := berth[opPush].total("DynamoDB"); n == 0 {
 		t.Errorf("berth push made no DynamoDB request")
 	}
+	checkBudget(t, results["berth"])
 	// Berth keeps manifests and tags in DynamoDB and redirects blob GETs:
 	// pull, tag and tag list send nothing to S3 from the registry.
 	for _, op := range []string{opPull, opTag, opTagList} {

@@ -206,7 +206,7 @@ func validate(op storage.Op) ([]byte, error) {
 		return nil, fmt.Errorf("unknown op kind %d", op.Kind)
 	}
 	switch op.Cond.Kind {
-	case storage.CondNone, storage.CondExists, storage.CondNotExists, storage.CondVersion:
+	case storage.CondNone, storage.CondExists, storage.CondNotExists, storage.CondVersion, storage.CondTouchedBy:
 	default:
 		return nil, fmt.Errorf("unknown condition kind %d", op.Cond.Kind)
 	}
@@ -274,6 +274,13 @@ func check(c storage.Cond, cur storage.Item, found bool) error {
 		}
 		if cur.Version != c.Version {
 			return fmt.Errorf("%w: version %d, want %d", storage.ErrConditionFailed, cur.Version, c.Version)
+		}
+	case storage.CondTouchedBy:
+		if !found {
+			return fmt.Errorf("%w: item does not exist", storage.ErrConditionFailed)
+		}
+		if cur.Touched > c.At {
+			return fmt.Errorf("%w: touched %d, want at most %d", storage.ErrConditionFailed, cur.Touched, c.At)
 		}
 	}
 	return nil

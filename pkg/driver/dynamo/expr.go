@@ -75,6 +75,9 @@ func (e *expr) cond(c storage.Cond, now int64, guard bool) string {
 		return e.absent(now)
 	case storage.CondVersion:
 		return fmt.Sprintf("%s AND %s = %s", e.alive(now), e.n(attrVersion), e.num("cv", c.Version))
+	case storage.CondTouchedBy:
+		return fmt.Sprintf("%s AND (attribute_not_exists(%s) OR %s <= %s)",
+			e.alive(now), e.n(attrTouched), e.n(attrTouched), e.num("ct", c.At))
 	default:
 		if guard {
 			return e.notExpired(now)
@@ -226,7 +229,7 @@ func addWrite(it storage.Item, delta int64, c storage.Cond, now int64) write {
 	switch c.Kind {
 	case storage.CondVersion:
 		ver = e.num("nv", c.Version+1)
-	case storage.CondExists:
+	case storage.CondExists, storage.CondTouchedBy:
 		ver = fmt.Sprintf("%s + %s", e.n(attrVersion), e.num("one", 1))
 	default:
 		ver = fmt.Sprintf("if_not_exists(%s, %s) + %s", e.n(attrVersion), e.num("zero", 0), e.num("one", 1))

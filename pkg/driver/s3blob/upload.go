@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/storage"
@@ -100,10 +101,12 @@ func (s *Store) UploadWrite(ctx context.Context, id string, state []byte, offset
 			return fail(err)
 		}
 		next.Carry, next.CarryLen = key, filled
-	} else {
-		// A lost earlier attempt of this write may have left a carry here.
-		_ = s.del(ctx, key)
 	}
+	// When the chunk ended on a part boundary no carry is written, and none
+	// is deleted either: a DeleteObject here would almost always name a key
+	// nobody wrote. The rare carry a lost earlier attempt of this write left
+	// is in no saved state, and the bucket's lifecycle rule for uploads/
+	// removes it.
 	next.Offset = st.Offset + total
 	if st.Prev != "" {
 		_ = s.del(ctx, st.Prev) // best effort: a leftover is removed by the bucket's lifecycle rule
@@ -245,11 +248,75 @@ func (s *Store) UploadCommit(ctx context.Context, id string, state []byte, d oci
 			return err
 		}
 	}
-	if err := s.copyObject(ctx, src, final, size); err != nil {
+	if err := s.promote(ctx, src, final, d, size); err != nil {
 		return err
 	}
 	s.cleanup(ctx, st)
 	return nil
+}
+
+// errExists: a conditional copy found its destination taken.
+var errExists = errors.New("destination exists")
+
+// promote puts the verified staged object src at final, unless final
+// already holds this blob: a repeated push of a stored image then costs no
+// server-side copy. Up to 5 GiB the copy is conditional (If-None-Match),
+// so a new blob pays nothing extra; when final exists, it is kept only if
+// S3 proves it is this content (its full-object sha256 checksum equals the
+// digest, and the size matches). An object that cannot prove it (sha512,
+// or written without a checksum) is overwritten with the verified bytes,
+// as before. Multipart copies (over 5 GiB) look first: one HeadObject is
+// nothing next to hundreds of part copies.
+func (s *Store) promote(ctx context.Context, src, final string, d oci.Digest, size int64) error {
+	if size > maxSinglePut {
+		if s.holds(ctx, final, d, size) {
+			return nil
+		}
+		return s.copyObject(ctx, src, final, size)
+	}
+	err := s.copyIfAbsent(ctx, src, final, size)
+	if !errors.Is(err, errExists) {
+		return err
+	}
+	if s.holds(ctx, final, d, size) {
+		return nil
+	}
+	return s.copyObject(ctx, src, final, size)
+}
+
+// holds reports whether key holds blob d of size bytes, proven by the
+// sha256 checksum S3 verified or computed when the object was written.
+// Errors count as "not proven" (the caller then copies).
+func (s *Store) holds(ctx context.Context, key string, d oci.Digest, size int64) bool {
+	if d.Algorithm() != oci.SHA256 {
+		return false
+	}
+	info, err := s.BlobInspect(ctx, d)
+	return err == nil && key == BlobKey(d) && info.ChecksumMatches && info.Size == size
+}
+
+// copyIfAbsent copies src to dst (at most 5 GiB) unless dst exists
+// (errExists). The copy asks S3 for a full-object sha256 checksum, so the
+// blob can later prove its content to holds and to claims.
+func (s *Store) copyIfAbsent(ctx context.Context, src, dst string, size int64) error {
+	ctx2, cancel := s.deadline(ctx, size/8)
+	defer cancel()
+	_, err := s.client.CopyObject(ctx2, &s3.CopyObjectInput{
+		Bucket: aws.String(s.bucket), Key: aws.String(dst), CopySource: s.copySource(src),
+		IfNoneMatch: aws.String("*"), ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
+	}, s.callOpts)
+	if preconditionFailed(err) {
+		return fmt.Errorf("copy %s to %s: %w", src, dst, errExists)
+	}
+	return mapErr(ctx, "copy "+src+" to "+dst, err)
+}
+
+// preconditionFailed reports S3's answer to a conditional write whose
+// destination exists (412 PreconditionFailed; 409 ConditionalRequestConflict
+// when a concurrent conditional write to the key is in progress).
+func preconditionFailed(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && (ae.ErrorCode() == "PreconditionFailed" || ae.ErrorCode() == "ConditionalRequestConflict")
 }
 
 // assemble completes the multipart upload into the staging key, adding the

@@ -56,6 +56,8 @@ func TestItems(t *testing.T, newItems func(t *testing.T) storage.Items) {
 		{"ConcurrentAdd", testConcurrentAdd},
 		{"ConcurrentCreate", testConcurrentCreate},
 		{"ConcurrentOptimistic", testConcurrentOptimistic},
+		{"GetBatch", testItemGetBatch},
+		{"Lease", testItemLease},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newItems(t)) })
