@@ -28,7 +28,6 @@ import (
 	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/driver/s3blob"
 	"github.com/berth-registry/berth/pkg/oci"
-	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
 	"github.com/berth-registry/berth/pkg/storage/storagetest"
 )
@@ -63,10 +62,10 @@ func TestPresignedURL(t *testing.T) {
 	}
 
 	// Without redirects the store no longer offers BlobURL.
-	if _, ok := s3blob.WithoutRedirect(st).(registry.BlobRedirector); ok {
+	if _, ok := s3blob.WithoutRedirect(st).(storage.BlobRedirector); ok {
 		t.Fatal("WithoutRedirect still implements BlobRedirector")
 	}
-	if _, ok := registry.Blobs(st).(registry.BlobRedirector); !ok {
+	if _, ok := storage.Blobs(st).(storage.BlobRedirector); !ok {
 		t.Fatal("Store does not implement BlobRedirector")
 	}
 }
