@@ -13,13 +13,12 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/berth-registry/berth/functions/internal/apiwire"
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
+	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/auth/policy"
 	"github.com/berth-registry/berth/pkg/auth/token"
 	"github.com/berth-registry/berth/pkg/awsbackend"
-	"github.com/berth-registry/berth/pkg/driver/boltdb"
-	"github.com/berth-registry/berth/pkg/driver/fsblob"
 	"github.com/berth-registry/berth/pkg/edge"
 	"github.com/berth-registry/berth/pkg/registry"
 )
@@ -40,17 +39,8 @@ func handlerWith(t *testing.T, cfg registry.Config) apigw.HandlerFunc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	items, err := boltdb.Open(filepath.Join(dir, "meta.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = items.Close() })
-	blobs, err := fsblob.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return apigw.Handler(apiwire.New(s, slog.New(slog.DiscardHandler), items, blobs, nil, cfg))
+	e := testenv.NewEmbedded(t)
+	return apigw.Handler(apiwire.New(s, slog.New(slog.DiscardHandler), e.Items, e.Blobs, nil, cfg))
 }
 
 func event(t *testing.T, name string) events.APIGatewayV2HTTPRequest {
@@ -111,14 +101,8 @@ func TestAuthGuards(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, _ := loadSettings(getenv(baseEnv))
-	dir := t.TempDir()
-	items, err := boltdb.Open(filepath.Join(dir, "meta.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer items.Close()
-	blobs, _ := fsblob.New(dir)
-	h := apigw.Handler(apiwire.New(s, slog.New(slog.DiscardHandler), items, blobs, setup.Middleware, registry.Config{}))
+	e := testenv.NewEmbedded(t)
+	h := apigw.Handler(apiwire.New(s, slog.New(slog.DiscardHandler), e.Items, e.Blobs, setup.Middleware, registry.Config{}))
 	resp, err := h(context.Background(), event(t, "api-blob-get.json")) // carries a forged bearer token
 	if err != nil {
 		t.Fatal(err)

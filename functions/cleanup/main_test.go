@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -20,12 +19,13 @@ import (
 	"github.com/berth-registry/berth/functions/internal/cleanupwire"
 	"github.com/berth-registry/berth/functions/internal/edgewire"
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
+	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
-	"github.com/berth-registry/berth/pkg/driver/fsblob"
 	"github.com/berth-registry/berth/pkg/edge"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/registry/registrytest"
 	"github.com/berth-registry/berth/pkg/retention"
 	"github.com/berth-registry/berth/pkg/sweep"
 )
@@ -34,16 +34,8 @@ func TestSweepOnSchedule(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Date(2026, 11, 3, 8, 0, 0, 0, time.UTC).UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()) }
-	dir := t.TempDir()
-	items, err := boltdb.Open(filepath.Join(dir, "meta.db"), boltdb.WithClock(clock))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer items.Close()
-	blobs, err := fsblob.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testenv.NewEmbedded(t, boltdb.WithClock(clock))
+	items, blobs := e.Items, e.Blobs
 	reg := registry.New(registry.Config{Now: clock}, items, blobs)
 
 	// Two abandoned uploads, one with staged bytes.
@@ -134,39 +126,13 @@ func TestRetentionOnSchedule(t *testing.T) {
 	start := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
 	now.Store(start.UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()) }
-	dir := t.TempDir()
-	items, err := boltdb.Open(filepath.Join(dir, "meta.db"), boltdb.WithClock(clock), boltdb.WithNoSync())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer items.Close()
-	blobs, err := fsblob.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testenv.NewEmbedded(t, boltdb.WithClock(clock))
+	items, blobs := e.Items, e.Blobs
 	reg := registry.New(registry.Config{Now: clock}, items, blobs)
 	push := func(repo, ref, seed string) oci.Digest {
 		t.Helper()
-		cfg := []byte(fmt.Sprintf(`{"seed":%q}`, seed))
-		d := oci.FromBytes(oci.SHA256, cfg)
-		w := httptest.NewRecorder()
-		reg.ServeHTTP(w, httptest.NewRequest("POST", fmt.Sprintf("/v2/%s/blobs/uploads/?digest=%s", repo, d), bytes.NewReader(cfg)))
-		if w.Code != http.StatusCreated {
-			t.Fatalf("blob: %d %s", w.Code, w.Body)
-		}
-		m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":%q,"digest":%q,"size":%d},"layers":[]}`,
-			oci.MediaTypeImageManifest, oci.MediaTypeImageConfig, d, len(cfg))
-		if ref == "" {
-			ref = string(oci.FromBytes(oci.SHA256, []byte(m)))
-		}
-		w = httptest.NewRecorder()
-		req := httptest.NewRequest("PUT", "/v2/"+repo+"/manifests/"+ref, strings.NewReader(m))
-		req.Header.Set("Content-Type", oci.MediaTypeImageManifest)
-		reg.ServeHTTP(w, req)
-		if w.Code != http.StatusCreated {
-			t.Fatalf("manifest: %d %s", w.Code, w.Body)
-		}
-		return oci.FromBytes(oci.SHA256, []byte(m))
+		img := registrytest.NewImage([]byte(fmt.Sprintf(`{"seed":%q}`, seed)))
+		return registrytest.PushImage(t, reg, repo, ref, img).Digest
 	}
 	// Five builds an hour apart in two repositories, plus an untagged image.
 	for i := range 5 {
@@ -248,16 +214,8 @@ func (deniedKeys) KeyPut(context.Context, string, string) error {
 // fails the invocation, but the sweep still runs.
 func TestRotationOnSchedule(t *testing.T) {
 	clock := func() time.Time { return time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC) }
-	dir := t.TempDir()
-	items, err := boltdb.Open(filepath.Join(dir, "meta.db"), boltdb.WithClock(clock))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer items.Close()
-	blobs, err := fsblob.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testenv.NewEmbedded(t, boltdb.WithClock(clock))
+	items, blobs := e.Items, e.Blobs
 	sw := sweep.Sweeper{Store: meta.New(items, meta.WithClock(clock)), Blobs: blobs}
 	ctx := context.Background()
 	var logs bytes.Buffer
@@ -292,16 +250,8 @@ func TestRotationOnSchedule(t *testing.T) {
 // reaches the registry's verifier through the function's entry point
 // (what main starts), not the scheduled path.
 func TestVerifyEvent(t *testing.T) {
-	dir := t.TempDir()
-	items, err := boltdb.Open(filepath.Join(dir, "meta.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer items.Close()
-	blobs, err := fsblob.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := testenv.NewEmbedded(t)
+	items, blobs := e.Items, e.Blobs
 	var logs bytes.Buffer
 	log := lambdaenv.Logger(&logs, 0)
 	reg := registry.New(registry.Config{}, items, blobs)
