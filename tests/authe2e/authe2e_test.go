@@ -28,6 +28,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/apigwemu"
 	"github.com/berth-registry/berth/internal/testenv"
+	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/auth/credential"
 	"github.com/berth-registry/berth/pkg/auth/oidc"
@@ -148,7 +149,7 @@ func start(t *testing.T, b backend, emu emulators) *world {
 	cfg := registry.Config{Logger: log}
 	if b.lambda {
 		// functions/api's defaults: what fits one invocation.
-		cfg.MaxBodyBytes, cfg.ChunkMinLength = 4404019, 4<<20
+		cfg.MaxBodyBytes, cfg.ChunkMinLength = apigw.MaxBodyBytes, 4<<20
 	}
 	var v2, tok http.Handler = setup.Middleware(registry.New(cfg, items, blobs)), setup.TokenHandler
 	if b.lambda {

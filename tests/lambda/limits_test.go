@@ -23,14 +23,15 @@ import (
 
 	"github.com/berth-registry/berth/internal/apigwemu"
 	"github.com/berth-registry/berth/internal/testenv"
+	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/driver/fsblob"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/registry/registrytest"
 )
 
-// maxBodyBytes is BERTH_MAX_BODY_BYTES's default (functions/internal/lambdaenv).
-const maxBodyBytes = 4404019
+// maxBodyBytes is BERTH_MAX_BODY_BYTES's default.
+const maxBodyBytes = apigw.MaxBodyBytes
 
 // apiRoutes are the routes template.yaml gives ApiFunction.
 var apiRoutes = []string{"ANY /v2/{proxy+}", "ANY /v2"}

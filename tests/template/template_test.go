@@ -337,7 +337,7 @@ func TestEveryRegistryPathRouted(t *testing.T) {
 
 // grants are the IAM actions each function's code needs, by resource. The
 // API function's statements follow registry → storage.Items → DynamoDB and
-// storage.Blobs → S3; cleanup's follow SweepUploads and retention.Apply.
+// storage.Blobs → S3; cleanup's follow sweep.Sweeper.Uploads and retention.Apply.
 var grants = map[string]map[string][]string{
 	"ApiFunction": {
 		"key":       {"kms:GetPublicKey"},
@@ -349,7 +349,7 @@ var grants = map[string]map[string][]string{
 		"cleanup-function": {"lambda:InvokeFunction"},
 	},
 	"CleanupFunction": {
-		// Query, GetItem, DeleteItem: SweepUploads. UpdateItem: retention,
+		// Query, GetItem, DeleteItem: the upload sweep. UpdateItem: retention,
 		// through meta.ManifestList and ManifestDelete. PutItem and
 		// ConditionCheckItem: registry.Verifier saving a session and
 		// linking the verified blob in one transaction.
