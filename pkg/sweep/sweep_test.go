@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
-	"github.com/berth-registry/berth/pkg/driver/fsblob"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/sweep"
@@ -40,19 +40,10 @@ func newEnv(t *testing.T) env {
 	t.Helper()
 	c := &clock{}
 	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	dir := t.TempDir()
-	items, err := boltdb.Open(filepath.Join(dir, "meta.db"), boltdb.WithClock(c.now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = items.Close() })
-	blobs, err := fsblob.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := registry.New(registry.Config{UploadTTL: time.Hour, Now: c.now}, items, blobs)
-	sw := sweep.Sweeper{Store: meta.New(items, meta.WithClock(c.now)), Blobs: blobs, Purger: items}
-	return env{reg: reg, sw: sw, items: items, dir: dir, clock: c}
+	e := testenv.NewEmbedded(t, boltdb.WithClock(c.now))
+	reg := registry.New(registry.Config{UploadTTL: time.Hour, Now: c.now}, e.Items, e.Blobs)
+	sw := sweep.Sweeper{Store: meta.New(e.Items, meta.WithClock(c.now)), Blobs: e.Blobs, Purger: e.Items}
+	return env{reg: reg, sw: sw, items: e.Items, dir: e.Dir, clock: c}
 }
 
 func call(t *testing.T, h http.Handler, method, path string, body []byte) *httptest.ResponseRecorder {
