@@ -67,20 +67,48 @@ func WithClock(now func() time.Time) Option { return func(v *Verifier) { v.now =
 // by unknown key IDs (default 5m).
 func WithRefreshInterval(d time.Duration) Option { return func(v *Verifier) { v.minRefresh = d } }
 
+// WithFetchTimeout bounds one discovery + JWKS fetch (default 5s), whatever
+// the HTTP client's own timeout.
+func WithFetchTimeout(d time.Duration) Option { return func(v *Verifier) { v.fetchTimeout = d } }
+
+// Backoff after a failed fetch: no new fetch for InitialBackoff, doubling
+// with each further failure up to MaxBackoff. Tokens that need the issuer
+// meanwhile are answered ErrUnavailable at once, so a failing issuer costs
+// one request per backoff instead of one per token.
+const (
+	InitialBackoff = 2 * time.Second
+	MaxBackoff     = time.Minute
+)
+
 // Verifier verifies ID tokens. It is safe for concurrent use.
 type Verifier struct {
-	issuers    map[string]*issuer
-	client     *http.Client
-	now        func() time.Time
-	minRefresh time.Duration
+	issuers      map[string]*issuer
+	client       *http.Client
+	now          func() time.Time
+	minRefresh   time.Duration
+	fetchTimeout time.Duration
 }
 
+// issuer is one trusted issuer and its key cache. mu guards the fields
+// below it and is never held across a network call: a fetch runs in its
+// own goroutine (one per issuer at a time, shared by every token that
+// needs it), so tokens signed with cached keys never wait for it.
 type issuer struct {
-	cfg     IssuerConfig
-	parser  *jwt.Parser
-	mu      sync.Mutex
-	keys    map[string]crypto.PublicKey
-	fetched time.Time // last JWKS fetch attempt
+	cfg      IssuerConfig
+	parser   *jwt.Parser
+	mu       sync.Mutex
+	keys     map[string]crypto.PublicKey
+	fetched  time.Time  // last fetch attempt that ended
+	failures int        // consecutive failed fetches
+	retryAt  time.Time  // no fetch before this after a failure
+	lastErr  error      // the last failure, answered until retryAt
+	inflight *fetchCall // the running fetch, if any
+}
+
+// fetchCall is one fetch; err is set before done is closed.
+type fetchCall struct {
+	done chan struct{}
+	err  error
 }
 
 // Leeway is the clock skew allowed on exp, nbf and iat.
@@ -89,10 +117,11 @@ const Leeway = 30 * time.Second
 // NewVerifier trusts the given issuers.
 func NewVerifier(issuers []IssuerConfig, opts ...Option) (*Verifier, error) {
 	v := &Verifier{
-		issuers:    map[string]*issuer{},
-		client:     &http.Client{Timeout: 10 * time.Second},
-		now:        time.Now,
-		minRefresh: 5 * time.Minute,
+		issuers:      map[string]*issuer{},
+		client:       &http.Client{Timeout: 10 * time.Second},
+		now:          time.Now,
+		minRefresh:   5 * time.Minute,
+		fetchTimeout: 5 * time.Second,
 	}
 	for _, o := range opts {
 		o(v)
@@ -177,26 +206,74 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 }
 
 // key returns the issuer's key kid, fetching the JWKS when it is not
-// cached and the last fetch is older than the refresh interval.
+// cached and the last fetch is older than the refresh interval. A fetch in
+// progress is joined rather than repeated; a failed one is answered from
+// the negative cache until its backoff ends.
 func (v *Verifier) key(ctx context.Context, iss *issuer, kid string) (crypto.PublicKey, error) {
 	iss.mu.Lock()
-	defer iss.mu.Unlock()
 	if k, ok := iss.keys[kid]; ok {
+		iss.mu.Unlock()
 		return k, nil
 	}
-	if iss.keys != nil && v.now().Sub(iss.fetched) < v.minRefresh {
+	now := v.now()
+	if iss.keys != nil && now.Sub(iss.fetched) < v.minRefresh {
+		iss.mu.Unlock()
 		return nil, fmt.Errorf("unknown kid %q", kid)
 	}
-	iss.fetched = v.now()
-	keys, err := v.fetchKeys(ctx, iss.cfg.Issuer)
-	if err != nil {
-		return nil, err
+	if now.Before(iss.retryAt) {
+		err := iss.lastErr
+		iss.mu.Unlock()
+		return nil, fmt.Errorf("%w (not asked again for %s)", err, iss.retryAt.Sub(now).Round(time.Second))
 	}
-	iss.keys = keys
-	if k, ok := keys[kid]; ok {
+	call := iss.inflight
+	if call == nil {
+		call = &fetchCall{done: make(chan struct{})}
+		iss.inflight = call
+		// The fetch outlives the request that started it: the others
+		// waiting on it should not fail because that one client left.
+		go v.refresh(context.WithoutCancel(ctx), iss, call)
+	}
+	iss.mu.Unlock()
+	select {
+	case <-call.done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: waiting for %s: %v", ErrUnavailable, iss.cfg.Issuer, ctx.Err())
+	}
+	if call.err != nil {
+		return nil, call.err
+	}
+	iss.mu.Lock()
+	k, ok := iss.keys[kid]
+	iss.mu.Unlock()
+	if ok {
 		return k, nil
 	}
 	return nil, fmt.Errorf("unknown kid %q", kid)
+}
+
+// refresh fetches iss's keys within the fetch timeout and records the
+// outcome: new keys, or the failure and when to try again.
+func (v *Verifier) refresh(ctx context.Context, iss *issuer, call *fetchCall) {
+	ctx, cancel := context.WithTimeout(ctx, v.fetchTimeout)
+	keys, err := v.fetchKeys(ctx, iss.cfg.Issuer)
+	cancel()
+	iss.mu.Lock()
+	now := v.now()
+	iss.fetched = now
+	if err != nil {
+		iss.failures++
+		backoff := MaxBackoff
+		if iss.failures <= 6 { // 2s << 5 = 64s: past the cap anyway
+			backoff = min(InitialBackoff<<(iss.failures-1), MaxBackoff)
+		}
+		iss.retryAt, iss.lastErr = now.Add(backoff), err
+	} else {
+		iss.keys, iss.failures, iss.retryAt, iss.lastErr = keys, 0, time.Time{}, nil
+	}
+	iss.inflight = nil
+	call.err = err
+	iss.mu.Unlock()
+	close(call.done)
 }
 
 func (v *Verifier) fetchKeys(ctx context.Context, issuerURL string) (map[string]crypto.PublicKey, error) {

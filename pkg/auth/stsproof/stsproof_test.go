@@ -211,3 +211,41 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+// TestThrottlingIsUnavailable: STS throttling (400 Throttling, or 429) and
+// server errors say nothing about the proof, so they are ErrUnavailable
+// (the token endpoint answers 503 + Retry-After), never ErrRejected (a
+// failed login, 401) (issue 11, point 9).
+func TestThrottlingIsUnavailable(t *testing.T) {
+	srv, v := setup(t)
+	proof := presign(t, srv, "registry.example")
+	for _, c := range []struct {
+		status int
+		code   string
+	}{
+		{400, "Throttling"},
+		{400, "ThrottlingException"},
+		{400, "RequestLimitExceeded"},
+		{429, "TooManyRequestsException"},
+		{500, "InternalFailure"},
+		{503, "ServiceUnavailable"},
+	} {
+		srv.Fail(c.status, c.code)
+		_, err := v.Verify(context.Background(), proof)
+		if !errors.Is(err, stsproof.ErrUnavailable) || errors.Is(err, stsproof.ErrRejected) {
+			t.Errorf("%d %s: err = %v, want ErrUnavailable only", c.status, c.code, err)
+		}
+		if c.status < 500 && !errors.Is(err, stsproof.ErrThrottled) {
+			t.Errorf("%d %s: err = %v, want ErrThrottled", c.status, c.code, err)
+		}
+	}
+	// Refusals stay refusals.
+	srv.Fail(403, "SignatureDoesNotMatch")
+	if _, err := v.Verify(context.Background(), proof); !errors.Is(err, stsproof.ErrRejected) {
+		t.Fatalf("signature refusal: %v", err)
+	}
+	srv.Fail(0, "")
+	if _, err := v.Verify(context.Background(), proof); err != nil {
+		t.Fatal(err)
+	}
+}

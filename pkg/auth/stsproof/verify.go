@@ -23,9 +23,33 @@ var (
 	ErrFormat = errors.New("stsproof: invalid proof")
 	// ErrRejected: STS answered but did not accept the signature.
 	ErrRejected = errors.New("stsproof: rejected by STS")
-	// ErrUnavailable: STS could not be reached or answered nonsense.
+	// ErrUnavailable: STS could not be reached, throttled the request or
+	// answered nonsense; the proof may be fine, so the caller should retry.
 	ErrUnavailable = errors.New("stsproof: STS unavailable")
+	// ErrThrottled: STS refused to answer for now (it always comes wrapped
+	// together with ErrUnavailable).
+	ErrThrottled = errors.New("stsproof: STS throttled the request")
 )
+
+// throttleCodes are the error codes AWS uses for "slow down": STS answers
+// 400 Throttling; the others are the SDK's list of retryable throttling
+// codes, in case STS or a regional endpoint uses them.
+var throttleCodes = map[string]bool{
+	"Throttling":                             true,
+	"ThrottlingException":                    true,
+	"ThrottledException":                     true,
+	"RequestThrottledException":              true,
+	"TooManyRequestsException":               true,
+	"ProvisionedThroughputExceededException": true,
+	"TransactionInProgressException":         true,
+	"RequestLimitExceeded":                   true,
+	"BandwidthLimitExceeded":                 true,
+	"LimitExceededException":                 true,
+	"RequestThrottled":                       true,
+	"SlowDown":                               true,
+	"PriorRequestNotComplete":                true,
+	"EC2ThrottledException":                  true,
+}
 
 // allowedParams are the only query parameters a proof may carry (lower
 // case; names are compared case-insensitively, as aws-iam-authenticator does).
@@ -268,10 +292,14 @@ func (v *Verifier) Verify(ctx context.Context, proof string) (*Identity, error) 
 	if err != nil {
 		return nil, fmt.Errorf("%w: read: %v", ErrUnavailable, err)
 	}
-	switch {
+	switch code := stsErrorCode(body); {
 	case resp.StatusCode == http.StatusOK:
+	case resp.StatusCode == http.StatusTooManyRequests || (resp.StatusCode >= 400 && resp.StatusCode < 500 && throttleCodes[code]):
+		// Throttling says nothing about the proof: a 401 would make the
+		// client report a failed login instead of retrying.
+		return nil, fmt.Errorf("%w: %w: status %d: %s", ErrUnavailable, ErrThrottled, resp.StatusCode, code)
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		return nil, fmt.Errorf("%w: status %d: %s", ErrRejected, resp.StatusCode, stsErrorCode(body))
+		return nil, fmt.Errorf("%w: status %d: %s", ErrRejected, resp.StatusCode, code)
 	default:
 		return nil, fmt.Errorf("%w: status %d", ErrUnavailable, resp.StatusCode)
 	}

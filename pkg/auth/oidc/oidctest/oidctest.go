@@ -28,6 +28,53 @@ type Issuer struct {
 	ecKey     *ecdsa.PrivateKey
 	gen       int
 	jwksCalls int
+	discCalls int
+	// failStatus, when set, answers discovery and JWKS with that status;
+	// delay holds each answer back (a slow or hanging issuer).
+	failStatus int
+	delay      time.Duration
+}
+
+// SetFailure makes discovery and JWKS answer status (0: answer normally).
+func (i *Issuer) SetFailure(status int) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.failStatus = status
+}
+
+// SetDelay holds every discovery and JWKS answer back by d, or until the
+// client gives up.
+func (i *Issuer) SetDelay(d time.Duration) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.delay = d
+}
+
+// DiscoveryCalls is how many times the discovery document was requested.
+func (i *Issuer) DiscoveryCalls() int {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.discCalls
+}
+
+// hold applies the configured delay and failure; false means the answer
+// has been written (or the client left).
+func (i *Issuer) hold(w http.ResponseWriter, r *http.Request) bool {
+	i.mu.Lock()
+	d, status := i.delay, i.failStatus
+	i.mu.Unlock()
+	if d > 0 {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return false
+		}
+	}
+	if status != 0 {
+		http.Error(w, "issuer failing", status)
+		return false
+	}
+	return true
 }
 
 // New starts an issuer with one RSA and one P-256 key.
@@ -35,10 +82,19 @@ func New() *Issuer {
 	i := &Issuer{}
 	i.Rotate()
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		i.mu.Lock()
+		i.discCalls++
+		i.mu.Unlock()
+		if !i.hold(w, r) {
+			return
+		}
 		writeJSON(w, map[string]any{"issuer": i.URL, "jwks_uri": i.URL + "/jwks", "id_token_signing_alg_values_supported": []string{"RS256", "ES256"}})
 	})
-	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
+		if !i.hold(w, r) {
+			return
+		}
 		i.mu.Lock()
 		defer i.mu.Unlock()
 		i.jwksCalls++

@@ -45,6 +45,20 @@ type Server struct {
 	keys  map[string]Key
 	calls int
 	now   func() time.Time
+	// failStatus and failCode, when set, answer every request with that
+	// STS error (throttling, outages).
+	failStatus int
+	failCode   string
+}
+
+// Fail makes the server answer every request with an STS error of the
+// given HTTP status and code, as STS does when it throttles (400
+// Throttling) or fails (500 InternalFailure). Status 0 restores normal
+// answers.
+func (s *Server) Fail(status int, code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failStatus, s.failCode = status, code
 }
 
 // New starts a TLS STS with the given keys. Close it when done.
@@ -88,11 +102,15 @@ func (s *Server) AWSConfig(k Key) aws.Config {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.calls++
+	status, code, msg := s.failStatus, s.failCode, "Rate exceeded"
 	s.mu.Unlock()
-	code, msg := s.check(r)
+	if status == 0 {
+		status = http.StatusForbidden
+		code, msg = s.check(r)
+	}
 	if code != "" {
 		w.Header().Set("Content-Type", "text/xml")
-		w.WriteHeader(http.StatusForbidden)
+		w.WriteHeader(status)
 		fmt.Fprintf(w, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>fake</RequestId></ErrorResponse>`, code, xmlEscape(msg))
 		return
 	}
