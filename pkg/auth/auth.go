@@ -50,6 +50,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Limits bounds the token requests that need a signature or an
+	// identity check; zero fields take DefaultLimits.
+	Limits Limits
 }
 
 // Setup is everything a server mounts: the middleware around /v2/ and the
@@ -93,7 +96,8 @@ func New(cfg Config) (*Setup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	ts := &tokenServer{issuer: iss, service: cfg.Service, policy: cfg.Policy, sts: cfg.STS, oidc: cfg.OIDC, log: cfg.Logger, now: cfg.Now}
+	ts := &tokenServer{issuer: iss, service: cfg.Service, policy: cfg.Policy, sts: cfg.STS, oidc: cfg.OIDC, log: cfg.Logger, now: cfg.Now,
+		limiter: newLimiter(cfg.Limits, cfg.Now)}
 	return &Setup{TokenHandler: ts, Verifier: v, Issuer: iss, realm: cfg.Realm, service: cfg.Service, log: cfg.Logger}, nil
 }
 
@@ -106,6 +110,7 @@ type LocalConfig struct {
 	STSAudience string // default Service; IAM proofs must be signed for it
 	OIDCIssuers []oidc.IssuerConfig
 	TokenTTL    time.Duration
+	Limits      Limits // zero fields: DefaultLimits
 	Logger      *slog.Logger
 	// STSOptions and OIDCOptions reach the verifiers (tests point them at
 	// in-process STS and OIDC servers).
@@ -128,7 +133,7 @@ func NewLocal(ctx context.Context, cfg LocalConfig) (*Setup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	return build(Config{Service: cfg.Service, Realm: cfg.Realm, TokenTTL: cfg.TokenTTL, Logger: cfg.Logger, Signer: signer, Policy: pol},
+	return build(Config{Service: cfg.Service, Realm: cfg.Realm, TokenTTL: cfg.TokenTTL, Logger: cfg.Logger, Signer: signer, Policy: pol, Limits: cfg.Limits},
 		cfg.STSAudience, cfg.OIDCIssuers, cfg.STSOptions, cfg.OIDCOptions)
 }
 
@@ -144,6 +149,7 @@ type AWSConfig struct {
 	PolicyTTL   time.Duration
 	STSAudience string // BERTH_STS_AUDIENCE, default Service
 	OIDCIssuers []oidc.IssuerConfig
+	Limits      Limits // BERTH_TOKEN_RATE_PER_IP, BERTH_TOKEN_RATE_GLOBAL
 	Logger      *slog.Logger
 }
 
@@ -158,7 +164,7 @@ func NewAWS(ctx context.Context, awsCfg aws.Config, cfg AWSConfig) (*Setup, erro
 		return nil, fmt.Errorf("auth: %w", err)
 	}
 	src := policy.NewSSMSource(ssm.NewFromConfig(awsCfg), cfg.PolicyParam, cfg.PolicyTTL, cfg.Logger)
-	return build(Config{Service: cfg.Service, Realm: cfg.Realm, Issuer: cfg.Issuer, TokenTTL: cfg.TokenTTL, Logger: cfg.Logger, Signer: signer, Policy: src},
+	return build(Config{Service: cfg.Service, Realm: cfg.Realm, Issuer: cfg.Issuer, TokenTTL: cfg.TokenTTL, Logger: cfg.Logger, Signer: signer, Policy: src, Limits: cfg.Limits},
 		cfg.STSAudience, cfg.OIDCIssuers, nil, nil)
 }
 

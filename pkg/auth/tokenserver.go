@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berth-registry/berth/pkg/auth/oidc"
@@ -43,6 +45,26 @@ type tokenServer struct {
 	oidc    OIDCVerifier // nil: OIDC tokens refused
 	log     *slog.Logger
 	now     func() time.Time
+	limiter *limiter
+	anon    anonToken
+}
+
+// anonToken is the one token every anonymous caller the policy grants
+// nothing gets: it names no access, so it can be shared, and sharing it
+// makes an unauthenticated flood cost no signatures. It is re-signed once
+// half its lifetime has passed, so no client receives one about to expire.
+type anonToken struct {
+	mu     sync.Mutex
+	raw    string
+	claims *token.Claims
+}
+
+// retryAfterUnavailable is the Retry-After of a 503: STS throttling, an
+// OIDC issuer in its failure backoff, KMS or the policy store failing.
+const retryAfterUnavailable = "5"
+
+func unavailable(err error) *errcode.Error {
+	return errcode.Wrap(errcode.Unavailable, err).WithHeader("Retry-After", retryAfterUnavailable)
 }
 
 // maxScopes bounds the scopes one token request may name.
@@ -122,6 +144,11 @@ func (s *tokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		errcode.Write(w, errBadRequest("too many scopes"))
 		return
 	}
+	// A credential costs an identity check (STS or the OIDC issuer) and,
+	// once verified, a signature: limit it before either.
+	if secret != "" && !s.allow(w, r) {
+		return
+	}
 	id, subject, err := s.identify(r.Context(), secret)
 	if err != nil {
 		var e *errcode.Error
@@ -134,14 +161,26 @@ func (s *tokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	pol, err := s.policy.Current(r.Context())
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "policy unavailable", "err", err)
-		errcode.Write(w, errcode.Wrap(errcode.Unavailable, err))
+		errcode.Write(w, unavailable(err))
 		return
 	}
 	granted := grant(pol, id, requested)
-	raw, claims, err := s.issuer.Issue(r.Context(), subject, s.service, toAccess(granted))
+	var (
+		raw    string
+		claims *token.Claims
+	)
+	if id.Anonymous && len(granted) == 0 {
+		// Nothing to grant: the shared token, no signature per request.
+		raw, claims, err = s.anonymousToken(r.Context(), subject)
+	} else {
+		if id.Anonymous && !s.allow(w, r) {
+			return
+		}
+		raw, claims, err = s.issuer.Issue(r.Context(), subject, s.service, toAccess(granted))
+	}
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "token signing failed", "err", err)
-		errcode.Write(w, errcode.Wrap(errcode.Unavailable, err))
+		errcode.Write(w, unavailable(err))
 		return
 	}
 	s.log.InfoContext(r.Context(), "audit: token issued",
@@ -151,14 +190,52 @@ func (s *tokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	resp := tokenResponse{
 		Token:       raw,
 		AccessToken: raw,
-		ExpiresIn:   int(claims.ExpiresAt.Sub(claims.IssuedAt.Time) / time.Second),
-		IssuedAt:    claims.IssuedAt.UTC().Format(time.RFC3339),
+		// The shared anonymous token may be part spent: report what is left
+		// (in whole seconds, as the issuer counts them).
+		ExpiresIn: int(min(claims.ExpiresAt.Sub(s.now().Truncate(time.Second)), claims.ExpiresAt.Sub(claims.IssuedAt.Time)) / time.Second),
+		IssuedAt:  claims.IssuedAt.UTC().Format(time.RFC3339),
 	}
 	if post {
 		resp.Scope = strings.Join(scopeStrings(granted), " ")
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// allow applies the rate limits; when they refuse it answers 429 with
+// Retry-After and returns false.
+func (s *tokenServer) allow(w http.ResponseWriter, r *http.Request) bool {
+	ok, wait := s.limiter.allow(r.RemoteAddr)
+	if ok {
+		return true
+	}
+	secs := max(1, int((wait+time.Second-1)/time.Second))
+	s.refuse(w, r, "rate limited", errcode.New(errcode.TooManyRequests, nil).
+		WithMessage("too many token requests; retry after "+strconv.Itoa(secs)+"s").
+		WithHeader("Retry-After", strconv.Itoa(secs)))
+	return false
+}
+
+// anonymousToken returns the shared token granting nothing, signing a new
+// one when there is none or half of its lifetime has passed. The lock is
+// held while signing on purpose: every waiter wants that same token, and
+// letting them through would sign once per waiter.
+func (s *tokenServer) anonymousToken(ctx context.Context, subject string) (string, *token.Claims, error) {
+	s.anon.mu.Lock()
+	defer s.anon.mu.Unlock()
+	now := s.now()
+	if c := s.anon.claims; c != nil {
+		half := c.ExpiresAt.Sub(c.IssuedAt.Time) / 2
+		if now.Before(c.IssuedAt.Add(half)) {
+			return s.anon.raw, c, nil
+		}
+	}
+	raw, claims, err := s.issuer.Issue(ctx, subject, s.service, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	s.anon.raw, s.anon.claims = raw, claims
+	return raw, claims, nil
 }
 
 func (s *tokenServer) refuse(w http.ResponseWriter, r *http.Request, reason string, e *errcode.Error) {
@@ -189,7 +266,7 @@ func (s *tokenServer) identifyOnly(ctx context.Context, secret string) (policy.I
 		id, err := s.sts.Verify(ctx, secret)
 		if err != nil {
 			if errors.Is(err, stsproof.ErrUnavailable) {
-				return policy.Identity{}, "", errcode.Wrap(errcode.Unavailable, err)
+				return policy.Identity{}, "", unavailable(err)
 			}
 			return policy.Identity{}, "", err
 		}
@@ -201,7 +278,7 @@ func (s *tokenServer) identifyOnly(ctx context.Context, secret string) (policy.I
 		id, err := s.oidc.Verify(ctx, secret)
 		if err != nil {
 			if errors.Is(err, oidc.ErrUnavailable) {
-				return policy.Identity{}, "", errcode.Wrap(errcode.Unavailable, err)
+				return policy.Identity{}, "", unavailable(err)
 			}
 			return policy.Identity{}, "", err
 		}
