@@ -16,7 +16,7 @@ const BlobsOriginID = "berth-blobs"
 // of its API and bucket (the CDK construct in infra/ builds the real one).
 type BerthOptions struct {
 	Blobs http.Handler // the S3 origin (*S3Origin)
-	API   http.Handler // API Gateway (the apigw emulator), also /token
+	API   http.Handler // API Gateway (the internal/apigwemu emulator), also /token
 	Keys  edge.KeyStore
 	// Source of the function; default cffunc.Source.
 	Source                            string
