@@ -481,7 +481,7 @@ func (g *Registry) finish(w http.ResponseWriter, r *http.Request, rt route.Route
 	case errors.Is(err, storage.ErrNotFound):
 		// A retried close whose first attempt committed and then failed:
 		// the blob is at its final key only if it was verified.
-		if size, serr := g.blobs.BlobSize(ctx, d); serr != nil || size != u.Offset {
+		if size, serr := g.storedSize(ctx, d); serr != nil || size != u.Offset {
 			return fmt.Errorf("commit upload: %w", err)
 		}
 	case err != nil:

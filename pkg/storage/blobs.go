@@ -25,10 +25,10 @@ type Blobs interface {
 	// ErrDigestMismatch or ErrSizeMismatch.
 	BlobPut(ctx context.Context, dgst oci.Digest, size int64, r io.Reader) error
 	// BlobOpen opens the blob for reading (Range and HEAD are served from it
-	// with http.ServeContent), or fails with ErrNotFound.
+	// with http.ServeContent), or fails with ErrNotFound. Seeking to the end
+	// gives the stored size without reading the content; opening costs no
+	// more than a size query would (a stat, an S3 HEAD).
 	BlobOpen(ctx context.Context, dgst oci.Digest) (io.ReadSeekCloser, error)
-	// BlobSize returns the stored size, or ErrNotFound.
-	BlobSize(ctx context.Context, dgst oci.Digest) (int64, error)
 	// BlobDelete removes the blob's bytes. Deleting an absent blob succeeds.
 	BlobDelete(ctx context.Context, dgst oci.Digest) error
 

@@ -186,22 +186,6 @@ func (s *Store) BlobOpen(ctx context.Context, dgst oci.Digest) (io.ReadSeekClose
 	return f, nil
 }
 
-// BlobSize implements storage.Blobs.
-func (s *Store) BlobSize(ctx context.Context, dgst oci.Digest) (int64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	p, err := s.blobPath(dgst)
-	if err != nil {
-		return 0, err
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		return 0, notFound("blob "+string(dgst), err)
-	}
-	return fi.Size(), nil
-}
-
 // BlobDelete implements storage.Blobs.
 func (s *Store) BlobDelete(ctx context.Context, dgst oci.Digest) error {
 	if err := ctx.Err(); err != nil {

@@ -200,11 +200,6 @@ func (e *exactReader) verdict(d oci.Digest) error {
 	return nil
 }
 
-// BlobSize returns the blob's size from HeadObject.
-func (s *Store) BlobSize(ctx context.Context, d oci.Digest) (int64, error) {
-	return s.size(ctx, BlobKey(d))
-}
-
 func (s *Store) size(ctx context.Context, key string) (int64, error) {
 	ctx2, cancel := s.deadline(ctx, 0)
 	defer cancel()

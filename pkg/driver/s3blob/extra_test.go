@@ -281,7 +281,7 @@ func TestUploadFaults(t *testing.T) {
 
 func assertNoBlob(t *testing.T, st *s3blob.Store, d oci.Digest) {
 	t.Helper()
-	if _, err := st.BlobSize(t.Context(), d); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := st.BlobOpen(t.Context(), d); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("blob visible after a failed step: %v", err)
 	}
 }

@@ -108,9 +108,6 @@ func (x faultBlobs) BlobPut(ctx context.Context, d oci.Digest, size int64, r io.
 func (x faultBlobs) BlobOpen(ctx context.Context, d oci.Digest) (io.ReadSeekCloser, error) {
 	return x.inner.BlobOpen(ctx, d)
 }
-func (x faultBlobs) BlobSize(ctx context.Context, d oci.Digest) (int64, error) {
-	return run1(x.f, "BlobSize", func() (int64, error) { return x.inner.BlobSize(ctx, d) })
-}
 func (x faultBlobs) BlobDelete(ctx context.Context, d oci.Digest) error {
 	return x.inner.BlobDelete(ctx, d)
 }
@@ -146,7 +143,7 @@ func RunFaults(t *testing.T, open Open) {
 	counts := &faults{calls: map[string]int{}}
 	pushWithRetries(t, newFaultServer(t, items, blobs, counts), items)
 	methods := []string{"ItemGet", "ItemPut", "ItemAdd", "ItemDelete", "ItemQuery", "Transact",
-		"BlobPut", "BlobSize", "UploadInit", "UploadWrite", "UploadCommit"}
+		"BlobPut", "UploadInit", "UploadWrite", "UploadCommit"}
 	injected := 0
 	for _, m := range methods {
 		for nth := 1; nth <= min(3, counts.calls[m]); nth++ {
