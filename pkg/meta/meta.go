@@ -5,6 +5,7 @@
 package meta
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,4 +63,33 @@ func isCond(err error) (bool, int) {
 		return true, tx.Index
 	}
 	return errors.Is(err, storage.ErrConditionFailed), -1
+}
+
+// queryN pages through a partition until n items (n <= 0: all) are read.
+// Tags, the catalog, referrers and retention all list this way.
+func (s *Store) queryN(ctx context.Context, pk, prefix, after string, n int) ([]storage.Item, bool, error) {
+	var out []storage.Item
+	for {
+		limit := 1000
+		if n > 0 {
+			limit = min(limit, n-len(out))
+		}
+		items, more, err := s.items.ItemQuery(ctx, pk, prefix, after, limit)
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, items...)
+		if !more || len(items) == 0 {
+			return out, false, nil
+		}
+		after = items[len(items)-1].SK
+		if n > 0 && len(out) >= n {
+			// Tell the caller whether anything is really left.
+			peek, _, err := s.items.ItemQuery(ctx, pk, prefix, after, 1)
+			if err != nil {
+				return nil, false, err
+			}
+			return out, len(peek) > 0, nil
+		}
+	}
 }

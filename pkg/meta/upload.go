@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"time"
 
 	"github.com/berth-registry/berth/pkg/oci"
@@ -72,18 +71,6 @@ func (s *Store) uploadItem(u Upload) storage.Item {
 		// Every save writes both, so they never disagree.
 		Touched: u.LeaseUntil,
 	}
-}
-
-// uploadShards spreads the live-session index over partitions so that a
-// burst of uploads does not make one hot partition.
-const uploadShards = 16
-
-// uploadIndexPK is the index partition that lists session id: the sweep
-// reads these few partitions instead of scanning the table.
-func uploadIndexPK(id string) string {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(id))
-	return fmt.Sprintf("%s%02d", pfxUploadIndex, h.Sum32()%uploadShards)
 }
 
 // UploadCreate stores a new session and its index entry.
@@ -189,7 +176,7 @@ func (s *Store) UploadDelete(ctx context.Context, id string) error {
 func (s *Store) UploadsExpired(ctx context.Context, fn func(Upload) error) error {
 	now := s.now()
 	for shard := 0; shard < uploadShards; shard++ {
-		pk := fmt.Sprintf("%s%02d", pfxUploadIndex, shard)
+		pk := uploadShardPK(shard)
 		after := ""
 		for {
 			entries, more, err := s.items.ItemQuery(ctx, pk, "", after, 500)
