@@ -48,6 +48,8 @@ type Store struct {
 	sleep       func(ctx context.Context, d time.Duration) error
 }
 
+var _ storage.Items = (*Store)(nil)
+
 // Option configures a Store.
 type Option func(*Store)
 

@@ -9,8 +9,6 @@ import (
 	"github.com/berth-registry/berth/pkg/storage/storagetest"
 )
 
-var _ storage.Items = (*dynamo.Store)(nil)
-
 func TestItems(t *testing.T) {
 	client := testenv.DynamoDB(t)
 	storagetest.TestItems(t, func(t *testing.T) storage.Items {
