@@ -48,8 +48,11 @@ func toOCI(err error, r *http.Request, rt route.Route) *errcode.Error {
 	case errors.As(err, &missing):
 		return errcode.Wrap(errcode.ManifestBlobUnknown, err).WithDetailDigest(missing.Digest)
 	case errors.As(err, &maxBytes):
-		// The same answer as a Content-Length over the cap, with its hint.
-		return toOCI(tooLarge(maxBytes.Limit), r, rt)
+		// The same answer as a Content-Length over the cap, with its hint,
+		// and the cause kept for the log.
+		e = toOCI(tooLarge(maxBytes.Limit), r, rt)
+		e.Err = err
+		return e
 	case errors.Is(err, meta.ErrNameUnknown):
 		return errcode.Wrap(errcode.NameUnknown, err).WithDetail(map[string]string{"name": rt.Name})
 	case errors.Is(err, meta.ErrManifestUnknown), errors.Is(err, meta.ErrTagUnknown):
