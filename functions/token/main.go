@@ -6,8 +6,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -18,15 +16,6 @@ import (
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/auth"
-)
-
-// Rate limits of the token endpoint, per function instance ("5/s:20",
-// "120/m", "off"; unset: auth.DefaultLimits). Not lambdaenv constants yet:
-// tests/template would then require them in template.yaml, and the
-// defaults are right in AWS.
-const (
-	envTokenRatePerIP  = "BERTH_TOKEN_RATE_PER_IP"
-	envTokenRateGlobal = "BERTH_TOKEN_RATE_GLOBAL"
 )
 
 type settings struct {
@@ -45,16 +34,9 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		STSAudience: env.String(lambdaenv.STSAudience, ""),
 	}}
 	env.JSON(lambdaenv.OIDCIssuers, &s.auth.OIDCIssuers)
-	var perIPErr, globalErr error
-	s.auth.Limits.PerIP, perIPErr = auth.ParseRateLimit(env.String(envTokenRatePerIP, ""))
-	s.auth.Limits.Global, globalErr = auth.ParseRateLimit(env.String(envTokenRateGlobal, ""))
-	if perIPErr != nil {
-		perIPErr = fmt.Errorf("%s: %w", envTokenRatePerIP, perIPErr)
-	}
-	if globalErr != nil {
-		globalErr = fmt.Errorf("%s: %w", envTokenRateGlobal, globalErr)
-	}
-	return s, errors.Join(env.Err(), perIPErr, globalErr)
+	env.Parse(lambdaenv.TokenRatePerIP, func(v string) (err error) { s.auth.Limits.PerIP, err = auth.ParseRateLimit(v); return err })
+	env.Parse(lambdaenv.TokenRateGlobal, func(v string) (err error) { s.auth.Limits.Global, err = auth.ParseRateLimit(v); return err })
+	return s, env.Err()
 }
 
 func main() {

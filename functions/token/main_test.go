@@ -95,15 +95,15 @@ func TestSettings(t *testing.T) {
 	if s.auth.Limits != (auth.Limits{}) {
 		t.Errorf("limits without settings: %+v, want zero (auth.DefaultLimits)", s.auth.Limits)
 	}
-	env[envTokenRatePerIP], env[envTokenRateGlobal] = "120/m:10", "off"
+	env[lambdaenv.TokenRatePerIP], env[lambdaenv.TokenRateGlobal] = "120/m:10", "off"
 	if s, err = loadSettings(func(k string) string { return env[k] }); err != nil {
 		t.Fatal(err)
 	}
 	if s.auth.Limits.PerIP != (auth.RateLimit{Rate: 2, Burst: 10}) || s.auth.Limits.Global != auth.Off {
 		t.Errorf("limits: %+v", s.auth.Limits)
 	}
-	env[envTokenRatePerIP] = "fast"
-	if _, err := loadSettings(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), envTokenRatePerIP) {
+	env[lambdaenv.TokenRatePerIP] = "fast"
+	if _, err := loadSettings(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), lambdaenv.TokenRatePerIP) {
 		t.Errorf("bad rate limit: %v", err)
 	}
 }

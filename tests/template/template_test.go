@@ -245,7 +245,9 @@ var optionalUnset = map[string]string{
 	// The edge upload path (KeyValueStore, CloudFront Function, /_upload/*)
 	// is CDK-only (docs/deploy.md, "Edge uploads"; template.yaml's header):
 	// SAM deploys without it and both functions run with the edge off.
-	"BERTH_EDGE_KVS_ARN": "edge upload path: CDK deployment only (infra/berth/edge.go)",
+	"BERTH_EDGE_KVS_ARN":      "edge upload path: CDK deployment only (infra/berth/edge.go)",
+	"BERTH_TOKEN_RATE_PER_IP": "token signing limits: auth.DefaultLimits are right in AWS (docs/auth.md)",
+	"BERTH_TOKEN_RATE_GLOBAL": "token signing limits: auth.DefaultLimits are right in AWS (docs/auth.md)",
 }
 
 func TestEnvironmentMatchesCode(t *testing.T) {

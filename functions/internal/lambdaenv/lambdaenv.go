@@ -56,6 +56,11 @@ const (
 	// digest of a completed multipart direct upload (berth push). Unset: no
 	// asynchronous verification hook.
 	CleanupFunction = "BERTH_CLEANUP_FUNCTION"
+	// TokenRatePerIP and TokenRateGlobal limit how many tokens one token
+	// function instance signs, per source IP and in all ("5/s:20",
+	// "120/m", "off"; unset: auth.DefaultLimits, right in AWS).
+	TokenRatePerIP  = "BERTH_TOKEN_RATE_PER_IP"
+	TokenRateGlobal = "BERTH_TOKEN_RATE_GLOBAL"
 )
 
 // Reader reads variables and collects every problem, so a misconfigured
@@ -123,6 +128,17 @@ func (r *Reader) JSON(key string, v any) {
 		return
 	}
 	if err := json.Unmarshal([]byte(s), v); err != nil {
+		r.errs = append(r.errs, fmt.Errorf("%s: %w", key, err))
+	}
+}
+
+// Parse hands key's value to parse when set; its error is collected.
+func (r *Reader) Parse(key string, parse func(string) error) {
+	s := strings.TrimSpace(r.getenv(key))
+	if s == "" {
+		return
+	}
+	if err := parse(s); err != nil {
 		r.errs = append(r.errs, fmt.Errorf("%s: %w", key, err))
 	}
 }
