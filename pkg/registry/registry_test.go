@@ -94,6 +94,17 @@ func TestCoreImports(t *testing.T) {
 			}
 		}
 	}
+
+	// The seams themselves sit on the OCI vocabulary alone.
+	out, err = exec.Command("go", "list", "-deps", mod+"pkg/storage").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, mod) && dep != mod+"pkg/storage" && dep != mod+"pkg/oci" {
+			t.Errorf("pkg/storage depends on %s; it may import only pkg/oci", dep)
+		}
+	}
 }
 
 func TestEmbeddedFaults(t *testing.T) {
