@@ -414,3 +414,55 @@ func TestRuntimeAPIErrors(t *testing.T) {
 		t.Errorf("runtime still serves after errors: %d", r.status)
 	}
 }
+
+// HTTP APIs decode the path before they route and build the event: rawPath,
+// requestContext.http.path and the {proxy+} parameter are all decoded, and
+// rawQueryString stays encoded (docs/lambda.md, "Paths arrive decoded").
+// The emulator must send exactly that, or the adapter's handling of it goes
+// untested; and behind it the handler must see the path the client meant:
+// an escaped "?" stays in the path, a literal "%zz" is no 500, nothing is
+// decoded twice.
+func TestEventPathDecoded(t *testing.T) {
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"path": r.URL.Path, "uri": r.RequestURI, "query": r.URL.RawQuery})
+	})
+	for _, c := range []struct {
+		target                   string
+		rawPath, proxy, rawQuery string
+		handlerURI               string
+	}{
+		{"/v2/a/b/manifests/we%3Fird", "/v2/a/b/manifests/we?ird", "a/b/manifests/we?ird", "", "/v2/a/b/manifests/we%3Fird"},
+		{"/v2/a/b/manifests/we%3Fird?n=1&last=x%2Fy", "/v2/a/b/manifests/we?ird", "a/b/manifests/we?ird", "n=1&last=x%2Fy", "/v2/a/b/manifests/we%3Fird?n=1&last=x%2Fy"},
+		{"/v2/a/b/manifests/%25zz", "/v2/a/b/manifests/%zz", "a/b/manifests/%zz", "", "/v2/a/b/manifests/%25zz"},
+		{"/v2/a/b/manifests/%2541", "/v2/a/b/manifests/%41", "a/b/manifests/%41", "", "/v2/a/b/manifests/%2541"},
+		{"/v2/a%2Fb/tags/list", "/v2/a/b/tags/list", "a/b/tags/list", "", "/v2/a/b/tags/list"},
+	} {
+		t.Run(c.target, func(t *testing.T) {
+			var ev events.APIGatewayV2HTTPRequest
+			em := apigwemu.Emulate(echo, apigwemu.WithRoutes("ANY /v2/{proxy+}", "ANY /v2"),
+				apigwemu.WithObserver(func(inv apigwemu.Invocation) { ev = inv.Event }))
+			r := do(t, em, "GET", c.target, nil, nil)
+			if r.status != http.StatusOK {
+				t.Fatalf("status %d: %s", r.status, r.body)
+			}
+			for _, f := range []struct{ name, got, want string }{
+				{"rawPath", ev.RawPath, c.rawPath},
+				{"requestContext.http.path", ev.RequestContext.HTTP.Path, c.rawPath},
+				{"pathParameters.proxy", ev.PathParameters["proxy"], c.proxy},
+				{"rawQueryString", ev.RawQueryString, c.rawQuery},
+			} {
+				if f.got != f.want {
+					t.Errorf("event %s = %q, want %q", f.name, f.got, f.want)
+				}
+			}
+			var got map[string]string
+			if err := json.Unmarshal(r.body, &got); err != nil {
+				t.Fatal(err)
+			}
+			if got["path"] != c.rawPath || got["uri"] != c.handlerURI || got["query"] != c.rawQuery {
+				t.Errorf("handler saw path %q uri %q query %q, want %q %q %q", got["path"], got["uri"], got["query"], c.rawPath, c.handlerURI, c.rawQuery)
+			}
+		})
+	}
+}

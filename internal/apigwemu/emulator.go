@@ -291,7 +291,12 @@ func isHopByHop(canonical string) bool {
 // Event builds the event API Gateway sends for r with the given body, and
 // reports whether a route matched.
 func (e *Emulator) Event(r *http.Request, body []byte, requestID string) (events.APIGatewayV2HTTPRequest, bool) {
-	rawPath := r.URL.EscapedPath()
+	// HTTP APIs decode the path before routing, and rawPath,
+	// requestContext.http.path and {proxy+} carry it decoded despite the
+	// name; rawQueryString stays as sent (docs/lambda.md, "Paths arrive
+	// decoded"). Sending the encoded path here hid the adapter decoding it
+	// a second time.
+	rawPath := r.URL.Path
 	routeKey, params, ok := e.match(r.Method, rawPath)
 	if !ok {
 		return events.APIGatewayV2HTTPRequest{}, false
@@ -370,7 +375,7 @@ func (e *Emulator) Event(r *http.Request, body []byte, requestID string) (events
 			TimeEpoch:    now.UnixMilli(),
 			HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{
 				Method:    r.Method,
-				Path:      r.URL.Path,
+				Path:      rawPath,
 				Protocol:  "HTTP/1.1",
 				SourceIP:  sourceIP,
 				UserAgent: r.UserAgent(),

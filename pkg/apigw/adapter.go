@@ -59,6 +59,13 @@ func NewRequest(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (*http.R
 	} else {
 		body = []byte(ev.Body)
 	}
+	// HTTP APIs deliver rawPath (and requestContext.http.path) already
+	// percent-decoded (docs/lambda.md, "Paths arrive decoded"): it is the
+	// decoded path, taken as is. Parsing it as a request URI would decode it
+	// a second time: an escaped "?" in it would end the path, a literal
+	// "%zz" would fail the request and a literal "%41" would become "A".
+	// URL.RawPath stays empty, so URL.EscapedPath re-encodes Path and the
+	// two always agree.
 	path := ev.RawPath
 	if path == "" {
 		path = ev.RequestContext.HTTP.Path
@@ -70,19 +77,14 @@ func NewRequest(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (*http.R
 	if host == "" {
 		host = ev.RequestContext.DomainName
 	}
-	u, err := url.ParseRequestURI(path)
-	if err != nil {
-		return nil, fmt.Errorf("apigw: parse path %q: %w", path, err)
-	}
-	u.RawQuery = ev.RawQueryString
-	u.Scheme, u.Host = "https", host
+	u := &url.URL{Path: path, RawQuery: ev.RawQueryString}
 
 	method := strings.ToUpper(ev.RequestContext.HTTP.Method)
-	r, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
+	r, err := http.NewRequestWithContext(ctx, method, "/", bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("apigw: build request: %w", err)
 	}
-	r.URL.Scheme, r.URL.Host = "", "" // a server-side request carries only the path
+	r.URL = u // a server-side request carries only the path and query
 	r.RequestURI = u.RequestURI()
 	r.Host = host
 	r.RemoteAddr = ev.RequestContext.HTTP.SourceIP

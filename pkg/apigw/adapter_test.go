@@ -199,3 +199,44 @@ func TestPublicURL(t *testing.T) {
 		t.Errorf("PublicURL without proxy = %q", got)
 	}
 }
+
+// HTTP APIs deliver rawPath (and requestContext.http.path) already
+// percent-decoded (docs/lambda.md cites the evidence): the adapter must take
+// it as the decoded path and never decode it again. Decoding it again made
+// an escaped "?" in a reference cut the path (the rest became the query),
+// a literal "%zz" (sent as %25zz) fail the whole request with a 500, and a
+// literal "%41" (sent as %2541) turn into "A".
+func TestNewRequestDecodedRawPath(t *testing.T) {
+	for _, c := range []struct {
+		name, rawPath, rawQuery string
+		wantPath, wantURI       string
+		wantQuery               string
+	}{
+		{"decoded question mark", "/v2/a/b/manifests/we?ird", "", "/v2/a/b/manifests/we?ird", "/v2/a/b/manifests/we%3Fird", ""},
+		{"decoded question mark with a query", "/v2/a/b/manifests/x?y", "n=1", "/v2/a/b/manifests/x?y", "/v2/a/b/manifests/x%3Fy?n=1", "n=1"},
+		{"literal percent", "/v2/a/b/manifests/%zz", "", "/v2/a/b/manifests/%zz", "/v2/a/b/manifests/%25zz", ""},
+		{"no double decoding", "/v2/a/b/manifests/%41", "", "/v2/a/b/manifests/%41", "/v2/a/b/manifests/%2541", ""},
+		{"decoded hash", "/v2/a/b/manifests/t#frag", "", "/v2/a/b/manifests/t#frag", "/v2/a/b/manifests/t%23frag", ""},
+		{"decoded space", "/v2/a b/tags/list", "", "/v2/a b/tags/list", "/v2/a%20b/tags/list", ""},
+		{"plain", "/v2/a/b/blobs/uploads/u1", "digest=sha256%3Aab", "/v2/a/b/blobs/uploads/u1", "/v2/a/b/blobs/uploads/u1?digest=sha256%3Aab", "digest=sha256%3Aab"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := apigw.NewRequest(context.Background(), event("GET", c.rawPath, c.rawQuery, nil))
+			if err != nil {
+				t.Fatalf("NewRequest: %v", err)
+			}
+			if r.URL.Path != c.wantPath {
+				t.Errorf("URL.Path = %q, want %q", r.URL.Path, c.wantPath)
+			}
+			if r.RequestURI != c.wantURI {
+				t.Errorf("RequestURI = %q, want %q", r.RequestURI, c.wantURI)
+			}
+			if r.URL.RequestURI() != c.wantURI {
+				t.Errorf("URL.RequestURI() = %q, want %q (URL.Path and URL.RawPath disagree)", r.URL.RequestURI(), c.wantURI)
+			}
+			if r.URL.RawQuery != c.wantQuery {
+				t.Errorf("URL.RawQuery = %q, want %q", r.URL.RawQuery, c.wantQuery)
+			}
+		})
+	}
+}
