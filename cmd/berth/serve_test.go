@@ -302,13 +302,7 @@ func TestParseServeFlagsEdge(t *testing.T) {
 // the API claims it on HEAD and serves it back; a tampered body is refused
 // by S3 and never becomes visible.
 func TestServeEdge(t *testing.T) {
-	s3ep := testenv.S3Emulator(t)
-	t.Setenv("AWS_ENDPOINT_URL_S3", s3ep.URL)
-	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", testenv.DynamoDBEndpoint(t))
-	t.Setenv("AWS_ACCESS_KEY_ID", s3ep.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", s3ep.SecretKey)
-	t.Setenv("AWS_REGION", testenv.Region)
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	testenv.UseEmulators(t)
 	base, stop := serveEmbedded(t, t.TempDir(), "--backend", "aws", "--create", "--s3-path-style",
 		"--bucket", testenv.Name("edge"), "--table", testenv.Name("edge"), "--via-lambda", "--edge")
 	defer func() {

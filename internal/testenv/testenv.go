@@ -145,6 +145,21 @@ func S3Client(ep S3Endpoint, opts ...func(*s3.Options)) (*s3.Client, *s3.Presign
 	return c, s3.NewPresignClient(c)
 }
 
+// UseEmulators points the standard AWS configuration chain of this test
+// (and of processes it starts with its environment) at the emulators:
+// endpoints, the S3 emulator's credentials, the region, and no instance
+// metadata lookups. It is how berth serve and the functions find them.
+func UseEmulators(t testing.TB) {
+	t.Helper()
+	s3ep := S3Emulator(t)
+	t.Setenv("AWS_ENDPOINT_URL_S3", s3ep.URL)
+	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", DynamoDBEndpoint(t))
+	t.Setenv("AWS_ACCESS_KEY_ID", s3ep.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3ep.SecretKey)
+	t.Setenv("AWS_REGION", Region)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}
+
 // Name returns a random lowercase name with prefix, valid as a bucket or
 // table name.
 func Name(prefix string) string {

@@ -113,13 +113,7 @@ func TestLoadCloudFrontKey(t *testing.T) {
 // as berth serve and the functions load it (AWS_ENDPOINT_URL_*).
 func emulatorConfig(t *testing.T) aws.Config {
 	t.Helper()
-	s3ep := testenv.S3Emulator(t)
-	t.Setenv("AWS_ENDPOINT_URL_S3", s3ep.URL)
-	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", testenv.DynamoDBEndpoint(t))
-	t.Setenv("AWS_ACCESS_KEY_ID", s3ep.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", s3ep.SecretKey)
-	t.Setenv("AWS_REGION", testenv.Region)
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	testenv.UseEmulators(t)
 	cfg, err := config.LoadDefaultConfig(t.Context())
 	if err != nil {
 		t.Fatal(err)

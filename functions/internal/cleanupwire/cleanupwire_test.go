@@ -20,13 +20,7 @@ import (
 // chain alone (pointed at the emulators here): the schedule sweeps through
 // the real drivers, and a verify event reaches the verifier.
 func TestHandlerOnEmulators(t *testing.T) {
-	s3ep := testenv.S3Emulator(t)
-	t.Setenv("AWS_ENDPOINT_URL_S3", s3ep.URL)
-	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", testenv.DynamoDBEndpoint(t))
-	t.Setenv("AWS_ACCESS_KEY_ID", s3ep.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", s3ep.SecretKey)
-	t.Setenv("AWS_REGION", testenv.Region)
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	testenv.UseEmulators(t)
 	ctx := t.Context()
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
