@@ -3,14 +3,16 @@
 // bucket:
 //
 //	<dir>/blobs/<alg>/<hex>     one file per digest, written once, never partial
-//	<dir>/uploads/<id>/data     the bytes an upload session has received
+//	<dir>/uploads/<id>/part-*   the bytes an upload session has received,
+//	                            one file per request, each written once
 //	<dir>/tmp/                  BlobPut staging (same filesystem, so rename is atomic)
 //
 // A blob reaches its final path only by rename after it was fsynced and
 // verified, so readers never see a partial or wrong blob, even across a
-// crash. Upload state (the opaque bytes the registry saves between requests)
-// records the offset only: the data file is the rest, so any process with
-// the directory can continue an upload.
+// crash, and a committed blob is a file no request still writes (see
+// UploadWrite). Upload state (the opaque bytes the registry saves between
+// requests) records the offset and the part files, so any process with the
+// directory can continue an upload.
 package fsblob
 
 import (
@@ -22,6 +24,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/berth-registry/berth/pkg/oci"
@@ -201,13 +204,26 @@ func (s *Store) BlobDelete(ctx context.Context, dgst oci.Digest) error {
 	return nil
 }
 
-// uploadState is what the registry saves between requests.
+// uploadState is what the registry saves between requests: the offset and
+// the part files that hold the bytes, in order.
 type uploadState struct {
-	Offset int64 `json:"off"`
+	Offset int64  `json:"off"`
+	Parts  []part `json:"parts,omitempty"`
 }
 
-func encodeState(off int64) []byte {
-	b, _ := json.Marshal(uploadState{Offset: off}) // cannot fail
+// part is one file of an upload, written whole by one request.
+type part struct {
+	File string `json:"f"`
+	Size int64  `json:"n"`
+}
+
+// legacyData is the one data file of sessions begun before parts existed
+// (every request appended to it). Such a session is committed by copy,
+// never by rename, as the file may still have a writer.
+const legacyData = "data"
+
+func encodeState(st uploadState) []byte {
+	b, _ := json.Marshal(st) // cannot fail
 	return b
 }
 
@@ -219,7 +235,27 @@ func decodeState(b []byte) (uploadState, error) {
 	if st.Offset < 0 {
 		return st, fmt.Errorf("upload state: negative offset %d", st.Offset)
 	}
+	if st.Parts == nil && st.Offset > 0 {
+		st.Parts = []part{{File: legacyData, Size: st.Offset}}
+	}
+	var sum int64
+	for _, p := range st.Parts {
+		if p.Size <= 0 || !validPartName(p.File) {
+			return st, fmt.Errorf("upload state: invalid part %q of %d bytes", p.File, p.Size)
+		}
+		sum += p.Size
+	}
+	if sum != st.Offset {
+		return st, fmt.Errorf("upload state: parts hold %d bytes, offset is %d", sum, st.Offset)
+	}
 	return st, nil
+}
+
+// validPartName accepts the names UploadWrite creates (and the legacy data
+// file): a state is opaque to the registry but still arrives from storage,
+// so it must not name a path outside the upload's directory.
+func validPartName(name string) bool {
+	return name != "" && name != "." && name != ".." && filepath.Base(name) == name && validUploadID(strings.ReplaceAll(name, ".", "_"))
 }
 
 // uploadDir validates id and returns its directory. An id outside the
@@ -245,7 +281,7 @@ func validUploadID(id string) bool {
 	return true
 }
 
-// UploadInit implements storage.Blobs: an empty data file.
+// UploadInit implements storage.Blobs: an empty upload directory.
 func (s *Store) UploadInit(ctx context.Context, id string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -257,18 +293,21 @@ func (s *Store) UploadInit(ctx context.Context, id string) ([]byte, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("upload %s: %w", id, err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "data"), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("upload %s: %w", id, err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("upload %s: %w", id, err)
-	}
-	return encodeState(0), nil
+	return encodeState(uploadState{}), nil
 }
 
-// UploadWrite implements storage.Blobs: truncate the data file to offset
-// (dropping whatever a failed or superseded write left), append, fsync.
+// UploadWrite implements storage.Blobs: the request's bytes go to a part
+// file of their own, created for this call alone (O_EXCL, a random name),
+// fsynced and closed before the new state naming it is returned.
+//
+// Why not append to one file: a request whose body stalls past its lease
+// keeps its file open and keeps writing. Had it a shared file, its late
+// bytes would land in the bytes of whichever request continued the session,
+// and, once that file was renamed into blobs/, in a committed blob every
+// repository linking the digest reads (issue 11, point 1). A part file is
+// named by a saved state only after its one writer closed it, so every
+// byte a commit can see is final; a stalled request's file is named by no
+// state and goes with the upload's directory.
 func (s *Store) UploadWrite(ctx context.Context, id string, state []byte, offset int64, r io.Reader) ([]byte, int64, error) {
 	dir, err := s.uploadDir(id)
 	if err != nil {
@@ -281,48 +320,36 @@ func (s *Store) UploadWrite(ctx context.Context, id string, state []byte, offset
 	if st.Offset != offset {
 		return nil, 0, fmt.Errorf("upload %s: write at %d, upload holds %d bytes: %w", id, offset, st.Offset, storage.ErrInvalidOffset)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "data"), os.O_WRONLY, 0)
+	f, err := os.CreateTemp(dir, fmt.Sprintf("part-%d-*", offset))
 	if err != nil {
+		// No directory: the upload was committed or aborted.
 		return nil, 0, notFound("upload "+id, err)
 	}
-	defer f.Close()
-	if err := prepareAt(f, offset); err != nil {
-		return nil, 0, fmt.Errorf("upload %s: %w", id, err)
-	}
+	name := f.Name()
 	n, err := io.Copy(f, ctxReader{ctx, r})
 	if err == nil {
 		err = f.Sync()
 	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || n == 0 {
+		_ = os.Remove(name)
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("upload %s: write at %d: %w", id, offset, err)
 	}
-	if err := f.Close(); err != nil {
-		return nil, 0, fmt.Errorf("upload %s: %w", id, err)
+	if n > 0 {
+		st.Parts = append(st.Parts[:len(st.Parts):len(st.Parts)], part{File: filepath.Base(name), Size: n})
+		st.Offset += n
 	}
-	return encodeState(offset + n), n, nil
+	return encodeState(st), n, nil
 }
 
-// prepareAt truncates f to off and positions it there; the file must hold
-// at least off bytes.
-func prepareAt(f *os.File, off int64) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if fi.Size() < off {
-		return fmt.Errorf("staged data holds %d bytes, state says %d: %w", fi.Size(), off, storage.ErrInvalidOffset)
-	}
-	if fi.Size() > off {
-		if err := f.Truncate(off); err != nil {
-			return err
-		}
-	}
-	_, err = f.Seek(off, io.SeekStart)
-	return err
-}
-
-// UploadCommit implements storage.Blobs: the data file, cut to the state's
-// offset, is renamed to the blob's final path.
+// UploadCommit implements storage.Blobs. The blob's final file is one no
+// request can still be writing: a single part (closed by its writer before
+// its state was saved) is renamed into place; several parts, or the legacy
+// data file, are copied into a new file in tmp/ first.
 func (s *Store) UploadCommit(ctx context.Context, id string, state []byte, dgst oci.Digest, size int64, verify func(io.Reader) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -342,37 +369,93 @@ func (s *Store) UploadCommit(ctx context.Context, id string, state []byte, dgst 
 	if st.Offset != size {
 		return fmt.Errorf("upload %s: commit of %d bytes, upload holds %d: %w", id, size, st.Offset, storage.ErrSizeMismatch)
 	}
-	data := filepath.Join(dir, "data")
-	f, err := os.OpenFile(data, os.O_RDWR, 0)
-	if err != nil {
+	if _, err := os.Stat(dir); err != nil {
+		// Committed (or aborted) already: the staged data is gone.
 		return notFound("upload "+id, err)
 	}
-	defer f.Close()
-	// A write whose state was never saved may have left bytes past size.
-	if err := prepareAt(f, size); err != nil {
-		return fmt.Errorf("upload %s: %w", id, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("upload %s: %w", id, err)
-	}
-	if verify != nil {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
+	var src string
+	if len(st.Parts) == 1 && st.Parts[0].File != legacyData {
+		src = filepath.Join(dir, st.Parts[0].File)
+		if err := checkPart(src, st.Parts[0].Size); err != nil {
 			return fmt.Errorf("upload %s: %w", id, err)
 		}
-		if err := verify(io.LimitReader(ctxReader{ctx, f}, size)); err != nil {
+	} else {
+		tmp, err := s.concat(ctx, dir, st.Parts)
+		if err != nil {
+			return fmt.Errorf("upload %s: %w", id, err)
+		}
+		defer os.Remove(tmp) // a no-op once it was renamed into place
+		src = tmp
+	}
+	if verify != nil {
+		if err := verifyFile(ctx, src, size, verify); err != nil {
 			return fmt.Errorf("upload %s: verify %s: %w", id, dgst, err)
 		}
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("upload %s: %w", id, err)
-	}
-	if err := s.place(data, final); err != nil {
+	if err := s.place(src, final); err != nil {
 		return fmt.Errorf("upload %s: commit %s: %w", id, dgst, err)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("upload %s: committed, cleanup: %w", id, err)
 	}
 	return nil
+}
+
+// checkPart confirms a part file holds what its state says.
+func checkPart(path string, size int64) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return notFound("part "+filepath.Base(path), err)
+	}
+	if fi.Size() != size {
+		return fmt.Errorf("part %s holds %d bytes, state says %d: %w", filepath.Base(path), fi.Size(), size, storage.ErrInvalidOffset)
+	}
+	return nil
+}
+
+// concat copies the parts, in order, into a new synced file in tmp/ and
+// returns its path. Each part contributes exactly its recorded size.
+func (s *Store) concat(ctx context.Context, dir string, parts []part) (_ string, err error) {
+	out, err := os.CreateTemp(s.tmpDir(), "commit-*")
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			_ = os.Remove(out.Name())
+		}
+	}()
+	for _, p := range parts {
+		in, err := os.Open(filepath.Join(dir, p.File))
+		if err != nil {
+			return "", notFound("part "+p.File, err)
+		}
+		n, err := io.Copy(out, io.LimitReader(ctxReader{ctx, in}, p.Size))
+		in.Close()
+		if err != nil {
+			return "", err
+		}
+		if n != p.Size {
+			return "", fmt.Errorf("part %s holds %d bytes, state says %d: %w", p.File, n, p.Size, storage.ErrInvalidOffset)
+		}
+	}
+	if err := out.Sync(); err != nil {
+		return "", err
+	}
+	return out.Name(), nil
+}
+
+// verifyFile streams the first size bytes of path through verify.
+func verifyFile(ctx context.Context, path string, size int64, verify func(io.Reader) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return verify(io.LimitReader(ctxReader{ctx, f}, size))
 }
 
 // UploadAbort implements storage.Blobs.

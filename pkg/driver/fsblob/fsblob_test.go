@@ -165,9 +165,12 @@ func TestInvalidUploadIDs(t *testing.T) {
 	if _, err := s.UploadInit(ctx, strings.Repeat("a", 128)); err != nil {
 		t.Fatalf("init of a 128-character id: %v", err)
 	}
-	// Nothing was created outside the store.
-	if got := files(t, root); len(got) != 1 || !strings.HasPrefix(got[0], "store/uploads/") {
+	// Nothing was created outside the store: the one upload is a directory.
+	if got := files(t, root); len(got) != 0 {
 		t.Fatalf("files: %v", got)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "uploads", strings.Repeat("a", 128))); err != nil || !fi.IsDir() {
+		t.Fatalf("upload directory: %v", err)
 	}
 }
 
@@ -207,5 +210,119 @@ func TestStaleTempsRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Fatalf("fresh temp file (maybe another process's put in flight) removed: %v", err)
+	}
+}
+
+// blockingReader hands out first, then blocks until release is closed,
+// then hands out rest: a request body that stalls.
+type blockingReader struct {
+	first, rest []byte
+	blocked     chan struct{}
+	release     chan struct{}
+	waited      bool
+}
+
+func (b *blockingReader) Read(p []byte) (int, error) {
+	if len(b.first) > 0 {
+		n := copy(p, b.first)
+		b.first = b.first[n:]
+		return n, nil
+	}
+	if !b.waited {
+		b.waited = true
+		close(b.blocked)
+		<-b.release
+	}
+	if len(b.rest) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, b.rest)
+	b.rest = b.rest[n:]
+	return n, nil
+}
+
+// A write still in flight when the upload is continued by another write and
+// committed (its request stalled past the lease) cannot change the blob:
+// issue 11, point 1. Before part files, its late bytes landed in the
+// renamed data file, the live blob.
+func TestStalledWriteCannotChangeBlob(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	s := newStore(t, dir)
+	st0, err := s.UploadInit(ctx, "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := &blockingReader{first: bytes.Repeat([]byte{'x'}, 10), rest: bytes.Repeat([]byte{'Z'}, 10),
+		blocked: make(chan struct{}), release: make(chan struct{})}
+	stalled := make(chan error, 1)
+	go func() {
+		_, _, err := s.UploadWrite(ctx, "u1", st0, 0, br)
+		stalled <- err
+	}()
+	<-br.blocked
+
+	content := []byte("the bytes the session committed")
+	st, n, err := s.UploadWrite(ctx, "u1", st0, 0, bytes.NewReader(content))
+	if err != nil || n != int64(len(content)) {
+		t.Fatalf("write: %d, %v", n, err)
+	}
+	d := oci.FromBytes(oci.SHA256, content)
+	if err := s.UploadCommit(ctx, "u1", st, d, n, nil); err != nil {
+		t.Fatal(err)
+	}
+	close(br.release)
+	if err := <-stalled; err != nil {
+		t.Logf("stalled write: %v", err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "blobs", "sha256", d.Encoded()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, content) {
+		t.Fatalf("blob changed after commit: %q", got)
+	}
+}
+
+// Several writes are committed by concatenation, in order, and verify sees
+// exactly the assembled bytes.
+func TestCommitOfSeveralParts(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	s := newStore(t, dir)
+	st, err := s.UploadInit(ctx, "u2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []byte
+	for _, chunk := range []string{"one,", "", "two,", "three"} {
+		var n int64
+		if st, n, err = s.UploadWrite(ctx, "u2", st, int64(len(all)), strings.NewReader(chunk)); err != nil || n != int64(len(chunk)) {
+			t.Fatalf("write %q: %d, %v", chunk, n, err)
+		}
+		all = append(all, chunk...)
+	}
+	d := oci.FromBytes(oci.SHA512, all)
+	var verified []byte
+	verify := func(r io.Reader) (err error) { verified, err = io.ReadAll(r); return err }
+	if err := s.UploadCommit(ctx, "u2", st, d, int64(len(all)), verify); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(verified, all) {
+		t.Fatalf("verify read %q", verified)
+	}
+	rc, err := s.BlobOpen(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if got, _ := io.ReadAll(rc); !bytes.Equal(got, all) {
+		t.Fatalf("blob %q", got)
+	}
+	if left := files(t, filepath.Join(dir, "tmp")); len(left) != 0 {
+		t.Fatalf("tmp files left: %v", left)
+	}
+	if err := s.UploadCommit(ctx, "u2", st, d, int64(len(all)), nil); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("second commit: %v, want ErrNotFound", err)
 	}
 }
