@@ -61,10 +61,6 @@ type Tag struct {
 // referenced digests, stays below storage.MaxItemBytes.
 const InlineLimit = 200 * 1024
 
-// maxReferrerAnnotations bounds the annotations copied into a referrer
-// entry; larger sets are left to the manifest itself (clients fetch it).
-const maxReferrerAnnotations = 64 * 1024
-
 // ManifestPut is what the HTTP layer hands over for a manifest PUT.
 type ManifestPut struct {
 	Repo     string
@@ -206,10 +202,7 @@ func (s *Store) createManifest(ctx context.Context, p ManifestPut, m Manifest) e
 		Delta: 1,
 	}}
 	if m.Subject != "" {
-		core = append(core, storage.Op{
-			Kind: storage.OpPut,
-			Item: storage.Item{PK: repoPK(p.Repo), SK: referrerSK(m.Subject, p.Digest), Data: encode(referrerDescriptor(p, m))},
-		})
+		core = append(core, referrerOp(p.Repo, m, p.Digest))
 	}
 	if p.Tag != "" {
 		tagOp, err := s.tagOp(ctx, p.Repo, p.Tag, p.Digest, m.MediaType)
@@ -286,20 +279,6 @@ func (s *Store) compensate(ctx context.Context, ops []storage.Op) {
 	}
 }
 
-func referrerDescriptor(p ManifestPut, m Manifest) oci.Descriptor {
-	d := oci.Descriptor{
-		MediaType:    m.MediaType,
-		Digest:       p.Digest,
-		Size:         m.Size,
-		ArtifactType: m.ArtifactType,
-		Annotations:  m.Annotations,
-	}
-	if len(encode(d.Annotations)) > maxReferrerAnnotations {
-		d.Annotations = nil
-	}
-	return d
-}
-
 // ManifestGet returns the manifest stored under digest in repo.
 func (s *Store) ManifestGet(ctx context.Context, repo string, d oci.Digest) (Manifest, error) {
 	it, err := s.items.ItemGet(ctx, repoPK(repo), manifestSK(d))
@@ -352,7 +331,7 @@ func (s *Store) ManifestDelete(ctx context.Context, repo string, d oci.Digest) e
 			{Kind: storage.OpAdd, Item: storage.Item{PK: pkCatalog, SK: catalogSK(repo), Touched: now}, Delta: -1, Cond: storage.IfExists},
 		}
 		if m.Subject != "" {
-			ops = append(ops, storage.Op{Kind: storage.OpDelete, Item: storage.Item{PK: it.PK, SK: referrerSK(m.Subject, d)}})
+			ops = append(ops, referrerDeletes(repo, m, d)...)
 		}
 		var refs []storage.Op
 		for _, b := range m.Blobs {
