@@ -25,8 +25,24 @@ func parseRef(s string) (oci.Reference, error) {
 	return ref, errcode.Wrap(errcode.TagInvalid, err).WithMessage("invalid tag").WithDetailString(s)
 }
 
+// parseReadRef is parseRef for reads (GET, HEAD). A reference that is not
+// a valid tag names nothing that can exist, since no write accepts it, so a
+// read answers 404 MANIFEST_UNKNOWN, as the OCI conformance suite expects
+// (it reads ".INVALID_MANIFEST_NAME"); writes keep 400 TAG_INVALID. A
+// reference with ':' is a digest, and a malformed one keeps 400
+// DIGEST_INVALID: the spec allows it for a malformed digest, and it tells
+// the client its input is wrong rather than merely absent.
+func parseReadRef(s string) (oci.Reference, error) {
+	ref, err := parseRef(s)
+	var e *errcode.Error
+	if errors.As(err, &e) && e.Code == errcode.TagInvalid {
+		return ref, errcode.Wrap(errcode.ManifestUnknown, err).WithDetailString(s)
+	}
+	return ref, err
+}
+
 func (g *Registry) manifestGet(w http.ResponseWriter, r *http.Request, rt route.Route) error {
-	ref, err := parseRef(rt.Arg)
+	ref, err := parseReadRef(rt.Arg)
 	if err != nil {
 		return err
 	}

@@ -365,6 +365,15 @@ func testManifestErrors(t *testing.T, s *server) {
 	s.expect(s.do("PUT", "/v2/me/manifests/x", img.Manifest, map[string]string{"Content-Type": oci.MediaTypeImageIndex}, false), 400, "MANIFEST_INVALID", "content type mismatch")
 	s.expect(s.do("PUT", "/v2/me/manifests/bad:tag", img.Manifest, ct, false), 400, "DIGEST_INVALID", "bad reference")
 	s.expect(s.do("PUT", "/v2/me/manifests/-bad", img.Manifest, ct, false), 400, "TAG_INVALID", "bad tag")
+	// Reads of a reference that is no valid tag: nothing can exist there,
+	// so 404 MANIFEST_UNKNOWN (the OCI conformance suite's expectation);
+	// writes and deletes keep 400 TAG_INVALID, malformed digests 400
+	// DIGEST_INVALID (issue 11, point 12).
+	s.expect(s.do("GET", "/v2/me/manifests/.INVALID_MANIFEST_NAME", nil, nil, false), 404, "MANIFEST_UNKNOWN", "GET invalid tag")
+	s.expect(s.do("HEAD", "/v2/me/manifests/.INVALID_MANIFEST_NAME", nil, nil, false), 404, "", "HEAD invalid tag")
+	s.expect(s.do("PUT", "/v2/me/manifests/.INVALID_MANIFEST_NAME", img.Manifest, ct, false), 400, "TAG_INVALID", "PUT invalid tag")
+	s.expect(s.do("DELETE", "/v2/me/manifests/.INVALID_MANIFEST_NAME", nil, nil, false), 400, "TAG_INVALID", "DELETE invalid tag")
+	s.expect(s.do("GET", "/v2/me/manifests/sha256:zz", nil, nil, false), 400, "DIGEST_INVALID", "GET malformed digest")
 	// Wrong descriptor size.
 	wrong := bytes.Replace(img.Manifest, []byte(fmt.Sprintf(`"size":%d}]`, len(img.Layers[0]))), []byte(`"size":1}]`), 1)
 	s.expect(s.do("PUT", "/v2/me/manifests/x", wrong, ct, false), 400, "MANIFEST_BLOB_UNKNOWN", "size mismatch")
