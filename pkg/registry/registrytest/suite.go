@@ -584,6 +584,41 @@ func testReferrers(t *testing.T, s *server) {
 	if len(ix.Manifests) != 1 || ix.Manifests[0].Digest != sha(sbom) || r.header.Get("OCI-Filters-Applied") != "artifactType" {
 		t.Fatalf("filtered %+v %v", ix, r.header)
 	}
+	// Paged by Link (issue 11, point 4): one entry a page, the filter kept
+	// across pages, every entry listed once.
+	paged := map[oci.Digest]bool{}
+	next := "/v2/ref/referrers/" + string(subject.Digest) + "?n=1"
+	for pages := 0; next != ""; pages++ {
+		if pages > 3 {
+			t.Fatalf("paging does not end: %s", next)
+		}
+		r := s.do("GET", next, nil, nil, false)
+		s.expect(r, 200, "", "referrers page")
+		var page oci.Index
+		if err := json.Unmarshal(r.body, &page); err != nil || len(page.Manifests) > 1 {
+			t.Fatalf("page %s: %v %s", next, err, r.body)
+		}
+		for _, d := range page.Manifests {
+			paged[d.Digest] = true
+		}
+		next = ""
+		if link := r.header.Get("Link"); link != "" {
+			if !strings.HasPrefix(link, "</v2/ref/referrers/"+string(subject.Digest)+"?") || !strings.HasSuffix(link, `>; rel="next"`) {
+				t.Fatalf("Link %q", link)
+			}
+			next = link[1:strings.Index(link, ">")]
+		}
+	}
+	if len(paged) != 2 || !paged[sha(sig)] || !paged[sha(sbom)] {
+		t.Fatalf("paged referrers %v", paged)
+	}
+	r = s.do("GET", "/v2/ref/referrers/"+string(subject.Digest)+"?n=1&artifactType=application/vnd.example.sig", nil, nil, false)
+	s.expect(r, 200, "", "filtered page")
+	if link := r.header.Get("Link"); link != "" && !strings.Contains(link, "artifactType=application%2Fvnd.example.sig") {
+		t.Fatalf("filtered Link drops the filter: %q", link)
+	}
+	s.expect(s.do("GET", "/v2/ref/referrers/"+string(subject.Digest)+"?last=nonsense", nil, nil, false), 400, "PAGINATION_NUMBER_INVALID", "bad cursor")
+	s.expect(s.do("GET", "/v2/ref/referrers/"+string(subject.Digest)+"?n=x", nil, nil, false), 400, "PAGINATION_NUMBER_INVALID", "bad n")
 	// Unknown subject: an empty index, not 404.
 	r = s.do("GET", "/v2/ref/referrers/"+string(sha([]byte("nothing"))), nil, nil, false)
 	s.expect(r, 200, "", "referrers of unknown")
