@@ -134,7 +134,6 @@ func (r *registry) newFunctions() {
 			// No s3:prefix condition: HEAD requests carry no prefix, so a
 			// conditioned grant would never apply to them.
 			statement("BlobBucketList", []string{"s3:ListBucket"}, r.bucketARN("")),
-			statement("TokenVerify", []string{"kms:GetPublicKey"}, r.tokKey.KeyArn()),
 		},
 	}
 	oidc, err := json.Marshal(p.OIDCIssuers)
@@ -155,10 +154,10 @@ func (r *registry) newFunctions() {
 			"BERTH_OIDC_ISSUERS":      jsii.String(string(oidc)),
 		},
 		statements: []awsiam.PolicyStatement{
-			statement("TokenSign", []string{"kms:Sign", "kms:GetPublicKey"}, r.tokKey.KeyArn()),
 			statement("AuthPolicyRead", []string{"ssm:GetParameter"}, r.policy.ParameterArn()),
 		},
 	}
+	r.grantTokenKey(&token, &api)
 	// The scan function validates and logs blob events; it reads and
 	// stores nothing yet (DESIGN.md §7 arrives with its own issue, which
 	// adds blob reads and report writes here).
@@ -239,6 +238,7 @@ func (r *registry) newFunctions() {
 	for _, s := range specs {
 		r.fns[s.name] = r.newFunction(s)
 	}
+	r.tokenKeyPolicy()
 	if *p.ScanEnabled {
 		r.notifyScan()
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2integrations"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudfront"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
@@ -137,11 +138,25 @@ func (r *registry) newKeys() {
 	p := &r.props
 	r.tokKey = p.TokenSigningKey
 	if r.tokKey == nil {
+		// Whoever may call kms:Sign on this key mints registry tokens for
+		// any repository. CDK's default key policy gives the account root
+		// kms:*, which lets every principal an IAM policy allows kms:Sign on
+		// * sign. The root keeps administration only (no use, and no
+		// kms:CreateGrant, with which a principal could grant itself Sign);
+		// grantTokenKey names the two roles that use the key.
 		r.tokKey = awskms.NewKey(r.Construct, jsii.String("TokenSigningKey"), &awskms.KeyProps{
 			Description:   jsii.String("Berth registry token signing (ES256)"),
 			KeySpec:       awskms.KeySpec_ECC_NIST_P256,
 			KeyUsage:      awskms.KeyUsage_SIGN_VERIFY,
 			RemovalPolicy: p.RemovalPolicy,
+			Policy: awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: &[]awsiam.PolicyStatement{
+				awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+					Sid:        jsii.String("KeyAdministration"),
+					Principals: &[]awsiam.IPrincipal{awsiam.NewAccountRootPrincipal()},
+					Actions:    jsii.Strings(TokenKeyAdminActions...),
+					Resources:  jsii.Strings("*"),
+				}),
+			}}),
 		})
 	}
 	if p.CdnPublicKeyPEM == "" {
@@ -158,6 +173,58 @@ func (r *registry) newKeys() {
 		EncodedKey: jsii.String(p.CdnPublicKeyPEM),
 		Comment:    jsii.String("Berth signed blob URLs"),
 	})
+}
+
+// TokenKeyAdminActions are what the account root (and through it IAM) may
+// do with a token signing key the construct creates: administer it, never
+// use it. template.yaml's key policy lists the same.
+var TokenKeyAdminActions = []string{
+	"kms:CancelKeyDeletion", "kms:CreateAlias", "kms:Delete*", "kms:Describe*", "kms:Disable*",
+	"kms:Enable*", "kms:Get*", "kms:List*", "kms:Put*", "kms:Revoke*", "kms:ScheduleKeyDeletion",
+	"kms:TagResource", "kms:UntagResource", "kms:Update*",
+}
+
+// ownTokenKey reports whether the construct created the token signing key
+// (and so writes its policy).
+func (r *registry) ownTokenKey() (awskms.Key, bool) {
+	key, ok := r.tokKey.(awskms.Key)
+	return key, ok && r.props.TokenSigningKey == nil
+}
+
+// grantTokenKey lets the token function sign and the api function read the
+// public key. On the construct's own key the key policy names the roles
+// (the roles then name no KMS action: both naming each other would be a
+// dependency cycle, and a key policy naming a same-account role needs no
+// IAM grant besides). An imported key's policy is not ours: the roles get
+// IAM statements, which work when that policy delegates to IAM.
+func (r *registry) grantTokenKey(token, api *fnSpec) {
+	if _, own := r.ownTokenKey(); own {
+		return
+	}
+	token.statements = append(token.statements, statement("TokenSign", []string{"kms:GetPublicKey", "kms:Sign"}, r.tokKey.KeyArn()))
+	api.statements = append(api.statements, statement("TokenVerify", []string{"kms:GetPublicKey"}, r.tokKey.KeyArn()))
+}
+
+// tokenKeyPolicy adds the function roles to the construct's own key policy.
+func (r *registry) tokenKeyPolicy() {
+	key, own := r.ownTokenKey()
+	if !own {
+		return
+	}
+	for _, g := range []struct {
+		sid, fn string
+		actions []string
+	}{
+		{"TokenSign", FnToken, []string{"kms:GetPublicKey", "kms:Sign"}},
+		{"TokenVerify", FnAPI, []string{"kms:GetPublicKey"}},
+	} {
+		key.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:        jsii.String(g.sid),
+			Principals: &[]awsiam.IPrincipal{awsiam.NewArnPrincipal(r.fns[g.fn].Role().RoleArn())},
+			Actions:    jsii.Strings(g.actions...),
+			Resources:  jsii.Strings("*"),
+		}), nil)
+	}
 }
 
 // newStorage creates the blob bucket and the metadata table.

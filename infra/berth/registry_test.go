@@ -217,7 +217,6 @@ func TestIAMPerFunction(t *testing.T) {
 			"BlobObjects":       {[]string{"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"}, []string{obj3("blobs/")}},
 			"UploadStaging":     {[]string{"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"}, []string{obj3("uploads/")}},
 			"BlobBucketList":    {[]string{"s3:ListBucket"}, []string{`":s3:::",`}},
-			"TokenVerify":       {[]string{"kms:GetPublicKey"}, []string{"RegistryTokenSigningKey"}},
 			"CdnPrivateKeyRead": {[]string{"secretsmanager:GetSecretValue"}, []string{"RegistryCdnPrivateKey"}},
 			// edge.Keyring reads the current key: GetKey and nothing else.
 			"EdgeKeyRead": {[]string{"cloudfront-keyvaluestore:GetKey"}, []string{"RegistryUploadKeys"}},
@@ -226,7 +225,6 @@ func TestIAMPerFunction(t *testing.T) {
 		},
 		"TokenFunction": {
 			"Logs":           {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryTokenFunctionLogs"}},
-			"TokenSign":      {[]string{"kms:GetPublicKey", "kms:Sign"}, []string{"RegistryTokenSigningKey"}},
 			"AuthPolicyRead": {[]string{"ssm:GetParameter"}, []string{"RegistryAuthPolicy"}},
 		},
 		// Scan validates and logs events; it reads nothing yet.

@@ -341,8 +341,9 @@ func TestEveryRegistryPathRouted(t *testing.T) {
 // API function's statements follow registry → storage.Items → DynamoDB and
 // storage.Blobs → S3; cleanup's follow sweep.Sweeper.Uploads and retention.Apply.
 var grants = map[string]map[string][]string{
+	// KMS access to the token signing key is granted by the key's policy,
+	// not here (TestTokenKeyPolicy).
 	"ApiFunction": {
-		"key":       {"kms:GetPublicKey"},
 		"table":     {"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
 		"blobs/*":   {"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"}, // no DeleteObject: only GC deletes bytes; abort for failed >5 GB copies
 		"uploads/*": {"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"},
@@ -362,7 +363,6 @@ var grants = map[string]map[string][]string{
 	},
 	"ScanFunction": {},
 	"TokenFunction": {
-		"key":              {"kms:GetPublicKey", "kms:Sign"},
 		"policy-parameter": {"ssm:GetParameter"},
 	},
 }
