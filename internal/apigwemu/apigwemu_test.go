@@ -466,3 +466,31 @@ func TestEventPathDecoded(t *testing.T) {
 		})
 	}
 }
+
+// With the origin-verify stage variable set, a request straight to the API
+// (no header) is refused by the adapter before the handler; one carrying
+// the header CloudFront's origin adds goes through.
+func TestStageVariablesOriginVerify(t *testing.T) {
+	var ev events.APIGatewayV2HTTPRequest
+	em := apigwemu.Emulate(testHandler(),
+		apigwemu.WithStageVariables(map[string]string{apigw.OriginVerifyStageVariable: "marker-123"}),
+		apigwemu.WithObserver(func(inv apigwemu.Invocation) { ev = inv.Event }))
+	r := do(t, em, "GET", "/echo", nil, nil)
+	if r.status != http.StatusForbidden || !strings.Contains(string(r.body), "DENIED") {
+		t.Errorf("without the header: %d %s, want 403 DENIED", r.status, r.body)
+	}
+	if ev.StageVariables[apigw.OriginVerifyStageVariable] != "marker-123" {
+		t.Errorf("event stageVariables = %v", ev.StageVariables)
+	}
+	r = do(t, em, "GET", "/echo", nil, map[string]string{apigw.OriginVerifyHeader: "marker-123"})
+	if r.status != http.StatusOK {
+		t.Fatalf("with the header: %d %s", r.status, r.body)
+	}
+	var got struct{ Headers map[string][]string }
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got.Headers[apigw.OriginVerifyHeader]; ok {
+		t.Error("the handler saw the origin-verify header")
+	}
+}

@@ -60,6 +60,7 @@ type Emulator struct {
 	log      *slog.Logger
 	now      func() time.Time
 	observer func(Invocation)
+	stageVar map[string]string
 }
 
 // Invocation describes one call the emulator made, for tests and benchmarks.
@@ -97,6 +98,13 @@ func WithLogger(l *slog.Logger) Option { return func(e *Emulator) { e.log = l } 
 
 // WithClock sets the clock used for requestContext.time.
 func WithClock(now func() time.Time) Option { return func(e *Emulator) { e.now = now } }
+
+// WithStageVariables sets the $default stage's variables, which every
+// event carries as stageVariables (the origin-verify value of pkg/apigw
+// among them).
+func WithStageVariables(vars map[string]string) Option {
+	return func(e *Emulator) { e.stageVar = vars }
+}
 
 // WithObserver is called after every request that reached the Lambda stage.
 func WithObserver(f func(Invocation)) Option { return func(e *Emulator) { e.observer = f } }
@@ -363,6 +371,7 @@ func (e *Emulator) Event(r *http.Request, body []byte, requestID string) (events
 		Cookies:        cookies,
 		Headers:        headers,
 		PathParameters: params,
+		StageVariables: e.stageVar,
 		RequestContext: events.APIGatewayV2HTTPRequestContext{
 			RouteKey:     routeKey,
 			AccountID:    e.account,

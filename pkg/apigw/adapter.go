@@ -16,6 +16,7 @@ package apigw
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -30,17 +31,57 @@ import (
 // HandlerFunc is the Lambda handler signature Handler returns.
 type HandlerFunc func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error)
 
+// OriginVerifyStageVariable and OriginVerifyHeader keep the execute-api
+// endpoint from being a way around CloudFront (docs/deploy.md, "Only
+// through CloudFront"): when the stage has the variable, CloudFront's
+// origin adds the header with the same value, and a request without it did
+// not come through the distribution. The value travels in every event, so
+// the functions need no setting of their own. It marks the path a request
+// took; it is not a credential (tokens still authorize every request).
+const (
+	OriginVerifyStageVariable = "berthOriginVerify"
+	OriginVerifyHeader        = "X-Berth-Origin-Verify"
+)
+
 // Handler adapts h to a Lambda handler for API Gateway HTTP API events
 // (payload format 2.0).
 func Handler(h http.Handler) HandlerFunc {
 	return func(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+		if !originVerified(ev) {
+			return notThroughCloudFront(), nil
+		}
 		r, err := NewRequest(ctx, ev)
 		if err != nil {
 			return events.APIGatewayV2HTTPResponse{}, err
 		}
+		// The handler and its logs never see the marker.
+		r.Header.Del(OriginVerifyHeader)
 		w := newResponseWriter()
 		h.ServeHTTP(w, r)
 		return w.response(r.Method), nil
+	}
+}
+
+// originVerified reports whether ev came the way the stage requires: any
+// way when the stage sets no OriginVerifyStageVariable, else only with the
+// matching OriginVerifyHeader (compared in constant time).
+func originVerified(ev events.APIGatewayV2HTTPRequest) bool {
+	want := ev.StageVariables[OriginVerifyStageVariable]
+	if want == "" {
+		return true
+	}
+	got := ev.Headers[strings.ToLower(OriginVerifyHeader)]
+	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// notThroughCloudFront is the answer to a request that skipped CloudFront:
+// an OCI error body, so registry clients show the reason.
+func notThroughCloudFront() events.APIGatewayV2HTTPResponse {
+	const body = `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied: use the registry's CloudFront address, not the execute-api endpoint"}]}`
+	return events.APIGatewayV2HTTPResponse{
+		StatusCode: http.StatusForbidden,
+		Headers:    map[string]string{"Content-Type": "application/json", "Content-Length": strconv.Itoa(len(body))},
+		Body:       body,
 	}
 }
 

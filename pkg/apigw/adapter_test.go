@@ -240,3 +240,57 @@ func TestNewRequestDecodedRawPath(t *testing.T) {
 		})
 	}
 }
+
+// A stage that sets the origin-verify variable only accepts events that
+// carry the matching header (CloudFront's origin adds it); anything else
+// came straight to the execute-api endpoint and gets an OCI 403 without
+// reaching the handler. The handler never sees the header.
+func TestOriginVerify(t *testing.T) {
+	var reached []string
+	h := apigw.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached = append(reached, r.Header.Get(apigw.OriginVerifyHeader))
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	for _, c := range []struct {
+		name, stageVar, header string
+		send                   bool
+		want                   int
+	}{
+		{"no stage variable: every request", "", "", false, 204},
+		{"no stage variable, header ignored", "", "anything", true, 204},
+		{"through CloudFront", "s3cr3t-marker", "s3cr3t-marker", true, 204},
+		{"straight to execute-api", "s3cr3t-marker", "", false, 403},
+		{"wrong value", "s3cr3t-marker", "s3cr3t-markex", true, 403},
+		{"prefix of the value", "s3cr3t-marker", "s3cr3t", true, 403},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			reached = nil
+			ev := event("GET", "/v2/", "", map[string]string{})
+			if c.stageVar != "" {
+				ev.StageVariables = map[string]string{apigw.OriginVerifyStageVariable: c.stageVar}
+			}
+			if c.send {
+				ev.Headers["x-berth-origin-verify"] = c.header
+			}
+			resp, err := h(context.Background(), ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != c.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, c.want)
+			}
+			if c.want == 403 {
+				if len(reached) != 0 {
+					t.Error("handler reached")
+				}
+				if !strings.Contains(resp.Body, `"code":"DENIED"`) || resp.Headers["Content-Type"] != "application/json" {
+					t.Errorf("403 body %q headers %v, want an OCI DENIED error", resp.Body, resp.Headers)
+				}
+				return
+			}
+			if len(reached) != 1 || reached[0] != "" {
+				t.Errorf("handler calls %q, want one without the origin header", reached)
+			}
+		})
+	}
+}
