@@ -23,6 +23,8 @@ func (r *registry) newCDN() {
 			OriginSslProtocols: &[]awscloudfront.OriginSslPolicy{awscloudfront.OriginSslPolicy_TLS_V1_2},
 			ReadTimeout:        awscdk.Duration_Seconds(jsii.Number(30)),
 			OriginId:           jsii.String(APIOriginID),
+			// Overrides a viewer's header of the same name.
+			CustomHeaders: &map[string]*string{apigwOriginVerifyHeader: r.origin},
 		}),
 		AllowedMethods: awscloudfront.AllowedMethods_ALLOW_ALL(),
 		CachePolicy:    awscloudfront.CachePolicy_CACHING_DISABLED(),

@@ -22,6 +22,7 @@ type fnSpec struct {
 	timeout     awscdk.Duration
 	env         map[string]*string
 	statements  []awsiam.PolicyStatement
+	reserved    float64 // reserved concurrency; 0: none
 }
 
 // logicalID turns a function name into its logical id prefix: api → ApiFunction.
@@ -143,9 +144,11 @@ func (r *registry) newFunctions() {
 	if p.OIDCIssuers == nil {
 		oidc = []byte("[]")
 	}
+	api.reserved = p.ApiReservedConcurrency
 	token := fnSpec{
 		name: FnToken, description: "Berth token realm", memory: p.TokenMemoryMiB,
-		timeout: awscdk.Duration_Seconds(jsii.Number(10)),
+		reserved: *p.TokenReservedConcurrency,
+		timeout:  awscdk.Duration_Seconds(jsii.Number(10)),
 		env: map[string]*string{
 			"BERTH_LOG_LEVEL":         common["BERTH_LOG_LEVEL"],
 			"BERTH_TOKEN_KMS_KEY_ID":  r.tokKey.KeyArn(),
@@ -255,17 +258,22 @@ func (r *registry) newFunction(s fnSpec) awslambda.Function {
 		AssumedBy:      awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
 		InlinePolicies: &map[string]awsiam.PolicyDocument{s.name: doc},
 	})
+	var reserved *float64
+	if s.reserved > 0 { // 0 would disable the function: it means none here
+		reserved = jsii.Number(s.reserved)
+	}
 	return awslambda.NewFunction(r.Construct, jsii.String(id), &awslambda.FunctionProps{
-		Description:  jsii.String(s.description),
-		Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
-		Architecture: awslambda.Architecture_ARM_64(),
-		Handler:      jsii.String("bootstrap"),
-		Code:         awslambda.Code_FromAsset(jsii.String(r.assetDir(s.name)), nil),
-		MemorySize:   jsii.Number(s.memory),
-		Timeout:      s.timeout,
-		Environment:  &s.env,
-		Role:         role,
-		LogGroup:     logs,
+		ReservedConcurrentExecutions: reserved,
+		Description:                  jsii.String(s.description),
+		Runtime:                      awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture:                 awslambda.Architecture_ARM_64(),
+		Handler:                      jsii.String("bootstrap"),
+		Code:                         awslambda.Code_FromAsset(jsii.String(r.assetDir(s.name)), nil),
+		MemorySize:                   jsii.Number(s.memory),
+		Timeout:                      s.timeout,
+		Environment:                  &s.env,
+		Role:                         role,
+		LogGroup:                     logs,
 	})
 }
 

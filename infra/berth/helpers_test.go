@@ -206,6 +206,9 @@ var variantStack = sync.OnceValue(func() *synthesized {
 		p.ApiMemoryMiB = 2048
 		p.BucketName = "my-berth-blobs"
 		p.RetentionPolicy = variantRetentionPolicy
+		p.TokenReservedConcurrency = jsii.Number(0)
+		p.ApiReservedConcurrency = 50
+		p.OriginVerifySecret = "variant-origin-marker"
 	})
 })
 

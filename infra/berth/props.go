@@ -148,8 +148,33 @@ type RegistryProps struct {
 	EdgeFunctionFile string
 
 	// ThrottleRateLimit and ThrottleBurstLimit of the HTTP API's default
-	// stage. Defaults 500 requests/s and 1000.
+	// stage (every route; above them API Gateway answers 429 before any
+	// function runs). Defaults 500 requests/s and 1000, as template.yaml.
 	ThrottleRateLimit, ThrottleBurstLimit float64
+
+	// TokenReservedConcurrency reserves, and so caps, the token function's
+	// concurrency: a /token flood cannot take the account concurrency the
+	// api function needs. Nil: 10 (about the account's KMS ECC Sign quota
+	// of 300/s at ~30 ms a token). It comes out of the account's unreserved
+	// pool, which Lambda keeps at 100 or more: where the account's quota is
+	// below 110 (new accounts may start at 10), set 0, which means no
+	// reservation (never a disabled function).
+	TokenReservedConcurrency *float64
+	// ApiReservedConcurrency of the api function. 0 (default): none; a
+	// reservation is taken from every other function in the account while
+	// the registry idles, and caps the API too. Throttling bounds its load.
+	ApiReservedConcurrency float64
+
+	// OriginVerifySecret is the value CloudFront's API origin sends in
+	// X-Berth-Origin-Verify and the HTTP API stage's berthOriginVerify
+	// variable holds: pkg/apigw refuses (403) requests to the execute-api
+	// endpoint that lack it, so CloudFront (its edge function, any WAF or
+	// geo restriction added to it) cannot be bypassed. Default: derived
+	// from the stack id's last 96 bits, which nobody outside the account
+	// sees (its first 32 appear in the default bucket name). It marks the
+	// path a request took; it is not a credential. Letters, digits and
+	// "-._~" only.
+	OriginVerifySecret string
 
 	// AlarmTopic receives alarm and OK notifications. Nil: alarms only.
 	AlarmTopic awssns.ITopic
@@ -193,6 +218,10 @@ func (p RegistryProps) withDefaults() RegistryProps {
 	setF(&p.ThrottleRateLimit, 500)
 	setF(&p.ThrottleBurstLimit, 1000)
 	setF(&p.Api5xxRatePercent, 5)
+	if p.TokenReservedConcurrency == nil {
+		ten := 10.0
+		p.TokenReservedConcurrency = &ten
+	}
 	if p.LogRetention == "" {
 		p.LogRetention = awslogs.RetentionDays_ONE_MONTH
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2"
@@ -74,6 +75,7 @@ type registry struct {
 	keyPair awscloudfront.PublicKey
 	policy  awsssm.StringParameter
 	host    *string
+	origin  *string                     // the origin-verify value (OriginVerifySecret)
 	kvs     awscloudfront.KeyValueStore // nil: no edge uploads
 }
 
@@ -90,6 +92,9 @@ func NewRegistry(scope constructs.Construct, id *string, props *RegistryProps) R
 	p := &r.props
 	if p.DomainName != "" && p.Certificate == nil {
 		panic("berth: DomainName needs Certificate (ACM, us-east-1)")
+	}
+	if strings.Trim(p.OriginVerifySecret, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~") != "" {
+		panic("berth: OriginVerifySecret may hold letters, digits and -._~ only (a stage variable value and a header value)")
 	}
 	if p.CdnPrivateKeySecret != nil && p.CdnPublicKeyPEM == "" {
 		panic("berth: CdnPrivateKeySecret needs CdnPublicKeyPEM")
@@ -320,7 +325,22 @@ func (r *registry) newAPI() {
 		"length": "$context.responseLength", "latency": "$context.responseLatency",
 		"integrationError": "$context.integrationErrorMessage",
 	})
-	stage.Node().DefaultChild().(awsapigatewayv2.CfnStage).SetAccessLogSettings(
+	cfnStage := stage.Node().DefaultChild().(awsapigatewayv2.CfnStage)
+	// The execute-api endpoint answers only requests CloudFront's API
+	// origin marked (pkg/apigw reads the variable from every event; newCDN
+	// adds the header). DisableExecuteApiEndpoint cannot do it: CloudFront
+	// reaches the API through that very endpoint unless the API has a
+	// custom domain of its own.
+	r.origin = jsii.String(p.OriginVerifySecret)
+	if p.OriginVerifySecret == "" {
+		uuid := awscdk.Fn_Split(jsii.String("-"), awscdk.Fn_Select(jsii.Number(2), awscdk.Fn_Split(jsii.String("/"), awscdk.Aws_STACK_ID(), nil)), nil)
+		r.origin = awscdk.Fn_Join(jsii.String(""), &[]*string{
+			awscdk.Fn_Select(jsii.Number(1), uuid), awscdk.Fn_Select(jsii.Number(2), uuid),
+			awscdk.Fn_Select(jsii.Number(3), uuid), awscdk.Fn_Select(jsii.Number(4), uuid),
+		})
+	}
+	cfnStage.SetStageVariables(map[string]interface{}{apigwOriginVerifyStageVariable: r.origin})
+	cfnStage.SetAccessLogSettings(
 		&awsapigatewayv2.CfnStage_AccessLogSettingsProperty{
 			DestinationArn: access.LogGroupArn(),
 			Format:         jsii.String(string(format)),
@@ -344,6 +364,13 @@ func (r *registry) newAPI() {
 	route(FnAPI, "/v2/{proxy+}", awsapigatewayv2.HttpMethod_ANY)
 	route(FnToken, "/token", awsapigatewayv2.HttpMethod_GET, awsapigatewayv2.HttpMethod_POST)
 }
+
+// The origin-verify stage variable and header of pkg/apigw (infra is its
+// own module and does not import it; tests/template checks the SAM side).
+const (
+	apigwOriginVerifyStageVariable = "berthOriginVerify"
+	apigwOriginVerifyHeader        = "X-Berth-Origin-Verify"
+)
 
 // envInt formats n for an environment variable.
 func envInt(n int64) *string { return jsii.String(strconv.FormatInt(n, 10)) }
