@@ -16,7 +16,9 @@ import (
 // docker's config (read by docker, crane, oras, regctl, cosign) and
 // podman's auth file (podman, skopeo, buildah) at docker-credential-berth
 // for that registry. With --static it writes a proof valid for 15 minutes
-// instead, for hosts where the helper cannot be installed.
+// instead, for hosts where the helper cannot be installed. It writes
+// nothing for a registry that does not ask for credentials, and refuses to
+// name a helper that is not on PATH.
 func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("berth login", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -40,6 +42,29 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	server := fs.Arg(0)
 	host := credential.Host(server)
+	if !*noCheck {
+		// Ask the registry first: an open registry needs no credentials,
+		// and a helper entry written for it would only make every client
+		// run a helper for nothing (and fail where it is not installed).
+		err := credential.Probe(ctx, nil, server)
+		if errors.Is(err, credential.ErrNoAuth) {
+			_, err = fmt.Fprintf(stdout, "%s does not require authentication: nothing to configure\n", host)
+			return err
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if !*static {
+		// Refuse before writing anything: a credHelpers entry naming a
+		// helper that is not installed breaks every pull and push from
+		// this registry with "executable file not found".
+		if _, err := exec.LookPath("docker-credential-" + credential.HelperName); err != nil {
+			return fmt.Errorf("docker-credential-%[1]s is not on PATH, so clients could not get credentials: "+
+				"install it (go install github.com/berth-registry/berth/cmd/docker-credential-%[1]s@latest, or make build) "+
+				"or use --static; nothing was written", credential.HelperName)
+		}
+	}
 	opts := credential.Options{Audience: *audience}
 	if !*static {
 		if d, err := credential.DefaultCacheDir(); err == nil {
@@ -52,14 +77,10 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if !*noCheck {
 		subject, err := credential.Check(ctx, nil, server, cred)
-		switch {
-		case errors.Is(err, credential.ErrNoAuth):
-			fmt.Fprintf(stderr, "note: %s does not require authentication\n", host)
-		case err != nil:
+		if err != nil {
 			return err
-		default:
-			fmt.Fprintf(stderr, "authenticated as %s\n", subject)
 		}
+		fmt.Fprintf(stderr, "authenticated as %s\n", subject)
 	}
 	dockerPath, err := credential.DockerConfigPath()
 	if err != nil {
@@ -86,8 +107,6 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *static {
 		fmt.Fprintf(stderr, "warning: the stored credential expires at %s\n", cred.Expires.Local().Format("15:04:05"))
-	} else if _, err := exec.LookPath("docker-credential-" + credential.HelperName); err != nil {
-		fmt.Fprintf(stderr, "warning: docker-credential-%s is not on PATH; clients will fail to get credentials until it is installed\n", credential.HelperName)
 	}
 	_, err = fmt.Fprintln(stdout, "Login Succeeded")
 	return err

@@ -262,35 +262,97 @@ func TestLoginErrors(t *testing.T) {
 	}
 }
 
-// A registry without auth, or one login does not contact (--no-check):
-// the configuration is still written.
-func TestLoginWithoutCheck(t *testing.T) {
+// A registry without auth needs no configuration: login says so, exits 0
+// and writes nothing, whether or not the helper is installed and whether
+// or not AWS credentials are at hand.
+func TestLoginOpenRegistry(t *testing.T) {
 	sts := newSTS(t)
-	t.Run("open registry", func(t *testing.T) {
-		docker, _ := loginEnv(t, sts, loginKey)
-		addr := listen(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
-		stdout, stderr, err := login(addr)
-		if err != nil || stdout != "Login Succeeded\n" || !strings.Contains(stderr, "does not require authentication") {
-			t.Fatalf("login: %v\nstdout %q\nstderr %q", err, stdout, stderr)
-		}
-		if c := readConfig(t, docker); c.CredHelpers[addr] != credential.HelperName {
-			t.Fatalf("config %+v", c)
-		}
-	})
-	t.Run("no check, helper missing", func(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		key  ststest.Key
+		path bool // docker-credential-berth on PATH
+		args []string
+	}{
+		{name: "helper installed", key: loginKey, path: true},
+		{name: "helper missing", key: loginKey},
+		{name: "no AWS credentials", path: true},
+		{name: "static", key: loginKey, args: []string{"--static"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			docker, podman := loginEnv(t, sts, tc.key)
+			if !tc.path {
+				t.Setenv("PATH", t.TempDir())
+			}
+			addr := listen(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+			stdout, stderr, err := login(append(tc.args, addr)...)
+			if err != nil || stdout != addr+" does not require authentication: nothing to configure\n" || stderr != "" {
+				t.Fatalf("login: %v\nstdout %q\nstderr %q", err, stdout, stderr)
+			}
+			notWritten(t, docker, podman, filepath.Join(os.Getenv("XDG_CACHE_HOME"), "berth"))
+			var o, e bytes.Buffer
+			if code := run(context.Background(), append([]string{"login"}, append(tc.args, addr)...), &o, &e); code != 0 {
+				t.Fatalf("exit code %d\n%s", code, e.String())
+			}
+		})
+	}
+}
+
+// A helper that is not installed is never configured: the entry would
+// make every client fail with "executable file not found". --static does
+// not need the helper.
+func TestLoginHelperMissing(t *testing.T) {
+	sts := newSTS(t)
+	for _, tc := range []struct {
+		name     string
+		registry func(t *testing.T) string
+		args     []string
+	}{
+		{name: "auth registry", registry: func(t *testing.T) string { return authRegistry(t, sts) }},
+		{name: "no check", registry: closedAddr, args: []string{"--no-check", "--audience", "registry.example.com"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			docker, podman := loginEnv(t, sts, loginKey)
+			registry := tc.registry(t)
+			t.Setenv("PATH", t.TempDir())
+			var o, e bytes.Buffer
+			code := run(context.Background(), append([]string{"login"}, append(tc.args, registry)...), &o, &e)
+			if code != 1 || o.String() != "" || !strings.Contains(e.String(), "docker-credential-berth is not on PATH") ||
+				!strings.Contains(e.String(), "nothing was written") {
+				t.Fatalf("exit code %d\nstdout %q\nstderr %q", code, o.String(), e.String())
+			}
+			notWritten(t, docker, podman, filepath.Join(os.Getenv("XDG_CACHE_HOME"), "berth"))
+		})
+	}
+	t.Run("static", func(t *testing.T) {
 		docker, podman := loginEnv(t, sts, loginKey)
+		addr := authRegistry(t, sts)
 		t.Setenv("PATH", t.TempDir())
-		addr := closedAddr(t)
-		stdout, stderr, err := login("--no-check", "--audience", "registry.example.com", addr)
-		if err != nil || stdout != "Login Succeeded\n" || !strings.Contains(stderr, "warning: docker-credential-berth is not on PATH") {
+		stdout, stderr, err := login("--static", addr)
+		if err != nil || stdout != "Login Succeeded\n" {
 			t.Fatalf("login: %v\nstdout %q\nstderr %q", err, stdout, stderr)
 		}
 		for _, p := range []string{docker, podman} {
-			if c := readConfig(t, p); c.CredHelpers[addr] != credential.HelperName {
-				t.Fatalf("%s: %+v", p, c)
+			if c := readConfig(t, p); c.Auths[addr]["auth"] == "" || c.CredHelpers[addr] != "" {
+				t.Errorf("%s: %+v", p, c)
 			}
 		}
 	})
+}
+
+// --no-check writes the helper configuration without contacting the
+// registry.
+func TestLoginNoCheck(t *testing.T) {
+	docker, podman := loginEnv(t, newSTS(t), loginKey)
+	addr := closedAddr(t)
+	stdout, stderr, err := login("--no-check", "--audience", "registry.example.com", addr)
+	if err != nil || stdout != "Login Succeeded\n" || strings.Contains(stderr, "warning") {
+		t.Fatalf("login: %v\nstdout %q\nstderr %q", err, stdout, stderr)
+	}
+	for _, p := range []string{docker, podman} {
+		if c := readConfig(t, p); c.CredHelpers[addr] != credential.HelperName {
+			t.Fatalf("%s: %+v", p, c)
+		}
+	}
 }
 
 func listen(t *testing.T, h http.Handler) string {

@@ -362,10 +362,20 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 // ErrNoAuth reports a registry that answers /v2/ without authentication.
 var ErrNoAuth = errors.New("credential: registry does not require authentication")
 
-// Check logs in with c the way registry clients do (GET /v2/, then the
-// realm named in the challenge with Basic credentials) and returns the
-// subject of the token the registry issued.
-func Check(ctx context.Context, client *http.Client, serverURL string, c Credential) (string, error) {
+// Probe asks the registry's /v2/ whether it wants credentials, the way
+// clients start: nil for a Bearer challenge, ErrNoAuth for a 200, an error
+// for anything else. berth login probes before it writes anything, so an
+// open registry gets no credential helper its clients would then fail to
+// run.
+func Probe(ctx context.Context, client *http.Client, serverURL string) error {
+	_, err := challenge(ctx, client, serverURL)
+	return err
+}
+
+// challenge GETs /v2/ on the bases a client would try (plain http only
+// for loopback hosts or an explicit http:// URL) and returns the Bearer
+// challenge of the first base that answers.
+func challenge(ctx context.Context, client *http.Client, serverURL string) (string, error) {
 	if client == nil {
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -392,52 +402,67 @@ func Check(ctx context.Context, client *http.Client, serverURL string, c Credent
 			return "", ErrNoAuth
 		}
 		ch := resp.Header.Get("WWW-Authenticate")
-		realm := ChallengeParam(ch, "realm")
-		if resp.StatusCode != http.StatusUnauthorized || realm == "" {
+		if resp.StatusCode != http.StatusUnauthorized || ChallengeParam(ch, "realm") == "" {
 			return "", fmt.Errorf("credential: %s/v2/ answered %d without a Bearer challenge", base, resp.StatusCode)
 		}
-		u, err := url.Parse(realm)
-		if err != nil {
-			return "", fmt.Errorf("credential: bad realm %q: %w", realm, err)
-		}
-		svc := ChallengeParam(ch, "service")
-		if c.Audience != "" && svc != "" && !sameHost(svc, c.Audience) {
-			// The registry is not the one the proof was made for: do not
-			// hand it over.
-			return "", foreignService(host, svc, c.Audience)
-		}
-		q := u.Query()
-		if svc != "" {
-			q.Set("service", svc)
-		}
-		u.RawQuery = q.Encode()
-		treq, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-		if err != nil {
-			return "", err
-		}
-		treq.SetBasicAuth(c.Username, c.Secret)
-		tresp, err := client.Do(treq)
-		if err != nil {
-			return "", fmt.Errorf("credential: token endpoint: %w", err)
-		}
-		defer tresp.Body.Close()
-		var body struct {
-			Token  string `json:"token"`
-			Errors []struct {
-				Code, Message string
-			} `json:"errors"`
-		}
-		_ = json.NewDecoder(io.LimitReader(tresp.Body, 1<<20)).Decode(&body)
-		if tresp.StatusCode != http.StatusOK || body.Token == "" {
-			msg := http.StatusText(tresp.StatusCode)
-			if len(body.Errors) > 0 {
-				msg = body.Errors[0].Code + ": " + body.Errors[0].Message
-			}
-			return "", fmt.Errorf("credential: login refused: %s", msg)
-		}
-		return tokenSubject(body.Token), nil
+		return ch, nil
 	}
 	return "", fmt.Errorf("credential: %s unreachable: %w", host, lastErr)
+}
+
+// Check logs in with c the way registry clients do (GET /v2/, then the
+// realm named in the challenge with Basic credentials) and returns the
+// subject of the token the registry issued.
+func Check(ctx context.Context, client *http.Client, serverURL string, c Credential) (string, error) {
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	host := Host(serverURL)
+	ch, err := challenge(ctx, client, serverURL)
+	if err != nil {
+		return "", err
+	}
+	realm := ChallengeParam(ch, "realm")
+	u, err := url.Parse(realm)
+	if err != nil {
+		return "", fmt.Errorf("credential: bad realm %q: %w", realm, err)
+	}
+	svc := ChallengeParam(ch, "service")
+	if c.Audience != "" && svc != "" && !sameHost(svc, c.Audience) {
+		// The registry is not the one the proof was made for: do not
+		// hand it over.
+		return "", foreignService(host, svc, c.Audience)
+	}
+	q := u.Query()
+	if svc != "" {
+		q.Set("service", svc)
+	}
+	u.RawQuery = q.Encode()
+	treq, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return "", err
+	}
+	treq.SetBasicAuth(c.Username, c.Secret)
+	tresp, err := client.Do(treq)
+	if err != nil {
+		return "", fmt.Errorf("credential: token endpoint: %w", err)
+	}
+	defer tresp.Body.Close()
+	var body struct {
+		Token  string `json:"token"`
+		Errors []struct {
+			Code, Message string
+		} `json:"errors"`
+	}
+	_ = json.NewDecoder(io.LimitReader(tresp.Body, 1<<20)).Decode(&body)
+	if tresp.StatusCode != http.StatusOK || body.Token == "" {
+		msg := http.StatusText(tresp.StatusCode)
+		if len(body.Errors) > 0 {
+			msg = body.Errors[0].Code + ": " + body.Errors[0].Message
+		}
+		return "", fmt.Errorf("credential: login refused: %s", msg)
+	}
+	return tokenSubject(body.Token), nil
 }
 
 // tokenSubject reads sub from a token without verifying it (display only).
