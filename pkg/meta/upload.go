@@ -34,8 +34,16 @@ type Upload struct {
 	LeaseUntil  int64  `json:"lease,omitempty"` // unix seconds; a writer holds it
 	// Direct is set for a direct upload (berth push): the client sends the
 	// bytes to presigned storage URLs, not through the API.
-	Direct  *Direct `json:"direct,omitempty"`
-	Version int64   `json:"-"`
+	Direct *Direct `json:"direct,omitempty"`
+	// Committed is set by a closing PUT once the driver verified this
+	// session's own bytes against a digest the running sha256 cannot check
+	// (sha512) and made them that blob. A retried close whose staged bytes
+	// are gone may link the blob only if it names this digest: "the staged
+	// data is gone" alone does not prove the bytes were ever this blob (a
+	// DELETE may have removed them), and for sha256 the hash state is the
+	// proof instead. See docs/architecture.md, "Upload sessions".
+	Committed oci.Digest `json:"committed,omitempty"`
+	Version   int64      `json:"-"`
 }
 
 // States of a direct upload.

@@ -157,7 +157,7 @@ func (g *Registry) directComplete(w http.ResponseWriter, r *http.Request, rt rou
 	if err := json.NewDecoder(io.LimitReader(r.Body, maxCompleteBody)).Decode(&doc); err != nil || len(doc.Parts) == 0 {
 		return errcode.New(errcode.BlobUploadInvalid, "the body must be {\"parts\":[{\"number\":1,\"etag\":\"...\"},...]}")
 	}
-	if u, err = g.meta.UploadLease(ctx, u, g.cfg.UploadLease); err != nil {
+	if u, err = g.meta.UploadLease(ctx, u, g.leaseFor(ctx)); err != nil {
 		return err
 	}
 	if err := du.DirectComplete(ctx, u.ID, u.DriverState, u.Direct.Size, doc.Parts); err != nil {

@@ -204,7 +204,7 @@ func (g *Registry) monolithic(w http.ResponseWriter, r *http.Request, rt route.R
 		// Unknown length (chunked transfer): go through a session, which
 		// hashes while it stores. It is created already leased to this
 		// request, as finish requires, at no extra write.
-		u := meta.Upload{ID: newUploadID(), Repo: rt.Name, LeaseUntil: g.now().Add(g.cfg.UploadLease).Unix()}
+		u := meta.Upload{ID: newUploadID(), Repo: rt.Name, LeaseUntil: g.now().Add(g.leaseFor(ctx)).Unix()}
 		u, err := g.createSession(ctx, u, g.cfg.UploadTTL)
 		if err != nil {
 			return err
@@ -248,6 +248,26 @@ func (g *Registry) uploadStatus(w http.ResponseWriter, r *http.Request, rt route
 	return nil
 }
 
+// leaseSlack is added to a request's remaining lifetime when it bounds the
+// lease: the lease is compared with the clocks of other instances, and the
+// request still saves its state after its last read.
+const leaseSlack = 5 * time.Second
+
+// leaseFor is how long a request may hold a session: UploadLease, but no
+// longer than the request itself can live. Behind Lambda the context
+// carries the invocation's deadline (API Gateway gives up at 30 s); a
+// request killed there never releases its lease, and without this bound
+// the session stayed blocked for the whole UploadLease (issue 11, point 3).
+// `berth serve` bounds a request by its http.Server ReadTimeout instead,
+// and sets UploadLease above it.
+func (g *Registry) leaseFor(ctx context.Context) time.Duration {
+	d := g.cfg.UploadLease
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, max(time.Until(dl), 0)+leaseSlack)
+	}
+	return d
+}
+
 // acquire takes the lease on the session a PATCH or closing PUT names,
 // reading it in the same write (meta.UploadAcquire), and checks it belongs
 // to the repository in the path.
@@ -255,7 +275,7 @@ func (g *Registry) acquire(ctx context.Context, rt route.Route) (meta.Upload, er
 	if !validUploadID(rt.Arg) {
 		return meta.Upload{}, errcode.New(errcode.BlobUploadUnknown, map[string]string{"upload": rt.Arg})
 	}
-	u, err := g.meta.UploadAcquire(ctx, rt.Arg, g.cfg.UploadLease)
+	u, err := g.meta.UploadAcquire(ctx, rt.Arg, g.leaseFor(ctx))
 	switch {
 	case err != nil:
 		return meta.Upload{}, err
@@ -479,14 +499,33 @@ func (g *Registry) finish(w http.ResponseWriter, r *http.Request, rt route.Route
 		g.discard(ctx, u)
 		return fmt.Errorf("commit upload: %w", err)
 	case errors.Is(err, storage.ErrNotFound):
-		// A retried close whose first attempt committed and then failed:
-		// the blob is at its final key only if it was verified.
+		// The staged bytes are gone: an earlier close committed them and
+		// then failed, or they were removed (a cancel, the sweep). Only
+		// the first may link the blob, and only when this session's own
+		// bytes were verified to be it: for sha256 the running hash
+		// checked above, otherwise the Committed digest the earlier close
+		// saved after the driver verified them. Linking whatever blob of
+		// the digest exists would hand a pusher who knows only another
+		// repository's digest and size its content (issue 11, point 2).
+		if verify != nil && u.Committed != d {
+			g.release(u)
+			return fmt.Errorf("commit upload %s: staged data gone and this session never verified %s: %w", u.ID, d, meta.ErrUploadUnknown)
+		}
 		if size, serr := g.storedSize(ctx, d); serr != nil || size != u.Offset {
+			g.release(u)
 			return fmt.Errorf("commit upload: %w", err)
 		}
 	case err != nil:
 		g.release(u)
 		return fmt.Errorf("commit upload: %w", err)
+	case verify != nil:
+		// Record that these bytes were verified and committed, so that a
+		// retry after a lost link can prove it (see the ErrNotFound case).
+		// Only sha512 pays this write; sha256 has its hash state.
+		u.Committed = d
+		if u, err = g.meta.UploadSave(ctx, u); err != nil {
+			return fmt.Errorf("close upload %s: %w", u.ID, err)
+		}
 	}
 	// Link and end the session in one transaction, conditioned on the
 	// version our lease wrote. If it fails the blob is stored but not
@@ -514,15 +553,25 @@ func (g *Registry) discard(ctx context.Context, u meta.Upload) {
 	}
 }
 
+// uploadCancel ends a session and removes its staged bytes. It takes the
+// lease first, like every request that changes a session: a cancel that
+// removed the staged bytes under a closing PUT made the close take "staged
+// data gone" for "committed" (issue 11, point 2). A session another request
+// holds answers 503 with Retry-After; the client retries the DELETE.
 func (g *Registry) uploadCancel(w http.ResponseWriter, r *http.Request, rt route.Route) error {
-	u, err := g.session(r.Context(), rt)
+	ctx := r.Context()
+	u, err := g.acquire(ctx, rt)
 	if err != nil {
 		return err
 	}
-	if err := g.blobs.UploadAbort(r.Context(), u.ID, u.DriverState); err != nil {
+	if err := g.blobs.UploadAbort(ctx, u.ID, u.DriverState); err != nil {
+		g.release(u)
 		return err
 	}
-	if err := g.meta.UploadDelete(r.Context(), u.ID); err != nil {
+	// Should this fail, the session is left without staged bytes: a PATCH
+	// or close of it fails, a retried close links nothing it did not
+	// verify (finish), and the sweep removes it when it expires.
+	if err := g.meta.UploadDelete(ctx, u.ID); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Length", "0")
