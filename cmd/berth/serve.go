@@ -56,6 +56,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 
 	regCfg := registry.Config{
 		UploadTTL:      cfg.UploadTTL,
+		UploadLease:    serveUploadLease,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		ChunkMinLength: cfg.ChunkMinLength,
 		Logger:         log,
@@ -102,11 +103,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 			return err
 		}
 	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := newHTTPServer(h, log)
 	log.Info("listening",
 		slog.String("addr", ln.Addr().String()),
 		slog.String("version", version),
@@ -156,6 +153,31 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// Timeouts of `berth serve` (docs/architecture.md, "Upload sessions").
+// ReadTimeout bounds a whole request, body included, so a client cannot
+// hold a connection and its upload session by trickling a body for as long
+// as it likes; a bigger layer goes up in several PATCHes. There is no
+// WriteTimeout: a large blob GET to a slow client may take longer. The
+// upload lease outlasts ReadTimeout, so a request that is still reading
+// its body always still holds its session, and a server killed mid-request
+// frees the session within serveUploadLease.
+const (
+	serveReadHeaderTimeout = 30 * time.Second
+	serveReadTimeout       = 10 * time.Minute
+	serveIdleTimeout       = 2 * time.Minute
+	serveUploadLease       = serveReadTimeout + time.Minute
+)
+
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: serveReadHeaderTimeout,
+		ReadTimeout:       serveReadTimeout,
+		IdleTimeout:       serveIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 // withAuth puts token auth in front of the registry: /token issues tokens,
