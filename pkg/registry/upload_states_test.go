@@ -327,3 +327,70 @@ func TestCloseAfterHalfCancelLinksNothing(t *testing.T) {
 		t.Fatalf("evil/blobs/%s: %d, want 404", d, rec.Code)
 	}
 }
+
+// The upload session's states and the answers in each (docs/architecture.md,
+// "Upload sessions"): created → idle (PATCH) → committed (closing PUT);
+// cancelled (DELETE) and expired (idle past UploadTTL) end it too. Writing
+// (leased) and committing are covered by TestLeaseEndsWithRequestDeadline,
+// TestConcurrentPatchSameSession and TestRetriedSHA512CloseAfterLostLink.
+func TestUploadSessionStates(t *testing.T) {
+	s := newStatesEnv(t)
+	status := func(loc string) (int, string) {
+		rec := call(t, s.g, "GET", loc, nil)
+		return rec.Code, rec.Header().Get("Range")
+	}
+	chunk := []byte("0123456789")
+
+	// created: no bytes.
+	loc := s.start(t, "states")
+	if code, rng := status(loc); code != http.StatusNoContent || rng != "0-0" {
+		t.Fatalf("created: %d Range %q", code, rng)
+	}
+	// idle after a PATCH: the offset moved; a PATCH at a wrong offset is refused.
+	if rec := call(t, s.g, "PATCH", loc, chunk, "Content-Range", "0-9"); rec.Code != http.StatusAccepted {
+		t.Fatalf("PATCH: %d", rec.Code)
+	}
+	if code, rng := status(loc); code != http.StatusNoContent || rng != "0-9" {
+		t.Fatalf("idle: %d Range %q", code, rng)
+	}
+	if rec := call(t, s.g, "PATCH", loc, chunk, "Content-Range", "0-9"); rec.Code != http.StatusRequestedRangeNotSatisfiable {
+		t.Fatalf("PATCH at a stale offset: %d", rec.Code)
+	}
+	// committed: the blob is linked; the session is gone for every method.
+	all := append(append([]byte{}, chunk...), chunk...)
+	if rec := call(t, s.g, "PUT", loc+"?digest=sha256:"+sha256hex(all), chunk, "Content-Range", "10-19"); rec.Code != http.StatusCreated {
+		t.Fatalf("close: %d %s", rec.Code, rec.Body)
+	}
+	for _, m := range []string{"GET", "PATCH", "PUT", "DELETE"} {
+		if rec := call(t, s.g, m, loc+"?digest=sha256:"+sha256hex(all), nil); rec.Code != http.StatusNotFound {
+			t.Fatalf("%s of a committed session: %d", m, rec.Code)
+		}
+	}
+
+	// cancelled: DELETE under the lease, then the session is unknown.
+	loc = s.start(t, "states")
+	if rec := call(t, s.g, "PATCH", loc, chunk); rec.Code != http.StatusAccepted {
+		t.Fatalf("PATCH: %d", rec.Code)
+	}
+	if rec := call(t, s.g, "DELETE", loc, nil); rec.Code != http.StatusNoContent {
+		t.Fatalf("DELETE: %d", rec.Code)
+	}
+	if rec := call(t, s.g, "PUT", loc+"?digest=sha256:"+sha256hex(chunk), nil); rec.Code != http.StatusNotFound {
+		t.Fatalf("close of a cancelled session: %d", rec.Code)
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(s.dir, "uploads", "*", "*")); len(leftovers) != 0 {
+		t.Fatalf("cancel left %v", leftovers)
+	}
+
+	// expired: idle past UploadTTL (1 h by default).
+	loc = s.start(t, "states")
+	if rec := call(t, s.g, "PATCH", loc, chunk); rec.Code != http.StatusAccepted {
+		t.Fatalf("PATCH: %d", rec.Code)
+	}
+	s.clk.advance(time.Hour + time.Second)
+	for _, m := range []string{"GET", "PATCH", "DELETE"} {
+		if rec := call(t, s.g, m, loc, chunk); rec.Code != http.StatusNotFound {
+			t.Fatalf("%s of an expired session: %d", m, rec.Code)
+		}
+	}
+}
