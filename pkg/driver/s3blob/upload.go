@@ -3,8 +3,10 @@ package s3blob
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -95,7 +97,12 @@ func (s *Store) UploadWrite(ctx context.Context, id string, state []byte, offset
 		}
 		total, filled = total+m, m
 	}
-	key := carryKey(id, st.Offset)
+	// The carry key is this write's own (a random suffix): a request that
+	// stalled past its lease and writes the same offset later must not
+	// replace the carry of the write that was saved, since the carry
+	// becomes the blob's last bytes and the registry checked the digest
+	// from its running hash, not from the object (issue 11, point 1).
+	key := carryKey(id, st.Offset) + "-" + writeNonce()
 	if filled > 0 {
 		if err := s.putBytes(ctx, key, buf[:filled]); err != nil {
 			return fail(err)
@@ -115,6 +122,13 @@ func (s *Store) UploadWrite(ctx context.Context, id string, state []byte, offset
 }
 
 // readFull reads until p is full or r ends; the end of r is not an error.
+// writeNonce names one write's objects apart from any other write's.
+func writeNonce() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
 func readFull(r io.Reader, p []byte) (int64, error) {
 	n, err := io.ReadFull(r, p)
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
