@@ -242,7 +242,7 @@ func coldStarts(c awsFlags, regCfg registry.Config, log *slog.Logger) apigwemu.F
 func openBackend(ctx context.Context, cfg serveConfig, log *slog.Logger) (backend, error) {
 	switch cfg.Backend {
 	case backendAWS:
-		return openAWS(ctx, cfg.AWS, log)
+		return openCheckedAWS(ctx, cfg.AWS, log)
 	default:
 		return openEmbedded(cfg.Data)
 	}

@@ -11,10 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -101,6 +103,12 @@ type Backend struct {
 	Items *dynamo.Store
 	// Blobs is the S3 driver, wrapped to serve bytes when NoRedirect is set.
 	Blobs storage.Blobs
+
+	// For Check.
+	creds  aws.CredentialsProvider
+	s3     *s3.Client
+	bucket string
+	region string
 }
 
 // Open builds the AWS clients and drivers from cfg and s, loading the
@@ -117,7 +125,10 @@ func Open(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) (*B
 	if s.PresignExpiry <= 0 {
 		s.PresignExpiry = DefaultPresignExpiry
 	}
-	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = s.S3PathStyle })
+	if cfg.Credentials != nil {
+		cfg.Credentials = markedCredentials{cfg.Credentials}
+	}
+	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = s.S3PathStyle }, withS3AccessErrors)
 	opts := []s3blob.Option{s3blob.WithPresignExpiry(s.PresignExpiry)}
 	if s.CloudFront.enabled() {
 		var sm SecretGetter
@@ -131,7 +142,9 @@ func Open(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) (*B
 		opts = append(opts, s3blob.WithCloudFront(s.CloudFront.URL, s.CloudFront.KeyPairID, key))
 	}
 	blobs := s3blob.New(s3c, s3.NewPresignClient(s3c), s.Bucket, opts...)
-	items := dynamo.New(dynamodb.NewFromConfig(cfg), s.Table)
+	items := dynamo.New(dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+		o.APIOptions = append(o.APIOptions, accessMiddleware("dynamodb"))
+	}), s.Table)
 	if s.Create {
 		if err := blobs.CreateBucket(ctx); err != nil {
 			return nil, err
@@ -143,11 +156,60 @@ func Open(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) (*B
 			log.InfoContext(ctx, "storage ready", slog.String("bucket", s.Bucket), slog.String("table", s.Table))
 		}
 	}
-	be := &Backend{Items: items, Blobs: blobs}
+	be := &Backend{Items: items, Blobs: blobs, creds: cfg.Credentials, s3: s3c, bucket: s.Bucket, region: cfg.Region}
 	if s.NoRedirect {
 		be.Blobs = s3blob.WithoutRedirect(blobs)
 	}
 	return be, nil
+}
+
+// Check proves at start-up that the storage can be used: credentials are
+// found, the bucket answers HeadBucket and the table answers a GetItem
+// (both under permissions the registry needs anyway: s3:ListBucket,
+// dynamodb:GetItem, not DescribeTable, which the deployed roles lack). A
+// server that skipped it looked healthy (/v2/ answers without storage)
+// while every other request failed. The error says what to fix.
+func (b *Backend) Check(ctx context.Context) error {
+	if b.creds == nil {
+		return errors.New("aws backend: no AWS credentials configured (AWS_PROFILE, AWS_ACCESS_KEY_ID, SSO, an instance role)")
+	}
+	if _, err := b.creds.Retrieve(ctx); err != nil {
+		return fmt.Errorf("aws backend: no usable AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, SSO, an instance role): %w", err)
+	}
+	_, err := b.s3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(b.bucket)})
+	if err != nil {
+		err = sdkError(err)
+		var re *awshttp.ResponseError
+		status := 0
+		if errors.As(err, &re) {
+			status = re.HTTPStatusCode()
+		}
+		switch {
+		case status == http.StatusNotFound:
+			// versitygw answers an unknown access key with 404 too.
+			return fmt.Errorf("aws backend: bucket %q not found in %s (or the access key is unknown to the endpoint): %w", b.bucket, b.region, err)
+		case status == http.StatusForbidden:
+			return fmt.Errorf("aws backend: bucket %q: access denied; the credentials must be valid and allow s3:ListBucket, s3:GetObject and s3:PutObject on it: %w", b.bucket, err)
+		case status == http.StatusMovedPermanently:
+			return fmt.Errorf("aws backend: bucket %q is not in region %s (set AWS_REGION): %w", b.bucket, b.region, err)
+		}
+		return fmt.Errorf("aws backend: bucket %q: %w", b.bucket, err)
+	}
+	// A key the registry never writes: not found is the healthy answer.
+	_, err = b.Items.ItemGet(ctx, "berth#startup-check", "-")
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		err = sdkError(err)
+		switch p, code := classify(err); p {
+		case credentialsRejected:
+			return fmt.Errorf("aws backend: table %q: the credentials were rejected (%s): %w", b.Items.Table(), code, err)
+		case accessDenied:
+			return fmt.Errorf("aws backend: table %q: access denied; the credentials must allow dynamodb:GetItem, PutItem, UpdateItem, DeleteItem, Query and ConditionCheckItem on it: %w", b.Items.Table(), err)
+		case storageMissing:
+			return fmt.Errorf("aws backend: table %q not found in %s: %w", b.Items.Table(), b.region, err)
+		}
+		return fmt.Errorf("aws backend: table %q: %w", b.Items.Table(), err)
+	}
+	return nil
 }
 
 // SecretGetter is the part of Secrets Manager LoadCloudFrontKey uses.
