@@ -7,6 +7,10 @@ GO ?= go
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
+# -trimpath keeps this machine's paths out of the binaries (reproducible
+# builds); -buildvcs=auto stamps the commit `berth version` prints even
+# where GOFLAGS turns stamping off, and stamps nothing outside a checkout.
+GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto
 ADDR ?= 127.0.0.1:5000
 DATA ?= ./.berth
 
@@ -15,12 +19,13 @@ FMT_DIRS := $(wildcard cmd pkg internal functions tests infra/berth infra/main.g
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run berth build test e2e fuzz bench live-check lint fmt clean
+.PHONY: help run berth credential-helper build test e2e fuzz bench live-check lint fmt clean
 
 help:
 	@echo 'make run    build bin/berth and serve a registry on $(ADDR) (data in $(DATA))'
 	@echo 'make test   everything CI runs (installs tools, starts emulators)'
-	@echo 'make build  bin/berth and the Lambda bundles'
+	@echo 'make build  bin/berth, bin/docker-credential-berth and the Lambda bundles'
+	@echo 'make dist   release archives for linux/darwin x amd64/arm64 and SHA256SUMS in dist/release'
 	@echo 'make fuzz   fuzz every target for FUZZTIME (default 60s) each'
 	@echo 'make bench  push/pull benchmark against the distribution registry'
 	@echo 'make live-check REGISTRY=host  edge upload checks against a deployed registry'
@@ -30,10 +35,16 @@ help:
 # bin/berth is rebuilt every time: go build's cache makes that cheap and a
 # stale binary is worse than a second of linking.
 berth:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth ./cmd/berth
+	$(GOBUILD) -ldflags '$(LDFLAGS)' -o bin/berth ./cmd/berth
 
-# mk/lambda.mk adds its own recipe to build (the Lambda bundles).
-build: berth
+# The credential helper every client runs on `get` (docs/auth.md); CI jobs
+# need it next to berth (docs/ci.md).
+credential-helper:
+	$(GOBUILD) -o bin/docker-credential-berth ./cmd/docker-credential-berth
+
+# mk/lambda.mk adds its own recipe to build (the Lambda bundles), mk/dist.mk
+# the release archives (make dist).
+build: berth credential-helper
 
 run: berth
 	./bin/berth serve --addr $(ADDR) --data $(DATA)

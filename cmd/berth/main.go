@@ -1,6 +1,6 @@
 // Command berth is the Berth CLI: `berth serve` runs a registry on this
 // machine, `berth login` sets up registry credentials from AWS credentials,
-// `berth version` prints the build version.
+// `berth version` prints the build version and commit.
 package main
 
 import (
@@ -14,7 +14,9 @@ import (
 	"syscall"
 )
 
-// version is set at build time: -ldflags "-X main.version=$(git describe)".
+// version is set at build time: -ldflags "-X main.version=$(git describe)"
+// (make build). "dev" means unset: `berth version` then reports the module
+// version from the build info, as `go install …@vX` leaves it.
 var version = "dev"
 
 const usage = `usage: berth <command> [flags]
@@ -52,7 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "copy":
 		err = runCopy(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
-		_, err = fmt.Fprintln(stdout, "berth", version)
+		_, err = fmt.Fprintln(stdout, versionString(version, buildInfo()))
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
