@@ -17,7 +17,8 @@ func openEmbedded(dir string) (backend, error) {
 	}
 	blobs, err := fsblob.New(dir)
 	if err != nil {
-		return backend{}, fmt.Errorf("blob store: %w", err)
+		// fsblob's errors already say "blob store".
+		return backend{}, err
 	}
 	items, err := boltdb.Open(filepath.Join(dir, "meta.db"))
 	if err != nil {

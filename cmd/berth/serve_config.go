@@ -197,7 +197,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.BoolVar(&c.Edge, "edge", false, "with --via-lambda --backend aws: serve through an emulated CloudFront whose function sends upload PUTs straight to S3")
 	fs.BoolVar(&c.LambdaColdStarts, "lambda-cold-starts", false, "with --via-lambda: a cold start (new clients, drivers, handler) for every invocation")
 	fs.DurationVar(&c.UploadTTL, "upload-ttl", time.Hour, "how long an idle upload session lives")
-	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", -1, "cap on one upload request's body; 0: none (default: none, or "+strconv.Itoa(apigw.MaxBodyBytes)+" with --via-lambda)")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", -1, "cap on one upload request's body in bytes; 0: none; -1: none, or "+strconv.Itoa(apigw.MaxBodyBytes)+" with --via-lambda")
 	fs.Int64Var(&c.ChunkMinLength, "chunk-min-length", -1, "OCI-Chunk-Min-Length to advertise; 0: none (default: by backend)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", 5*time.Minute, "how often expired upload sessions are removed")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on shutdown")

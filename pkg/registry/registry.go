@@ -171,7 +171,9 @@ func (g *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.Int("status", sw.status),
 		slog.Int64("bytes_out", sw.bytes),
 		slog.Int64("bytes_in", r.ContentLength),
-		slog.Duration("took", g.cfg.Now().Sub(start)),
+		// Milliseconds with a unit in the key: slog writes a Duration as
+		// bare nanoseconds, which readers took for milliseconds.
+		slog.Float64("took_ms", float64(g.cfg.Now().Sub(start).Microseconds())/1000),
 	)
 }
 

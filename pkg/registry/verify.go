@@ -115,7 +115,7 @@ func (v *Verifier) verify(ctx context.Context, u meta.Upload) (meta.Upload, erro
 		return u, fmt.Errorf("verify %s: link: %w", u.ID, err)
 	}
 	v.log.InfoContext(ctx, "direct upload verified", slog.String("repo", u.Repo), slog.String("upload", u.ID),
-		slog.String("digest", string(d)), slog.Int64("size", size), slog.Duration("took", now.Sub(start)))
+		slog.String("digest", string(d)), slog.Int64("size", size), slog.Float64("took_ms", float64(now.Sub(start).Microseconds())/1000))
 	return u, nil
 }
 

@@ -74,7 +74,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.timeout, NoSync: o.noSync, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("open %s: locked by another process: %w", path, err)
+			return nil, fmt.Errorf("open %s: locked by another process (is a berth server already running on this data directory?): %w", path, err)
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}

@@ -3,6 +3,7 @@ package boltdb_test
 import (
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,6 +74,10 @@ func TestLockedFailsFast(t *testing.T) {
 	if err == nil {
 		_ = s.Close()
 		t.Fatal("second open of a locked file succeeded")
+	}
+	// A second `make run` on the same data directory must say why.
+	if !strings.Contains(err.Error(), "locked by another process (is a berth server already running on this data directory?)") {
+		t.Errorf("error: %v", err)
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("second open took %v", d)
