@@ -14,7 +14,7 @@ import (
 	"github.com/berth-registry/berth/pkg/edge"
 )
 
-// `berth serve --edge`: the deployed edge upload path (DESIGN §4 path 2)
+// `berth serve --edge`: the deployed edge upload path (docs/clients.md, "Upload paths")
 // in one process. Clients talk to an emulated CloudFront distribution that
 // runs the real CloudFront Function (pkg/edge/cffunc/upload.js) and sends
 // /_upload/* PUTs straight to the bucket, everything else to the emulated

@@ -1,6 +1,6 @@
 // Command scan is the scan function: S3 ObjectCreated events for blobs/.
 //
-// Layer indexing and vulnerability matching (DESIGN.md §7) arrive with their
+// Layer indexing and vulnerability matching (the scanning issue) arrive with their
 // own issue. Until then this function does only what exists: it checks that
 // each record is a blob of this registry's bucket under its content address
 // and logs it, so the notification wiring is exercised end to end and a

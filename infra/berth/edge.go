@@ -13,7 +13,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 )
 
-// The edge upload path (DESIGN.md §4, docs/deploy.md "Edge uploads"): the
+// The edge upload path (docs/clients.md "Upload paths", docs/deploy.md "Edge uploads"): the
 // api function answers an upload POST with Location /_upload/<token>; the
 // CloudFront Function on /_upload/* checks the token against the keys in
 // the KeyValueStore and sends a PUT with a body straight to the bucket

@@ -162,7 +162,7 @@ func (r *registry) newFunctions() {
 	}
 	r.grantTokenKey(&token, &api)
 	// The scan function validates and logs blob events; it reads and
-	// stores nothing yet (DESIGN.md §7 arrives with its own issue, which
+	// stores nothing yet (scanning arrives with its own issue, which
 	// adds blob reads and report writes here).
 	scan := fnSpec{
 		name: FnScan, description: "Berth layer scanner (S3 ObjectCreated on blobs/)", memory: p.ScanMemoryMiB,

@@ -31,7 +31,7 @@ const (
 	FnCleanup = "cleanup"
 )
 
-// S3 key prefixes the drivers use (DESIGN.md §3).
+// S3 key prefixes the drivers use (docs/dynamodb.md).
 const (
 	// BlobPrefix holds content-addressed blobs: blobs/<algorithm>/<hex>.
 	BlobPrefix = "blobs/"

@@ -1,5 +1,5 @@
 // Package cloudfront emulates the parts of an Amazon CloudFront
-// distribution the edge upload path uses (DESIGN §4 path 2), faithful to
+// distribution the edge upload path uses (docs/clients.md, "Upload paths"), faithful to
 // the documented limits collected in shared/research/edge-upload-path.md §A:
 // cache behaviours by path pattern, origins (S3 signed like origin access
 // control, or any http.Handler), CloudFront Functions (JavaScript runtime

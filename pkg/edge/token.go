@@ -1,4 +1,4 @@
-// Package edge is the registry's side of the edge upload path (DESIGN §4,
+// Package edge is the registry's side of the edge upload path (docs/clients.md "Upload paths",
 // path 2): upload tokens that a CloudFront Function checks before it lets a
 // client PUT a blob straight into S3, and the keys that sign them.
 //

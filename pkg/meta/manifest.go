@@ -56,7 +56,7 @@ type Tag struct {
 }
 
 // InlineLimit is the largest manifest body kept in its metadata item; larger
-// bodies are stored as blobs (DESIGN §3). The body is base64 inside the
+// bodies are stored as blobs (docs/architecture.md). The body is base64 inside the
 // item's JSON, so 200 KiB becomes ~267 KiB and, with up to a hundred
 // referenced digests, stays below storage.MaxItemBytes.
 const InlineLimit = 200 * 1024

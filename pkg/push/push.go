@@ -1,5 +1,5 @@
 // Package push copies images into a registry the way `berth push` and
-// `berth copy` do (DESIGN §4 path 3): it walks the source's manifest graph,
+// `berth copy` do (docs/clients.md, "Upload paths"): it walks the source's manifest graph,
 // uploads the blobs the repository lacks in parallel — straight to S3 with
 // presigned URLs when the registry offers Berth's direct upload API, through
 // the ordinary OCI upload API otherwise — and then pushes the manifests

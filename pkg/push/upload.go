@@ -18,7 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// Media types of Berth's direct upload extension (contracts §4).
+// Media types of Berth's direct upload extension (docs/push.md).
 const (
 	directUploadType   = "application/vnd.berth.direct-upload.v1+json"
 	directCompleteType = "application/vnd.berth.direct-complete.v1+json"

@@ -17,7 +17,7 @@ import (
 	"github.com/berth-registry/berth/pkg/storage"
 )
 
-// Direct uploads (DESIGN §4 path 3, contracts §4) are a Berth extension on
+// Direct uploads (docs/push.md, docs/architecture.md "Blobs that arrive outside the API") are a Berth extension on
 // the upload-start route: `POST /v2/<name>/blobs/uploads/?berth.direct=
 // <digest>&berth.size=<bytes>` answers with presigned storage URLs, so
 // berth push sends layer bytes straight to S3:

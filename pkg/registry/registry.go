@@ -35,7 +35,7 @@ type Config struct {
 	// UploadLease bounds how long one request may hold an upload session.
 	// Default 15m.
 	UploadLease time.Duration
-	// EdgeTokens, when set, turns on the edge upload path (DESIGN §4 path
+	// EdgeTokens, when set, turns on the edge upload path (docs/clients.md "Upload paths", path
 	// 2): an upload POST answers with a Location under edge.PathPrefix that
 	// carries a signed token, and the CloudFront Function in front of the
 	// API sends the client's PUT straight to S3. A blob that arrives that

@@ -1,5 +1,5 @@
 // Package retention applies Amazon ECR lifecycle policies to a Berth
-// registry, so teams reuse the policies they already have (DESIGN §5).
+// registry, so teams reuse the policies they already have (docs/retention.md).
 //
 // Parse reads and validates the policy JSON, Evaluate decides which images
 // a policy expires (pure logic, ECR's documented semantics), and Apply runs

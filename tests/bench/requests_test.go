@@ -1093,7 +1093,7 @@ reverse proxy; DynamoDB is DynamoDB Local 3.3.0.
 
 	edge := results["berth-edge"]
 	b.WriteString("\n## Push through the edge path\n\n" +
-		"**Berth edge**: the deployment with the edge upload path (DESIGN §4 path 2): the CloudFront\n" +
+		"**Berth edge**: the deployment with the edge upload path (docs/clients.md, \"Upload paths\"): the CloudFront\n" +
 		"emulation (internal/cloudfront) running pkg/edge/cffunc/upload.js in front of the Berth Lambda\n" +
 		"target (with edge upload tokens) and of the bucket as an S3 origin signed like origin access\n" +
 		"control. The client pushes as oras and regctl do (crane's single PATCH cannot use the edge): per\n" +

@@ -245,7 +245,7 @@ func TestUploadErrorsThroughEdge(t *testing.T) {
 	r := s.do("PATCH", loc, b, map[string]string{"Content-Range": "0-4"})
 	s.expect(r, 202, "", "patch after errors")
 	// After a PATCH the API hands out its own upload URL: the closing PUT
-	// must not go to S3 (contracts §2).
+	// must not go to S3 (docs/architecture.md).
 	next := r.header.Get("Location")
 	if !strings.HasPrefix(next, "/v2/u/blobs/uploads/") {
 		t.Fatalf("Location after PATCH %q, want the API's upload URL", next)

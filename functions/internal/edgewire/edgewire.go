@@ -1,5 +1,5 @@
 // Package edgewire connects the Lambda functions to the edge upload path
-// (DESIGN.md §4, docs/deploy.md "Edge uploads"): the api function's upload
+// (docs/clients.md "Upload paths", docs/deploy.md "Edge uploads"): the api function's upload
 // token keyring over the CloudFront KeyValueStore and its asynchronous
 // "verify this upload" call to the cleanup function, and the cleanup
 // function's side of both (key rotation on the schedule, verification on

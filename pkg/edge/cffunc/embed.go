@@ -1,5 +1,5 @@
 // Package cffunc carries the CloudFront Function of the edge upload path
-// (DESIGN §4 path 2): upload.js, a CloudFront Functions JavaScript runtime
+// (docs/clients.md, "Upload paths"): upload.js, a CloudFront Functions JavaScript runtime
 // 2.0 source. The CDK construct deploys the file by path; the local
 // CloudFront emulator (internal/cloudfront) runs Source.
 package cffunc

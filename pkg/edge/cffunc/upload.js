@@ -1,4 +1,4 @@
-// Berth edge upload path (DESIGN §4 path 2; contracts §2). CloudFront
+// Berth edge upload path (docs/architecture.md, "Blobs that arrive outside the API"). CloudFront
 // Functions runtime 2.0. One file, attached as viewer request to /_upload/*
 // and /v2/*, and as viewer response to /_upload/*. The Go side of the token
 // format is pkg/edge/token.go; its tests and this file's check each other.
