@@ -115,8 +115,12 @@ func (e *Error) WithDetailDigest(d fmt.Stringer) *Error {
 // WithDetail sets a JSON-encodable detail and returns e.
 func (e *Error) WithDetail(d any) *Error { e.Detail = d; return e }
 
-// WithDetailString sets a string detail and returns e.
-func (e *Error) WithDetailString(s string) *Error { e.Detail = s; return e }
+// WithDetailField sets the detail to the object {key: value} and returns e.
+// Details are always JSON objects, so clients can read them one way.
+func (e *Error) WithDetailField(key, value string) *Error {
+	e.Detail = map[string]string{key: value}
+	return e
+}
 
 // WithMessage sets the message and returns e.
 func (e *Error) WithMessage(m string) *Error { e.Message = m; return e }

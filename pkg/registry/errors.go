@@ -56,15 +56,15 @@ func toOCI(err error, r *http.Request, rt route.Route) *errcode.Error {
 	case errors.Is(err, meta.ErrNameUnknown):
 		return errcode.Wrap(errcode.NameUnknown, err).WithDetail(map[string]string{"name": rt.Name})
 	case errors.Is(err, meta.ErrManifestUnknown), errors.Is(err, meta.ErrTagUnknown):
-		return errcode.Wrap(errcode.ManifestUnknown, err).WithDetailString(rt.Arg)
+		return errcode.Wrap(errcode.ManifestUnknown, err).WithDetailField("reference", rt.Arg)
 	case errors.Is(err, meta.ErrTagImmutable):
-		return errcode.Wrap(errcode.Denied, err).WithMessage("tag is immutable").WithDetailString(rt.Arg)
+		return errcode.Wrap(errcode.Denied, err).WithMessage("tag is immutable").WithDetailField("tag", rt.Arg)
 	case errors.Is(err, meta.ErrBlobNotLinked):
 		return errcode.Wrap(errcode.BlobUnknown, err).WithDetail(map[string]string{"digest": rt.Arg})
 	case errors.Is(err, meta.ErrUploadUnknown):
 		return errcode.Wrap(errcode.BlobUploadUnknown, err).WithDetail(map[string]string{"upload": rt.Arg})
 	case errors.Is(err, storage.ErrPartsInvalid):
-		return errcode.Wrap(errcode.BlobUploadInvalid, err).WithDetailString(err.Error())
+		return errcode.Wrap(errcode.BlobUploadInvalid, err).WithDetailField("reason", err.Error())
 	case errors.Is(err, storage.ErrDigestMismatch):
 		return errcode.Wrap(errcode.DigestInvalid, err).WithDetail(map[string]string{"digest": claimedDigest(r, rt)})
 	case errors.Is(err, storage.ErrSizeMismatch):

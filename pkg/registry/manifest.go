@@ -20,9 +20,9 @@ func parseRef(s string) (oci.Reference, error) {
 		return ref, nil
 	}
 	if errors.Is(err, oci.ErrDigestUnsupported) || bytes.ContainsRune([]byte(s), ':') {
-		return ref, errcode.Wrap(errcode.DigestInvalid, err).WithDetailString(s)
+		return ref, errcode.Wrap(errcode.DigestInvalid, err).WithMessage("invalid digest in manifest reference").WithDetailField("digest", s)
 	}
-	return ref, errcode.Wrap(errcode.TagInvalid, err).WithMessage("invalid tag").WithDetailString(s)
+	return ref, errcode.Wrap(errcode.TagInvalid, err).WithMessage("invalid tag").WithDetailField("tag", s)
 }
 
 // parseReadRef is parseRef for reads (GET, HEAD). A reference that is not
@@ -36,7 +36,7 @@ func parseReadRef(s string) (oci.Reference, error) {
 	ref, err := parseRef(s)
 	var e *errcode.Error
 	if errors.As(err, &e) && e.Code == errcode.TagInvalid {
-		return ref, errcode.Wrap(errcode.ManifestUnknown, err).WithDetailString(s)
+		return ref, errcode.Wrap(errcode.ManifestUnknown, err).WithDetailField("reference", s)
 	}
 	return ref, err
 }
@@ -96,7 +96,7 @@ func (g *Registry) manifestPut(w http.ResponseWriter, r *http.Request, rt route.
 	}
 	parsed, err := oci.ParseManifest(r.Header.Get("Content-Type"), body)
 	if err != nil {
-		return errcode.Wrap(errcode.ManifestInvalid, err).WithDetailString(err.Error())
+		return errcode.Wrap(errcode.ManifestInvalid, err).WithDetailField("reason", err.Error())
 	}
 	alg := oci.SHA256
 	if ref.IsDigest() {

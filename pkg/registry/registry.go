@@ -247,7 +247,7 @@ func (g *Registry) base(w http.ResponseWriter, r *http.Request, _ route.Route) e
 func parseDigest(s string) (oci.Digest, error) {
 	d, err := oci.ParseDigest(s)
 	if err != nil {
-		return "", errcode.Wrap(errcode.DigestInvalid, err).WithMessage("invalid digest").WithDetailString(s)
+		return "", errcode.Wrap(errcode.DigestInvalid, err).WithMessage("invalid digest").WithDetailField("digest", s)
 	}
 	return d, nil
 }
