@@ -26,11 +26,17 @@ help:
 	@echo 'make test   everything CI runs (installs tools, starts emulators)'
 	@echo 'make build  bin/berth, bin/docker-credential-berth and the Lambda bundles'
 	@echo 'make dist   release archives for linux/darwin x amd64/arm64 and SHA256SUMS in dist/release'
+	@echo 'make e2e    the end-to-end suites only (tests/...)'
+	@echo 'make lambda only the Lambda bundles (dist/<fn>/bootstrap, dist/<fn>.zip)'
 	@echo 'make fuzz   fuzz every target for FUZZTIME (default 60s) each'
 	@echo 'make bench  push/pull benchmark against the distribution registry'
 	@echo 'make live-check REGISTRY=host  edge upload checks against a deployed registry'
 	@echo 'make lint   gofmt check, go vet, staticcheck'
 	@echo 'make fmt    gofmt -w'
+	@echo 'make clean  remove bin/ and dist/'
+	@echo 'make infra-test       CDK assertion, IAM, cdk-nag and parity tests (offline)'
+	@echo 'make synth            cdk synth into infra/cdk.out (offline)'
+	@echo 'make localstack-test  deploy the CDK stack to LocalStack and smoke-test it (Docker, LOCALSTACK_AUTH_TOKEN)'
 
 # bin/berth is rebuilt every time: go build's cache makes that cheap and a
 # stale binary is worse than a second of linking.
