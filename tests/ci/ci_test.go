@@ -143,6 +143,52 @@ func TestDocsCarryWorkflow(t *testing.T) {
 	}
 }
 
+// TestDeployDocMarked: every shell block of docs/deploy.md says whether it
+// needs AWS or which test runs it, as docs/ci.md's blocks do.
+func TestDeployDocMarked(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(harness.Root(t), "docs", "deploy.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := shellBlocks(string(b))
+	if len(blocks) < 4 {
+		t.Fatalf("docs/deploy.md has %d sh blocks, want at least 4", len(blocks))
+	}
+	for _, b := range blocks {
+		first, _, _ := strings.Cut(b, "\n")
+		if !strings.HasPrefix(first, "# needs ") && !strings.HasPrefix(first, "# run by tests/ci") {
+			t.Errorf("docs/deploy.md sh block does not start with `# needs …` or `# run by tests/ci`:\n%s", b)
+		}
+	}
+}
+
+// TestDeployOfflineSteps runs the steps docs/deploy.md gives before any AWS
+// call: the Lambda bundles and an offline synth of the CDK app with the
+// pinned CLI (cdk-nag included), and checks the template came out.
+func TestDeployOfflineSteps(t *testing.T) {
+	root := harness.Root(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "build", "synth")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make build synth: %v\n%s", err, out)
+	}
+	matches, err := filepath.Glob(filepath.Join(root, "infra", "cdk.out", "*.template.json"))
+	if err != nil || len(matches) == 0 {
+		t.Fatalf("make synth wrote no template to infra/cdk.out (%v)", err)
+	}
+	tpl, err := os.ReadFile(matches[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"AWS::CloudFront::Distribution", "AWS::CloudFront::Function", "AWS::Lambda::Function", "AWS::DynamoDB::Table"} {
+		if !strings.Contains(string(tpl), want) {
+			t.Errorf("synthesized template %s has no %s", filepath.Base(matches[0]), want)
+		}
+	}
+}
+
 func readDoc(tb testing.TB) string {
 	tb.Helper()
 	b, err := os.ReadFile(filepath.Join(harness.Root(tb), "docs", "ci.md"))
