@@ -20,6 +20,7 @@ import (
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
+	"github.com/berth-registry/berth/pkg/storage/storagetest"
 )
 
 // hookBlobs runs test code inside the blob driver's upload calls, to put a
@@ -99,35 +100,6 @@ func (s *statesEnv) start(t *testing.T, repo string) string {
 	return rec.Header().Get("Location")
 }
 
-// gateReader sends first, then blocks until release is closed (a client
-// whose body stalls), then sends rest. started is closed when it blocks,
-// after first has been handed out and written.
-type gateReader struct {
-	first, rest []byte
-	started     chan struct{}
-	release     chan struct{}
-	blocked     bool
-}
-
-func (g *gateReader) Read(p []byte) (int, error) {
-	if len(g.first) > 0 {
-		n := copy(p, g.first)
-		g.first = g.first[n:]
-		return n, nil
-	}
-	if !g.blocked {
-		g.blocked = true
-		close(g.started)
-		<-g.release
-	}
-	if len(g.rest) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, g.rest)
-	g.rest = g.rest[n:]
-	return n, nil
-}
-
 // Issue 11 point 1: a PATCH whose body stalls past its lease keeps writing
 // after the session was completed by other requests; its late bytes must
 // not reach the committed blob, which every repository linking the digest
@@ -136,12 +108,7 @@ func TestStalledPatchCannotChangeCommittedBlob(t *testing.T) {
 	s := newStatesEnv(t)
 	loc := s.start(t, "stall")
 
-	gate := &gateReader{
-		first:   bytes.Repeat([]byte{'x'}, 100),
-		rest:    bytes.Repeat([]byte{'Z'}, 100),
-		started: make(chan struct{}),
-		release: make(chan struct{}),
-	}
+	gate := storagetest.NewStallReader(bytes.Repeat([]byte{'x'}, 100), bytes.Repeat([]byte{'Z'}, 100))
 	stalled := make(chan int, 1)
 	go func() {
 		req := httptest.NewRequest("PATCH", loc, gate)
@@ -150,7 +117,7 @@ func TestStalledPatchCannotChangeCommittedBlob(t *testing.T) {
 		s.g.ServeHTTP(rec, req)
 		stalled <- rec.Code
 	}()
-	<-gate.started
+	<-gate.Stalled
 
 	// The stalled request's lease lapses; the client starts the session
 	// over from offset 0 and completes it.
@@ -164,7 +131,7 @@ func TestStalledPatchCannotChangeCommittedBlob(t *testing.T) {
 		t.Fatalf("close: %d %s", rec.Code, rec.Body)
 	}
 
-	close(gate.release)
+	gate.Release()
 	if code := <-stalled; code < 400 {
 		t.Errorf("the stalled PATCH of a completed session answered %d, want an error", code)
 	}

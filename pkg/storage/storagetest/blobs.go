@@ -650,14 +650,13 @@ func testUploadStalledWrite(t *testing.T, s storage.Blobs, afterCommit bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	late := &stallReader{first: bytes.Repeat([]byte{'Z'}, 50), rest: bytes.Repeat([]byte{'Z'}, 50),
-		blocked: make(chan struct{}), release: make(chan struct{})}
+	late := NewStallReader(bytes.Repeat([]byte{'Z'}, 50), bytes.Repeat([]byte{'Z'}, 50))
 	stalled := make(chan error, 1)
 	go func() {
 		_, _, err := s.UploadWrite(ctx, "stall", st0, 0, late)
 		stalled <- err
 	}()
-	<-late.blocked
+	<-late.Stalled
 
 	content := bytes.Repeat([]byte("the bytes the session saved "), 4)
 	st, n, err := s.UploadWrite(ctx, "stall", st0, 0, bytes.NewReader(content))
@@ -666,7 +665,7 @@ func testUploadStalledWrite(t *testing.T, s storage.Blobs, afterCommit bool) {
 	}
 	d := oci.FromBytes(oci.SHA256, content)
 	finishLate := func() {
-		close(late.release)
+		late.Release()
 		if err := <-stalled; err != nil {
 			t.Logf("stalled write: %v", err) // failing is fine; changing the blob is not
 		}
@@ -683,16 +682,26 @@ func testUploadStalledWrite(t *testing.T, s storage.Blobs, afterCommit bool) {
 	checkBlob(t, s, d, content)
 }
 
-// stallReader hands out first, blocks until release is closed, then hands
-// out rest: a request body that stalls.
-type stallReader struct {
+// StallReader is a request body that stalls: it hands out first, blocks
+// until Release, then hands out rest. Stalled is closed once it blocks.
+// Tests of requests that outlive their lease use it (here and in
+// pkg/registry).
+type StallReader struct {
 	first, rest []byte
-	blocked     chan struct{}
+	Stalled     chan struct{}
 	release     chan struct{}
 	waited      bool
 }
 
-func (b *stallReader) Read(p []byte) (int, error) {
+// NewStallReader returns a StallReader of first then rest.
+func NewStallReader(first, rest []byte) *StallReader {
+	return &StallReader{first: first, rest: rest, Stalled: make(chan struct{}), release: make(chan struct{})}
+}
+
+// Release lets a stalled Read go on.
+func (b *StallReader) Release() { close(b.release) }
+
+func (b *StallReader) Read(p []byte) (int, error) {
 	if len(b.first) > 0 {
 		n := copy(p, b.first)
 		b.first = b.first[n:]
@@ -700,7 +709,7 @@ func (b *stallReader) Read(p []byte) (int, error) {
 	}
 	if !b.waited {
 		b.waited = true
-		close(b.blocked)
+		close(b.Stalled)
 		<-b.release
 	}
 	if len(b.rest) == 0 {
