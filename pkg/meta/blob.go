@@ -40,19 +40,33 @@ func (s *Store) BlobLink(ctx context.Context, repo string, d oci.Digest) (Link, 
 // BlobLinkPut records that blob d (of size bytes, already stored) is in
 // repo, creating its global record (refcount 0) if needed and marking it
 // recently used so garbage collection leaves it alone for the grace period.
+// ErrBlobCollecting when garbage collection is deleting it.
 func (s *Store) BlobLinkPut(ctx context.Context, repo string, d oci.Digest, size int64) error {
-	now := s.unix()
-	return s.items.Transact(ctx, []storage.Op{
-		{Kind: storage.OpAdd, Item: storage.Item{PK: blobPK(d), SK: skMeta, Data: encode(blobRec{Size: size}), Touched: now}},
-		{Kind: storage.OpPut, Item: storage.Item{PK: repoPK(repo), SK: blobLinkSK(d), Data: encode(Link{Size: size, Created: now})}},
-	})
+	return s.linkTx(ctx, d, s.linkOps(repo, d, size))
+}
+
+// BlobMount links blob d, which another repository links, into repo. The
+// blob's global record must exist: one garbage collection removed (or is
+// removing) cannot be mounted, and the caller falls back to an upload
+// (ErrBlobNotLinked).
+func (s *Store) BlobMount(ctx context.Context, repo string, d oci.Digest, size int64) error {
+	ops := s.linkOps(repo, d, size)
+	ops[1].Cond = storage.IfExists
+	err := s.linkTx(ctx, d, ops)
+	if ok, idx := isCond(err); ok && idx == 1 {
+		return fmt.Errorf("%w: %s (being collected)", ErrBlobNotLinked, d)
+	}
+	return err
 }
 
 // BlobUnlink removes the blob from repo, or fails with ErrBlobNotLinked.
 // The bytes stay until garbage collection finds no references.
 func (s *Store) BlobUnlink(ctx context.Context, repo string, d oci.Digest) error {
-	err := s.items.ItemDelete(ctx, repoPK(repo), blobLinkSK(d), storage.IfExists)
-	if errors.Is(err, storage.ErrConditionFailed) {
+	err := s.items.Transact(ctx, []storage.Op{
+		{Kind: storage.OpDelete, Item: storage.Item{PK: repoPK(repo), SK: blobLinkSK(d)}, Cond: storage.IfExists},
+		{Kind: storage.OpDelete, Item: storage.Item{PK: blobPK(d), SK: linkRevSK(repo)}},
+	})
+	if ok, _ := isCond(err); ok {
 		return fmt.Errorf("%w: %s in %s", ErrBlobNotLinked, d, repo)
 	}
 	return err

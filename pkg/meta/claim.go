@@ -8,17 +8,6 @@ import (
 	"github.com/berth-registry/berth/pkg/storage"
 )
 
-// linkOps are the writes that make blob d (size bytes, already stored)
-// readable through repo: its global record, created with refcount 0 if
-// absent and marked recently used for GC's grace period, and the link.
-func (s *Store) linkOps(repo string, d oci.Digest, size int64) []storage.Op {
-	now := s.unix()
-	return []storage.Op{
-		{Kind: storage.OpAdd, Item: storage.Item{PK: blobPK(d), SK: skMeta, Data: encode(blobRec{Size: size}), Touched: now}},
-		{Kind: storage.OpPut, Item: storage.Item{PK: repoPK(repo), SK: blobLinkSK(d), Data: encode(Link{Size: size, Created: now})}},
-	}
-}
-
 // UploadClaim links blob d (size bytes, already stored and checked by the
 // caller) into u.Repo and deletes session u with its index entry, in one
 // transaction conditioned on u's version: of several claims of one session
@@ -34,7 +23,7 @@ func (s *Store) UploadClaim(ctx context.Context, u Upload, d oci.Digest, size in
 		storage.Op{Kind: storage.OpDelete, Item: storage.Item{PK: uploadPK(u.ID), SK: skMeta}, Cond: storage.IfVersion(u.Version)},
 		storage.Op{Kind: storage.OpDelete, Item: storage.Item{PK: uploadIndexPK(u.ID), SK: u.ID}},
 	)
-	err := s.items.Transact(ctx, ops)
+	err := s.linkTx(ctx, d, ops)
 	if ok, _ := isCond(err); ok {
 		return fmt.Errorf("%w: %s (claimed or changed concurrently)", ErrUploadUnknown, u.ID)
 	}
@@ -49,7 +38,7 @@ func (s *Store) UploadClaim(ctx context.Context, u Upload, d oci.Digest, size in
 func (s *Store) UploadLinked(ctx context.Context, u Upload, d oci.Digest, size int64) (Upload, error) {
 	ops := append(s.linkOps(u.Repo, d, size),
 		storage.Op{Kind: storage.OpPut, Item: s.uploadItem(u), Cond: storage.IfVersion(u.Version)})
-	err := s.items.Transact(ctx, ops)
+	err := s.linkTx(ctx, d, ops)
 	if ok, _ := isCond(err); ok {
 		return Upload{}, fmt.Errorf("%w: %s", ErrUploadBusy, u.ID)
 	}

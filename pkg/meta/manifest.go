@@ -220,15 +220,17 @@ func (s *Store) createManifest(ctx context.Context, p ManifestPut, m Manifest) e
 			Cond:  storage.IfExists, // a blob GC removed cannot be referenced
 		}
 		if p.External && d == p.Digest {
-			// The manifest's own body blob: created here if new.
+			// The manifest's own body blob: created here if new, unless
+			// garbage collection is deleting that digest's bytes.
 			op.Item.Data = encode(blobRec{Size: m.Size})
 			op.Cond = storage.IfNone
+			core = append(core, storage.Op{Kind: storage.OpCheck, Item: storage.Item{PK: blobPK(d), SK: skGone}, Cond: storage.IfNotExists})
 		}
 		refs = append(refs, op)
 	}
 	if len(core)+len(refs) <= storage.MaxTransactOps {
 		err := s.items.Transact(ctx, append(core, refs...))
-		return s.explainTx(err, p, core, refs)
+		return s.unlinkStale(ctx, p.Repo, s.explainTx(err, p, core, refs))
 	}
 	// Too many references for one transaction: raise the counts first.
 	var done []storage.Op
@@ -237,7 +239,7 @@ func (s *Store) createManifest(ctx context.Context, p ManifestPut, m Manifest) e
 		batch := refs[start:end]
 		if err := s.items.Transact(ctx, batch); err != nil {
 			s.compensate(ctx, done)
-			return s.explainTx(err, p, nil, batch)
+			return s.unlinkStale(ctx, p.Repo, s.explainTx(err, p, nil, batch))
 		}
 		done = append(done, batch...)
 	}
@@ -263,11 +265,27 @@ func (s *Store) explainTx(err error, p ManifestPut, core, refs []storage.Op) err
 			return fmt.Errorf("%w: %w", errManifestRace, err)
 		case op.Item.SK == tagSK(p.Tag):
 			return fmt.Errorf("%w: tag %q: %w", ErrConflict, p.Tag, err)
+		case op.Item.SK == skGone:
+			return fmt.Errorf("%w: manifest body %s: %w", ErrBlobCollecting, p.Digest, err)
 		}
 		return err
 	}
 	d := oci.Digest(refs[idx-len(core)].Item.PK[len(pfxBlob):])
 	return &MissingError{Digest: d, Kind: "blob", Err: ErrBlobUnknown}
+}
+
+// unlinkStale removes the link of a blob a manifest put found linked but
+// without a global record: links are written with the record and garbage
+// collection removes them with it, so only a link written before links
+// had reverse entries can be left so. Dropping it makes the client's next
+// HEAD miss and upload the blob again instead of failing the same way
+// forever. err is returned unchanged.
+func (s *Store) unlinkStale(ctx context.Context, repo string, err error) error {
+	var miss *MissingError
+	if errors.As(err, &miss) && miss.Kind == "blob" && errors.Is(miss.Err, ErrBlobUnknown) {
+		_ = s.items.ItemDelete(ctx, repoPK(repo), blobLinkSK(miss.Digest), storage.IfNone)
+	}
+	return err
 }
 
 // compensate undoes reference increments after a failed multi-step create.
@@ -333,9 +351,19 @@ func (s *Store) ManifestDelete(ctx context.Context, repo string, d oci.Digest) e
 		if m.Subject != "" {
 			ops = append(ops, referrerDeletes(repo, m, d)...)
 		}
-		var refs []storage.Op
+		var refs, cands []storage.Op
 		for _, b := range m.Blobs {
 			refs = append(refs, storage.Op{Kind: storage.OpAdd, Item: storage.Item{PK: blobPK(b), SK: skMeta, Touched: now}, Delta: -1, Cond: storage.IfExists})
+			cands = append(cands, candidateOp(b, now))
+		}
+		// Every decremented blob becomes a GC candidate: in the delete's
+		// transaction when everything fits, else written first, so that no
+		// crash can leave a blob unreferenced without its candidate (an
+		// entry for a blob still referenced is simply dropped by the pass).
+		if len(ops)+len(refs)+len(cands) <= storage.MaxTransactOps {
+			ops = append(ops, cands...)
+		} else if err := s.putAll(ctx, cands); err != nil {
+			return err
 		}
 		if len(ops)+len(refs) <= storage.MaxTransactOps {
 			ops = append(ops, refs...)
@@ -386,4 +414,15 @@ func (s *Store) deleteTagsOf(ctx context.Context, repo string, d oci.Digest) err
 		}
 		after = items[len(items)-1].SK
 	}
+}
+
+// putAll writes unconditional puts in transactions of at most
+// storage.MaxTransactOps.
+func (s *Store) putAll(ctx context.Context, ops []storage.Op) error {
+	for start := 0; start < len(ops); start += storage.MaxTransactOps {
+		if err := s.items.Transact(ctx, ops[start:min(start+storage.MaxTransactOps, len(ops))]); err != nil {
+			return err
+		}
+	}
+	return nil
 }

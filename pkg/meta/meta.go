@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/storage"
 )
 
@@ -19,6 +20,7 @@ type Store struct {
 	items     storage.Items
 	now       func() time.Time
 	immutable func(repo, tag string) bool
+	stored    func(ctx context.Context, d oci.Digest) (bool, error)
 }
 
 // Option configures a Store.

@@ -74,6 +74,9 @@ func toOCI(err error, r *http.Request, rt route.Route) *errcode.Error {
 			WithMessage("content exceeds a storage limit")
 	case errors.Is(err, storage.ErrUnavailable):
 		return errcode.Wrap(errcode.Unavailable, err).WithHeader("Retry-After", "1")
+	case errors.Is(err, meta.ErrBlobCollecting):
+		return errcode.Wrap(errcode.Unavailable, err).WithHeader("Retry-After", "1").
+			WithMessage("blob is being garbage-collected, retry the upload").WithDetailField("digest", claimedDigest(r, rt))
 	case errors.Is(err, meta.ErrConflict), errors.Is(err, meta.ErrUploadBusy):
 		return errcode.Wrap(errcode.Unavailable, err).WithHeader("Retry-After", "1").
 			WithMessage("concurrent modification, retry")

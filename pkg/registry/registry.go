@@ -131,7 +131,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, rt route.Route) er
 // New returns the /v2/ handler over the given metadata and blob drivers.
 func New(cfg Config, items storage.Items, blobs storage.Blobs) *Registry {
 	cfg.SetDefaults()
-	opts := []meta.Option{meta.WithClock(cfg.Now)}
+	opts := []meta.Option{meta.WithClock(cfg.Now), meta.WithStoredCheck(storedCheck(blobs))}
 	if cfg.ImmutableTags != nil {
 		opts = append(opts, meta.WithImmutableTags(cfg.ImmutableTags))
 	}
@@ -250,4 +250,20 @@ func parseDigest(s string) (oci.Digest, error) {
 		return "", errcode.Wrap(errcode.DigestInvalid, err).WithMessage("invalid digest").WithDetailField("digest", s)
 	}
 	return d, nil
+}
+
+// storedCheck asks blob storage whether a blob's bytes are there, at the
+// cost of a stat (an S3 HEAD). The metadata store asks it only to link a
+// blob garbage collection deleted earlier (meta.WithStoredCheck).
+func storedCheck(blobs storage.Blobs) func(context.Context, oci.Digest) (bool, error) {
+	return func(ctx context.Context, d oci.Digest) (bool, error) {
+		rc, err := blobs.BlobOpen(ctx, d)
+		if errors.Is(err, storage.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return true, rc.Close()
+	}
 }

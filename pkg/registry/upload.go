@@ -94,11 +94,15 @@ func (g *Registry) uploadStart(w http.ResponseWriter, r *http.Request, rt route.
 			link, err := g.meta.BlobLink(ctx, from, d)
 			switch {
 			case err == nil:
-				if err := g.meta.BlobLinkPut(ctx, rt.Name, d, link.Size); err != nil {
+				err = g.meta.BlobMount(ctx, rt.Name, d, link.Size)
+				if err == nil {
+					blobCreated(w, rt.Name, d)
+					return nil
+				}
+				if !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, meta.ErrBlobCollecting) {
 					return err
 				}
-				blobCreated(w, rt.Name, d)
-				return nil
+				// Garbage collection took the blob meanwhile: upload it.
 			case !errors.Is(err, storage.ErrNotFound):
 				return err
 			}

@@ -31,7 +31,7 @@ func NewVerifier(items storage.Items, blobs storage.Blobs, logger *slog.Logger) 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Verifier{meta: meta.New(items), blobs: blobs, log: logger, now: time.Now, lease: 15 * time.Minute}
+	return &Verifier{meta: meta.New(items, meta.WithStoredCheck(storedCheck(blobs))), blobs: blobs, log: logger, now: time.Now, lease: 15 * time.Minute}
 }
 
 // verifyRate is the slowest read rate a verification's lease allows for.

@@ -58,6 +58,24 @@ type BlobRedirector interface {
 	BlobURL(ctx context.Context, dgst oci.Digest) (string, error)
 }
 
+// BlobObject is one stored blob as a listing sees it.
+type BlobObject struct {
+	Digest   oci.Digest
+	Size     int64
+	Modified time.Time
+}
+
+// BlobLister is an optional capability of a Blobs driver: listing the
+// stored blobs in digest order, a page at a time, so that garbage
+// collection can find bytes no metadata points at (a crash between
+// storing and linking, an edge upload whose manifest never came).
+type BlobLister interface {
+	// BlobList returns up to limit blobs whose digests sort after after
+	// (empty: from the start), and whether more follow. Objects under the
+	// blob prefix that are not named by a valid digest are skipped.
+	BlobList(ctx context.Context, after oci.Digest, limit int) ([]BlobObject, bool, error)
+}
+
 // BlobInfo is what a driver's storage says about a blob's object, for a
 // claim (an object that arrived without passing through the registry).
 type BlobInfo struct {

@@ -493,3 +493,44 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+var _ storage.BlobLister = (*Store)(nil)
+
+// BlobList implements storage.BlobLister: blobs/<alg>/ directories are
+// read in name order, which is digest order ("sha256" < "sha512", hex
+// within). Each page reads the directory afresh, so a full listing costs
+// O(n²/limit) entries read: fine for the embedded store's sizes, and the
+// reason S3 lists with a cursor instead.
+func (s *Store) BlobList(ctx context.Context, after oci.Digest, limit int) ([]storage.BlobObject, bool, error) {
+	var out []storage.BlobObject
+	for _, alg := range []string{"sha256", "sha512"} {
+		entries, err := os.ReadDir(filepath.Join(s.dir, "blobs", alg))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("list blobs: %w", err)
+		}
+		for _, e := range entries {
+			if err := ctx.Err(); err != nil {
+				return nil, false, err
+			}
+			d, err := oci.ParseDigest(alg + ":" + e.Name())
+			if err != nil || e.IsDir() || d <= after {
+				continue
+			}
+			if len(out) == limit {
+				return out, true, nil
+			}
+			info, err := e.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // deleted since the directory was read
+			}
+			if err != nil {
+				return nil, false, fmt.Errorf("list blobs: %w", err)
+			}
+			out = append(out, storage.BlobObject{Digest: d, Size: info.Size(), Modified: info.ModTime()})
+		}
+	}
+	return out, false, nil
+}
