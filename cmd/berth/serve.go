@@ -30,6 +30,9 @@ import (
 type backend struct {
 	items storage.Items
 	blobs storage.Blobs
+	// lister lists stored blobs for garbage collection's orphan pass
+	// (nil: no orphan pass).
+	lister storage.BlobLister
 	// aws is the configuration the AWS drivers were built from (zero for
 	// the embedded store): the edge emulation signs its S3 origin with it.
 	aws   aws.Config
@@ -114,17 +117,34 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		slog.Bool("auth", cfg.Auth.PolicyFile != ""))
 
 	// Background work runs on the drivers directly, off the handler, on one
-	// metadata store shared by the sweep and retention.
+	// metadata store shared by the sweep, garbage collection and retention.
 	store := meta.New(be.items)
 	sw := sweep.Sweeper{Store: store, Blobs: be.blobs, Log: log}
 	if p, ok := be.items.(sweep.Purger); ok {
 		sw.Purger = p
+	}
+	if cfg.Backend == backendEmbedded {
+		// Without the socket (a path too long for one, a filesystem without
+		// them) the registry still serves; `berth gc` then says the store
+		// is locked.
+		if stopAdmin, err := serveAdmin(cfg.Data, collector(store, be, cfg.GCGrace, log), log); err != nil {
+			log.Warn("no admin socket: berth gc cannot reach this server", slog.Any("error", err))
+		} else {
+			defer stopAdmin()
+		}
 	}
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
 		sw.Every(bgCtx, cfg.SweepInterval)
+	}()
+	gcDone := make(chan struct{})
+	go func() {
+		defer close(gcDone)
+		if cfg.GCInterval > 0 {
+			collector(store, be, cfg.GCGrace, log).Every(bgCtx, cfg.GCInterval)
+		}
 	}()
 	retainDone := make(chan struct{})
 	go func() {
@@ -133,7 +153,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 			retain(bgCtx, store, policy, cfg.RetentionInterval, log)
 		}
 	}()
-	defer func() { stopBackground(); <-sweepDone; <-retainDone }()
+	defer func() { stopBackground(); <-sweepDone; <-gcDone; <-retainDone }()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -18,6 +18,7 @@ import (
 	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/auth/oidc"
 	"github.com/berth-registry/berth/pkg/awsbackend"
+	"github.com/berth-registry/berth/pkg/gc"
 )
 
 // Backends `berth serve` can run on.
@@ -56,6 +57,10 @@ type serveConfig struct {
 	// <0: the backend's default.
 	ChunkMinLength  int64
 	SweepInterval   time.Duration // how often expired upload sessions are removed
+	// GCInterval is how often a garbage collection pass runs (0: never);
+	// GCGrace how long a blob must have been unreferenced to be deleted.
+	GCInterval time.Duration
+	GCGrace    time.Duration
 	ShutdownTimeout time.Duration // how long in-flight requests get on SIGTERM
 	LogLevel        string        // debug | info | warn | error
 	Auth            authConfig
@@ -121,6 +126,9 @@ func (c *serveConfig) setDefaults() {
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = 5 * time.Minute
+	}
+	if c.GCGrace <= 0 {
+		c.GCGrace = gc.DefaultGrace
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 15 * time.Second
@@ -200,6 +208,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", -1, "cap on one upload request's body in bytes; 0: none; -1: none, or "+strconv.Itoa(apigw.MaxBodyBytes)+" with --via-lambda")
 	fs.Int64Var(&c.ChunkMinLength, "chunk-min-length", -1, "OCI-Chunk-Min-Length to advertise; 0: none (default: by backend)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", 5*time.Minute, "how often expired upload sessions are removed")
+	fs.DurationVar(&c.GCInterval, "gc-interval", time.Hour, "how often garbage collection deletes unreferenced blobs; 0: never (docs/gc.md)")
+	fs.DurationVar(&c.GCGrace, "gc-grace", gc.DefaultGrace, "how long a blob must have been unreferenced before garbage collection deletes it")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on shutdown")
 	fs.StringVar(&c.RetentionPolicy, "retention-policy", "", "apply this Amazon ECR lifecycle policy `file` (JSON) to every repository (docs/retention.md)")
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", time.Hour, "how often --retention-policy runs")

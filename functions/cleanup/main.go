@@ -7,8 +7,8 @@
 // upload token keys; and the api function invokes it with
 // {"berth":"verify-upload",...} to verify a completed multipart direct
 // upload (functions/internal/edgewire). The job itself lives in
-// functions/internal/cleanupwire. Blob garbage collection arrives with its
-// own issue.
+// functions/internal/cleanupwire. Every run ends with a garbage collection
+// pass (docs/gc.md) unless BERTH_GC_GRACE is 0.
 package main
 
 import (
@@ -24,6 +24,7 @@ import (
 	"github.com/berth-registry/berth/functions/internal/cleanupwire"
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/awsbackend"
+	"github.com/berth-registry/berth/pkg/gc"
 	"github.com/berth-registry/berth/pkg/retention"
 )
 
@@ -32,6 +33,7 @@ func loadSettings(getenv func(string) string) (cleanupwire.Settings, error) {
 	s := cleanupwire.Settings{
 		Backend: awsbackend.Settings{Table: env.Required(lambdaenv.Table), Bucket: env.Required(lambdaenv.Bucket)},
 		Level:   env.Level(lambdaenv.LogLevel), EdgeKVSARN: env.String(lambdaenv.EdgeKVSARN, ""),
+		GCGrace: env.Duration(lambdaenv.GCGrace, gc.DefaultGrace),
 	}
 	var policyErr error
 	if raw := env.String(lambdaenv.RetentionPolicy, ""); raw != "" {

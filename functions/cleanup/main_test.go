@@ -22,6 +22,7 @@ import (
 	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
 	"github.com/berth-registry/berth/pkg/edge"
+	"github.com/berth-registry/berth/pkg/gc"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/registry"
@@ -98,7 +99,7 @@ func TestSettings(t *testing.T) {
 			return map[string]string{lambdaenv.Table: "t", lambdaenv.Bucket: "b", lambdaenv.RetentionPolicy: policy}[k]
 		}
 	}
-	if s, err := loadSettings(env("")); err != nil || s.Retention != nil {
+	if s, err := loadSettings(env("")); err != nil || s.Retention != nil || s.GCGrace != gc.DefaultGrace {
 		t.Errorf("no policy: %+v, %v", s, err)
 	}
 	if s, err := loadSettings(env(retentionPolicy)); err != nil || s.Retention == nil || len(s.Retention.Rules) != 2 {
@@ -280,5 +281,68 @@ func TestVerifyEvent(t *testing.T) {
 	}
 	if ran || !strings.Contains(logs.String(), "upload session gone") {
 		t.Errorf("scheduled path ran %v; logs:\n%s", ran, logs.String())
+	}
+}
+
+// TestGCOnSchedule: what retention expires is collected by a run after the
+// grace period: its blobs' bytes go, what is still referenced stays.
+func TestGCOnSchedule(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC).UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	e := testenv.NewEmbedded(t, boltdb.WithClock(clock))
+	reg := registry.New(registry.Config{Now: clock}, e.Items, e.Blobs)
+	base := []byte("shared base layer")
+	var imgs []registrytest.Image
+	for i := range 3 {
+		img := registrytest.NewImage([]byte(fmt.Sprintf(`{"seed":%d}`, i)), base, []byte(fmt.Sprintf("layer %d", i)))
+		registrytest.PushImage(t, reg, "app", fmt.Sprintf("build-%d", i), img)
+		imgs = append(imgs, img)
+		now.Add(int64(time.Hour))
+	}
+	policy, err := retention.Parse([]byte(`{"rules":[{"rulePriority":1,"selection":{"tagStatus":"tagged","tagPatternList":["build-*"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := meta.New(e.Items, meta.WithClock(clock))
+	var logs bytes.Buffer
+	job := cleanupwire.Job{
+		Sweep: sweep.Sweeper{Store: store, Blobs: e.Blobs}, Retention: policy, Now: clock, Log: lambdaenv.Logger(&logs, 0),
+		GC: &gc.Collector{Store: store, Blobs: e.Blobs, Orphans: e.Blobs, Grace: 24 * time.Hour, Now: clock, Log: lambdaenv.Logger(&logs, 0)},
+	}
+	ev := events.EventBridgeEvent{ID: "gc"}
+	if err := job.Run(t.Context(), ev); err != nil { // retention expires build-0 and build-1
+		t.Fatal(err)
+	}
+	now.Add(int64(25 * time.Hour))
+	if err := job.Run(t.Context(), ev); err != nil { // GC collects their configs and own layers
+		t.Fatal(err)
+	}
+	var passes []map[string]any
+	for l := range strings.Lines(logs.String()) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err == nil && m["msg"] == "gc pass" {
+			passes = append(passes, m)
+		}
+	}
+	if len(passes) != 2 || passes[0]["deleted"] != 0.0 || passes[1]["deleted"] != 4.0 {
+		t.Fatalf("gc passes %v", passes)
+	}
+	have := map[oci.Digest]bool{}
+	objs, _, err := e.Blobs.BlobList(t.Context(), "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		have[o.Digest] = true
+	}
+	want := []oci.Digest{oci.FromBytes(oci.SHA256, base), oci.FromBytes(oci.SHA256, imgs[2].Config), oci.FromBytes(oci.SHA256, imgs[2].Layers[1])}
+	if len(have) != len(want) {
+		t.Fatalf("%d blobs stored after GC, want %d", len(have), len(want))
+	}
+	for _, d := range want {
+		if !have[d] {
+			t.Errorf("%s was collected but build-2 references it", d)
+		}
 	}
 }

@@ -64,7 +64,10 @@ const (
 // Actions per function. DynamoDB transactions need the per-item actions of
 // their operations; there is no TransactWriteItems action.
 var (
-	ddbRead   = []string{"dynamodb:GetItem", "dynamodb:Query"}
+	// BatchGetItem: a manifest PUT reads the links of everything it
+	// references in one round trip (storage.ItemBatchGetter), and the
+	// orphan pass of garbage collection reads records 50 blobs at a time.
+	ddbRead = []string{"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem"}
 	ddbWrite  = []string{"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"}
 	s3Staging = []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
 )
@@ -170,11 +173,13 @@ func (r *registry) newFunctions() {
 		env:     map[string]*string{"BERTH_BUCKET": common["BERTH_BUCKET"], "BERTH_LOG_LEVEL": common["BERTH_LOG_LEVEL"]},
 	}
 	// The cleanup function sweeps expired upload sessions (scan UPLOAD#
-	// items, delete each, abort its staging) and applies the retention
-	// policy: Query the catalog and each repository's manifests and tags,
-	// then meta.ManifestDelete (GetItem, and a transaction of DeleteItem
-	// and UpdateItem ADD on blob and catalog counts; it never puts or
-	// condition-checks). Blob garbage collection arrives with its own issue.
+	// items, delete each, abort its staging), applies the retention
+	// policy (Query the catalog and each repository's manifests and tags,
+	// then meta.ManifestDelete) and collects garbage (docs/gc.md: Query the
+	// GC# candidate partitions and each candidate's BLOB# partition,
+	// transactions that delete records and put GONE marks, DeleteObject on
+	// blobs/* only, and ListBucket for the orphan pass). Only this function
+	// may delete blob bytes.
 	if rp := p.RetentionPolicy; rp != "" {
 		if !json.Valid([]byte(rp)) {
 			panic("berth: RetentionPolicy is not valid JSON (an Amazon ECR lifecycle policy, docs/retention.md)")
@@ -184,7 +189,7 @@ func (r *registry) newFunctions() {
 		}
 	}
 	cleanup := fnSpec{
-		name: FnCleanup, description: "Berth cleanup: expired upload sessions, retention (hourly)", memory: p.CleanupMemoryMiB,
+		name: FnCleanup, description: "Berth cleanup: expired upload sessions, retention, garbage collection (hourly)", memory: p.CleanupMemoryMiB,
 		// 15 minutes: a verify-upload event reads a multipart direct upload
 		// back (tens of GB at ~100 MB/s); the hourly sweep needs far less.
 		timeout: awscdk.Duration_Minutes(jsii.Number(15)),
@@ -192,11 +197,13 @@ func (r *registry) newFunctions() {
 			"BERTH_TABLE": common["BERTH_TABLE"], "BERTH_BUCKET": common["BERTH_BUCKET"],
 			"BERTH_LOG_LEVEL":        common["BERTH_LOG_LEVEL"],
 			"BERTH_RETENTION_POLICY": jsii.String(p.RetentionPolicy),
+			"BERTH_GC_GRACE":         jsii.String(p.GCGrace),
 		},
 		statements: []awsiam.PolicyStatement{
 			statement("UploadSweep", []string{"dynamodb:Query", "dynamodb:GetItem", "dynamodb:DeleteItem"}, table),
 			statement("UploadStagingDelete", []string{"s3:AbortMultipartUpload", "s3:DeleteObject"}, uploads),
 			statement("Retention", []string{"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}, table),
+			statement("GarbageCollection", []string{"s3:DeleteObject"}, blobs),
 		},
 	}
 	// The cleanup function also verifies completed multipart direct

@@ -83,6 +83,10 @@ type RegistryProps struct {
 	// notification. Default true.
 	ScanEnabled *bool
 
+	// GCGrace (BERTH_GC_GRACE, a Go duration) is how long a blob must have
+	// been unreferenced before the cleanup function deletes it; "0" turns
+	// garbage collection off (docs/gc.md). Default "24h".
+	GCGrace string
 	// UploadTTL (BERTH_UPLOAD_TTL, a Go duration) is how long an upload
 	// session lives. Default "1h".
 	UploadTTL string
@@ -227,6 +231,7 @@ func (p RegistryProps) withDefaults() RegistryProps {
 	}
 	setS(&p.LogLevel, "info")
 	setS(&p.UploadTTL, "1h")
+	setS(&p.GCGrace, "24h")
 	setS(&p.PresignExpiry, "20m")
 	setS(&p.AuthPolicy, DefaultAuthPolicy)
 	setS(&p.TokenTTL, "15m")

@@ -90,7 +90,7 @@ func TestFunctions(t *testing.T) {
 		"TokenFunction": {512, 10, []string{"BERTH_AUTH_POLICY_PARAM", "BERTH_LOG_LEVEL", "BERTH_OIDC_ISSUERS",
 			"BERTH_SERVICE", "BERTH_TOKEN_ISSUER", "BERTH_TOKEN_KMS_KEY_ID", "BERTH_TOKEN_TTL"}},
 		"ScanFunction":    {256, 60, []string{"BERTH_BUCKET", "BERTH_LOG_LEVEL"}},
-		"CleanupFunction": {256, 900, []string{"BERTH_BUCKET", "BERTH_EDGE_KVS_ARN", "BERTH_LOG_LEVEL", "BERTH_RETENTION_POLICY", "BERTH_TABLE"}},
+		"CleanupFunction": {256, 900, []string{"BERTH_BUCKET", "BERTH_EDGE_KVS_ARN", "BERTH_GC_GRACE", "BERTH_LOG_LEVEL", "BERTH_RETENTION_POLICY", "BERTH_TABLE"}},
 	}
 	for prefix, w := range want {
 		id, fn := s.function(t, prefix)
@@ -213,7 +213,7 @@ func TestIAMPerFunction(t *testing.T) {
 	cases := map[string]map[string]want{
 		"ApiFunction": {
 			"Logs":              {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryApiFunctionLogs"}},
-			"MetadataReadWrite": {[]string{"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"}, []string{"RegistryTable"}},
+			"MetadataReadWrite": {[]string{"dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"}, []string{"RegistryTable"}},
 			"BlobObjects":       {[]string{"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"}, []string{obj3("blobs/")}},
 			"UploadStaging":     {[]string{"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"}, []string{obj3("uploads/")}},
 			"BlobBucketList":    {[]string{"s3:ListBucket"}, []string{`":s3:::",`}},
@@ -241,10 +241,12 @@ func TestIAMPerFunction(t *testing.T) {
 			"EdgeKeyRotation": {[]string{"cloudfront-keyvaluestore:DeleteKey", "cloudfront-keyvaluestore:DescribeKeyValueStore",
 				"cloudfront-keyvaluestore:GetKey", "cloudfront-keyvaluestore:ListKeys", "cloudfront-keyvaluestore:PutKey"}, []string{"RegistryUploadKeys"}},
 			// registry.Verifier: session lease/save/link, staged read, verified copy.
-			"VerifyUploadMetadata": {[]string{"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"}, []string{"RegistryTable"}},
+			"VerifyUploadMetadata": {[]string{"dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"}, []string{"RegistryTable"}},
 			"VerifyUploadStaging":  {[]string{"s3:GetObject"}, []string{obj3("uploads/")}},
 			"VerifyUploadBlobs":    {[]string{"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"}, []string{obj3("blobs/")}},
 			"VerifyUploadList":     {[]string{"s3:ListBucket"}, []string{`":s3:::",`}},
+			// Garbage collection: the only grant that deletes blob bytes.
+			"GarbageCollection": {[]string{"s3:DeleteObject"}, []string{obj3("blobs/")}},
 		},
 	}
 	s := use(t, defaultStack)

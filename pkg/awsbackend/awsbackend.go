@@ -103,6 +103,9 @@ type Backend struct {
 	Items *dynamo.Store
 	// Blobs is the S3 driver, wrapped to serve bytes when NoRedirect is set.
 	Blobs storage.Blobs
+	// Lister lists the bucket's blobs (garbage collection's orphan pass),
+	// whatever wraps Blobs.
+	Lister storage.BlobLister
 
 	// For Check.
 	creds  aws.CredentialsProvider
@@ -156,7 +159,7 @@ func Open(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) (*B
 			log.InfoContext(ctx, "storage ready", slog.String("bucket", s.Bucket), slog.String("table", s.Table))
 		}
 	}
-	be := &Backend{Items: items, Blobs: blobs, creds: cfg.Credentials, s3: s3c, bucket: s.Bucket, region: cfg.Region}
+	be := &Backend{Items: items, Blobs: blobs, Lister: blobs, creds: cfg.Credentials, s3: s3c, bucket: s.Bucket, region: cfg.Region}
 	if s.NoRedirect {
 		be.Blobs = s3blob.WithoutRedirect(blobs)
 	}

@@ -1,5 +1,6 @@
 // Package cleanupwire is the cleanup function behind its main: the hourly
-// scheduled job (upload token key rotation, upload sweep, retention) and
+// scheduled job (upload token key rotation, upload sweep, retention,
+// garbage collection) and
 // the assembly of that job and the upload verifier from an aws.Config. The
 // main only reads the environment and starts.
 package cleanupwire
@@ -18,6 +19,7 @@ import (
 	"github.com/berth-registry/berth/pkg/awsbackend"
 	"github.com/berth-registry/berth/pkg/edge"
 	"github.com/berth-registry/berth/pkg/edge/kvs"
+	"github.com/berth-registry/berth/pkg/gc"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/retention"
@@ -30,6 +32,7 @@ type Settings struct {
 	Level      slog.Level
 	Retention  *retention.Policy // nil: no retention
 	EdgeKVSARN string            // empty: no key rotation
+	GCGrace    time.Duration     // 0: no garbage collection
 }
 
 // Handler opens the drivers and returns the function's entry point for
@@ -40,11 +43,15 @@ func Handler(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
+	store := meta.New(be.Items)
 	job := Job{
-		Sweep:     sweep.Sweeper{Store: meta.New(be.Items), Blobs: be.Blobs, Log: log},
+		Sweep:     sweep.Sweeper{Store: store, Blobs: be.Blobs, Log: log},
 		Retention: s.Retention,
 		Now:       time.Now,
 		Log:       log,
+	}
+	if s.GCGrace > 0 {
+		job.GC = &gc.Collector{Store: store, Blobs: be.Blobs, Orphans: be.Lister, Grace: s.GCGrace, Log: log}
 	}
 	if s.EdgeKVSARN != "" {
 		job.Keys = kvs.NewFromConfig(cfg, s.EdgeKVSARN)
@@ -58,6 +65,7 @@ type Job struct {
 	Sweep     sweep.Sweeper
 	Retention *retention.Policy // nil: no retention
 	Keys      edge.KeyAdmin     // nil: no key rotation
+	GC        *gc.Collector     // nil: no garbage collection
 	Now       func() time.Time
 	Log       *slog.Logger
 }
@@ -82,11 +90,25 @@ func (j Job) Run(ctx context.Context, ev events.EventBridgeEvent) error {
 	} else {
 		log.LogAttrs(ctx, slog.LevelInfo, "cleanup: sweep uploads", attrs...)
 	}
+	retainErr := j.retain(ctx, ev)
+	// Garbage collection last: what retention expired becomes a candidate
+	// now and is collected after the grace period, by a later run. A pass
+	// logs its own counts.
+	var gcErr error
+	if j.GC != nil {
+		_, gcErr = j.GC.Pass(ctx)
+	}
+	return errors.Join(rotateErr, sweepErr, retainErr, gcErr)
+}
+
+// retain applies the retention policy, if any.
+func (j Job) retain(ctx context.Context, ev events.EventBridgeEvent) error {
+	log := j.Log
 	if j.Retention == nil {
-		return errors.Join(rotateErr, sweepErr)
+		return nil
 	}
 	rep, err := retention.Apply(ctx, j.Sweep.Store, j.Retention, j.Now(), log)
-	attrs = []slog.Attr{
+	attrs := []slog.Attr{
 		slog.String("event", ev.ID), slog.Int("repositories", rep.Repositories), slog.Int("expired", rep.Expired),
 		slog.Int("failed", rep.Failed), slog.Int("remaining", rep.Remaining), slog.Bool("stopped", rep.Stopped),
 	}
@@ -95,5 +117,5 @@ func (j Job) Run(ctx context.Context, ev events.EventBridgeEvent) error {
 	} else {
 		log.LogAttrs(ctx, slog.LevelInfo, "cleanup: retention", attrs...)
 	}
-	return errors.Join(rotateErr, sweepErr, err)
+	return err
 }

@@ -38,8 +38,11 @@ const (
 	STSAudience         = "BERTH_STS_AUDIENCE"
 	OIDCIssuers         = "BERTH_OIDC_ISSUERS"
 	RetentionPolicy     = "BERTH_RETENTION_POLICY" // ECR lifecycle policy JSON for cleanup (docs/retention.md)
-	DefaultTokenTTL     = 15 * time.Minute
-	DefaultUploadTTL    = time.Hour
+	// GCGrace is how long a blob must have been unreferenced before the
+	// cleanup function deletes it (a Go duration; "0" turns GC off).
+	GCGrace          = "BERTH_GC_GRACE"
+	DefaultTokenTTL  = 15 * time.Minute
+	DefaultUploadTTL = time.Hour
 )
 
 // The edge upload path (docs/deploy.md, "Edge uploads"). Only the CDK
