@@ -55,12 +55,12 @@ type serveConfig struct {
 	MaxBodyBytes int64
 	// ChunkMinLength is advertised as OCI-Chunk-Min-Length; 0: not sent;
 	// <0: the backend's default.
-	ChunkMinLength  int64
-	SweepInterval   time.Duration // how often expired upload sessions are removed
+	ChunkMinLength int64
+	SweepInterval  time.Duration // how often expired upload sessions are removed
 	// GCInterval is how often a garbage collection pass runs (0: never);
 	// GCGrace how long a blob must have been unreferenced to be deleted.
-	GCInterval time.Duration
-	GCGrace    time.Duration
+	GCInterval      time.Duration
+	GCGrace         time.Duration
 	ShutdownTimeout time.Duration // how long in-flight requests get on SIGTERM
 	LogLevel        string        // debug | info | warn | error
 	Auth            authConfig

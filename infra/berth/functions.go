@@ -67,7 +67,7 @@ var (
 	// BatchGetItem: a manifest PUT reads the links of everything it
 	// references in one round trip (storage.ItemBatchGetter), and the
 	// orphan pass of garbage collection reads records 50 blobs at a time.
-	ddbRead = []string{"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem"}
+	ddbRead   = []string{"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem"}
 	ddbWrite  = []string{"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"}
 	s3Staging = []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
 )
