@@ -48,13 +48,6 @@ type Manifest struct {
 	PushedAt     int64             `json:"at_push"`
 }
 
-// Tag is a stored tag record.
-type Tag struct {
-	Digest    oci.Digest `json:"d"`
-	MediaType string     `json:"mt"`
-	PushedAt  int64      `json:"at_push"`
-}
-
 // InlineLimit is the largest manifest body kept in its metadata item; larger
 // bodies are stored as blobs (docs/architecture.md). The body is base64 inside the
 // item's JSON, so 200 KiB becomes ~267 KiB and, with up to a hundred
@@ -77,9 +70,30 @@ type ManifestPut struct {
 // with a matching size and every index child must exist there.
 //
 // Its reads are one batch (the manifest itself and everything it
-// references), so a new manifest costs two round trips to the metadata
-// store whatever its size: that batch and the transaction.
+// references), so a manifest put costs two round trips to the metadata
+// store whatever its size: that batch and the transaction. When what it
+// read changed before it wrote (the manifest was created or deleted
+// concurrently, an immutable tag changed), it reads again and decides
+// afresh; ErrConflict when that keeps happening.
 func (s *Store) ManifestPut(ctx context.Context, p ManifestPut) error {
+	var err error
+	for range writeAttempts {
+		if err = s.manifestPut(ctx, p); !errors.Is(err, errStale) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %w", ErrConflict, err)
+}
+
+// writeAttempts bounds how often a manifest put or delete reads again
+// after a concurrent change.
+const writeAttempts = 5
+
+// errStale: what a write was decided on changed before it committed (a
+// transaction condition failed); the caller reads again.
+var errStale = errors.New("read state changed before the write")
+
+func (s *Store) manifestPut(ctx context.Context, p ManifestPut) error {
 	self := storage.Key{PK: repoPK(p.Repo), SK: manifestSK(p.Digest)}
 	found, err := s.getMany(ctx, referenceKeys(p, self))
 	if err != nil {
@@ -87,11 +101,11 @@ func (s *Store) ManifestPut(ctx context.Context, p ManifestPut) error {
 	}
 	// An existing manifest had its references verified and counted when it
 	// was created: re-pushing it (a new tag) only moves the tag.
-	if _, ok := found[self]; ok {
+	if it, ok := found[self]; ok {
 		if p.Tag == "" {
 			return nil
 		}
-		return s.putTag(ctx, p.Repo, p.Tag, p.Digest, p.Parsed.MediaType)
+		return s.retag(ctx, p.Repo, p.Tag, p.Digest, it)
 	}
 	blobs, err := s.checkReferences(p, found)
 	if err != nil {
@@ -115,18 +129,8 @@ func (s *Store) ManifestPut(ctx context.Context, p ManifestPut) error {
 	for _, c := range p.Parsed.Manifests {
 		m.Children = append(m.Children, c.Digest)
 	}
-	err = s.createManifest(ctx, p, m)
-	if ok, _ := isCond(err); ok && errors.Is(err, errManifestRace) {
-		// A concurrent put created it first: ours is now a tag move.
-		if p.Tag == "" {
-			return nil
-		}
-		return s.putTag(ctx, p.Repo, p.Tag, p.Digest, m.MediaType)
-	}
-	return err
+	return s.createManifest(ctx, p, m)
 }
-
-var errManifestRace = errors.New("manifest created concurrently")
 
 // referenceKeys are the items a manifest put reads: the manifest itself
 // (self), the link of every referenced blob and every index child.
@@ -205,7 +209,9 @@ func (s *Store) createManifest(ctx context.Context, p ManifestPut, m Manifest) e
 		core = append(core, referrerOp(p.Repo, m, p.Digest))
 	}
 	if p.Tag != "" {
-		tagOp, err := s.tagOp(ctx, p.Repo, p.Tag, p.Digest, m.MediaType)
+		// The tag carries a copy of m: written in the transaction that
+		// creates the manifest, it cannot point at a manifest that is not there.
+		tagOp, err := s.tagOp(ctx, p.Repo, p.Tag, p.Digest, m)
 		if err != nil {
 			return err
 		}
@@ -262,9 +268,11 @@ func (s *Store) explainTx(err error, p ManifestPut, core, refs []storage.Op) err
 		op := core[idx]
 		switch {
 		case op.Item.SK == manifestSK(p.Digest):
-			return fmt.Errorf("%w: %w", errManifestRace, err)
+			// Created concurrently: ours is now a tag move.
+			return fmt.Errorf("%w: manifest created concurrently: %w", errStale, err)
 		case op.Item.SK == tagSK(p.Tag):
-			return fmt.Errorf("%w: tag %q: %w", ErrConflict, p.Tag, err)
+			// An immutable tag changed since tagOp read it.
+			return fmt.Errorf("%w: tag %q: %w", errStale, p.Tag, err)
 		case op.Item.SK == skGone:
 			return fmt.Errorf("%w: manifest body %s: %w", ErrBlobCollecting, p.Digest, err)
 		}
@@ -311,7 +319,9 @@ func (s *Store) ManifestGet(ctx context.Context, repo string, d oci.Digest) (Man
 	return m, err
 }
 
-// ManifestResolve returns the manifest a reference names.
+// ManifestResolve returns the manifest a reference names. By tag it is one
+// read when the tag carries a copy of the manifest's record, two otherwise
+// (see Tag).
 func (s *Store) ManifestResolve(ctx context.Context, repo string, ref oci.Reference) (Manifest, error) {
 	if ref.IsDigest() {
 		return s.ManifestGet(ctx, repo, ref.Digest)
@@ -320,100 +330,119 @@ func (s *Store) ManifestResolve(ctx context.Context, repo string, ref oci.Refere
 	if err != nil {
 		return Manifest{}, err
 	}
+	if t.Manifest != nil {
+		return *t.Manifest, nil
+	}
 	m, err := s.ManifestGet(ctx, repo, t.Digest)
 	if errors.Is(err, ErrManifestUnknown) {
-		// The manifest went away between the two reads.
+		// Deleted between the two reads, or an old-format tag that a delete
+		// of earlier versions left behind (they removed tags afterwards).
 		return Manifest{}, fmt.Errorf("%w: %s", ErrManifestUnknown, ref.Tag)
 	}
 	return m, err
 }
 
 // ManifestDelete deletes a manifest by digest: its item, its referrer
-// entry, its reference counts and every tag that points at it.
+// entry, its reference counts and every tag that points at it, the tags in
+// the same transaction as the manifest, each conditioned on the version
+// read, so that no tag outlives its manifest (docs/architecture.md,
+// invariant 6). A tag moved, deleted or added meanwhile fails the
+// transaction, and the delete reads again.
 func (s *Store) ManifestDelete(ctx context.Context, repo string, d oci.Digest) error {
-	for attempt := 0; attempt < 5; attempt++ {
-		it, err := s.items.ItemGet(ctx, repoPK(repo), manifestSK(d))
-		if errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("%w: %s", ErrManifestUnknown, d)
-		}
-		if err != nil {
+	var err error
+	for range writeAttempts {
+		if err = s.manifestDelete(ctx, repo, d); !errors.Is(err, errStale) {
 			return err
 		}
-		m, err := decode[Manifest](it)
-		if err != nil {
-			return err
-		}
-		now := s.unix()
-		ops := []storage.Op{
-			{Kind: storage.OpDelete, Item: storage.Item{PK: it.PK, SK: it.SK}, Cond: storage.IfVersion(it.Version)},
-			{Kind: storage.OpAdd, Item: storage.Item{PK: pkCatalog, SK: catalogSK(repo), Touched: now}, Delta: -1, Cond: storage.IfExists},
-		}
-		if m.Subject != "" {
-			ops = append(ops, referrerDeletes(repo, m, d)...)
-		}
-		var refs, cands []storage.Op
-		for _, b := range m.Blobs {
-			refs = append(refs, storage.Op{Kind: storage.OpAdd, Item: storage.Item{PK: blobPK(b), SK: skMeta, Touched: now}, Delta: -1, Cond: storage.IfExists})
-			cands = append(cands, candidateOp(b, now))
-		}
-		// Every decremented blob becomes a GC candidate: in the delete's
-		// transaction when everything fits, else written first, so that no
-		// crash can leave a blob unreferenced without its candidate (an
-		// entry for a blob still referenced is simply dropped by the pass).
-		if len(ops)+len(refs)+len(cands) <= storage.MaxTransactOps {
-			ops = append(ops, cands...)
-		} else if err := s.putAll(ctx, cands); err != nil {
-			return err
-		}
-		if len(ops)+len(refs) <= storage.MaxTransactOps {
-			ops = append(ops, refs...)
-			refs = nil
-		}
-		err = s.items.Transact(ctx, ops)
-		if ok, _ := isCond(err); ok {
-			continue // changed underneath us; re-read
-		}
-		if err != nil {
-			return err
-		}
-		// Decrements that did not fit: lowering counts after the manifest is
-		// gone can only leave them too high, never too low.
-		for _, op := range refs {
-			if _, err := s.items.ItemAdd(ctx, op.Item, op.Delta, op.Cond); err != nil && !errors.Is(err, storage.ErrConditionFailed) {
-				return err
-			}
-		}
-		return s.deleteTagsOf(ctx, repo, d)
 	}
-	return ErrConflict
+	return fmt.Errorf("%w: %w", ErrConflict, err)
 }
 
-func (s *Store) deleteTagsOf(ctx context.Context, repo string, d oci.Digest) error {
-	after := ""
-	for {
-		items, more, err := s.items.ItemQuery(ctx, repoPK(repo), pfxTag, after, 500)
-		if err != nil {
+func (s *Store) manifestDelete(ctx context.Context, repo string, d oci.Digest) error {
+	it, err := s.items.ItemGet(ctx, repoPK(repo), manifestSK(d))
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("%w: %s", ErrManifestUnknown, d)
+	}
+	if err != nil {
+		return err
+	}
+	m, err := decode[Manifest](it)
+	if err != nil {
+		return err
+	}
+	// Read after the manifest: a tag written since then raised the
+	// manifest's version (retag), so the condition below catches it.
+	tags, err := s.tagsOf(ctx, repo, d)
+	if err != nil {
+		return err
+	}
+	now := s.unix()
+	ops := []storage.Op{
+		{Kind: storage.OpDelete, Item: storage.Item{PK: it.PK, SK: it.SK}, Cond: storage.IfVersion(it.Version)},
+		{Kind: storage.OpAdd, Item: storage.Item{PK: pkCatalog, SK: catalogSK(repo), Touched: now}, Delta: -1, Cond: storage.IfExists},
+	}
+	if m.Subject != "" {
+		ops = append(ops, referrerDeletes(repo, m, d)...)
+	}
+	tagDels := make([]storage.Op, 0, len(tags))
+	for _, t := range tags {
+		tagDels = append(tagDels, storage.Op{Kind: storage.OpDelete, Item: storage.Item{PK: t.PK, SK: t.SK}, Cond: storage.IfVersion(t.Version)})
+	}
+	var refs, cands []storage.Op
+	for _, b := range m.Blobs {
+		refs = append(refs, storage.Op{Kind: storage.OpAdd, Item: storage.Item{PK: blobPK(b), SK: skMeta, Touched: now}, Delta: -1, Cond: storage.IfExists})
+		cands = append(cands, candidateOp(b, now))
+	}
+	// Tags that do not fit beside the manifest (and its blobs' decrements
+	// and GC candidates, when those fit) go first, in transactions of their
+	// own. Should the final transaction fail, the manifest stays with fewer
+	// tags, never a tag without its manifest.
+	room := storage.MaxTransactOps - len(ops)
+	if blobOps := len(refs) + len(cands); blobOps <= room {
+		room -= blobOps
+	}
+	if excess := len(tagDels) - room; excess > 0 {
+		for start := 0; start < excess; start += storage.MaxTransactOps {
+			if err := s.items.Transact(ctx, tagDels[start:min(start+storage.MaxTransactOps, excess)]); err != nil {
+				return staleIfCond(err)
+			}
+		}
+		tagDels = tagDels[excess:]
+	}
+	ops = append(ops, tagDels...)
+	// Every decremented blob becomes a GC candidate: in the delete's
+	// transaction when everything fits, else written first, so that no
+	// crash can leave a blob unreferenced without its candidate (an entry
+	// for a blob still referenced is simply dropped by the pass).
+	if len(ops)+len(refs)+len(cands) <= storage.MaxTransactOps {
+		ops = append(ops, cands...)
+	} else if err := s.putAll(ctx, cands); err != nil {
+		return err
+	}
+	if len(ops)+len(refs) <= storage.MaxTransactOps {
+		ops = append(ops, refs...)
+		refs = nil
+	}
+	if err := s.items.Transact(ctx, ops); err != nil {
+		return staleIfCond(err)
+	}
+	// Decrements that did not fit: lowering counts after the manifest is
+	// gone can only leave them too high, never too low.
+	for _, op := range refs {
+		if _, err := s.items.ItemAdd(ctx, op.Item, op.Delta, op.Cond); err != nil && !errors.Is(err, storage.ErrConditionFailed) {
 			return err
 		}
-		for _, it := range items {
-			t, err := decode[Tag](it)
-			if err != nil {
-				return err
-			}
-			if t.Digest != d {
-				continue
-			}
-			// Only if nobody re-pointed the tag meanwhile.
-			err = s.items.ItemDelete(ctx, it.PK, it.SK, storage.IfVersion(it.Version))
-			if err != nil && !errors.Is(err, storage.ErrConditionFailed) {
-				return err
-			}
-		}
-		if !more || len(items) == 0 {
-			return nil
-		}
-		after = items[len(items)-1].SK
 	}
+	return nil
+}
+
+// staleIfCond turns a failed condition into errStale: something changed
+// since it was read.
+func staleIfCond(err error) error {
+	if ok, _ := isCond(err); ok {
+		return fmt.Errorf("%w: %w", errStale, err)
+	}
+	return err
 }
 
 // putAll writes unconditional puts in transactions of at most

@@ -66,7 +66,7 @@ func (s *Store) TagsByDigest(ctx context.Context, repo string) (map[oci.Digest][
 	}
 	out := map[oci.Digest][]string{}
 	for _, it := range items {
-		t, err := decode[Tag](it)
+		t, err := decode[tagHead](it)
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -316,10 +317,14 @@ func testManifests(t *testing.T, s *server) {
 			t.Fatalf("HEAD manifest headers %v", h.header)
 		}
 	}
+	sameByTagAndDigest(t, s, "man/repo", "v1", img.Digest)
 	// Re-push is idempotent; moving a tag works.
 	s.pushImage("man/repo", "v1", img)
+	s.pushImage("man/repo", "again", img) // a tag of an existing manifest
+	sameByTagAndDigest(t, s, "man/repo", "again", img.Digest)
 	img2 := newImage(t, "m2")
 	s.pushImage("man/repo", "v1", img2)
+	sameByTagAndDigest(t, s, "man/repo", "v1", img2.Digest)
 	r := s.do("GET", "/v2/man/repo/manifests/v1", nil, nil, false)
 	if r.header.Get("Docker-Content-Digest") != string(img2.Digest) {
 		t.Fatal("tag did not move")
@@ -345,6 +350,7 @@ func testManifests(t *testing.T, s *server) {
 	if r.header.Get("Content-Type") != oci.MediaTypeDockerManifest {
 		t.Fatalf("docker content type %q", r.header.Get("Content-Type"))
 	}
+	sameByTagAndDigest(t, s, "man/repo", "docker", sha(dm))
 	// Non-distributable layers with urls need not exist.
 	nd := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":%q,"digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip","digest":%q,"size":7,"urls":["https://example.com/layer"]}]}`,
 		oci.MediaTypeImageManifest, oci.MediaTypeImageConfig, sha(cfg), len(cfg), sha([]byte("foreign"))))
@@ -410,6 +416,31 @@ func testManifestLarge(t *testing.T, s *server) {
 	if !bytes.Equal(g.body, m) {
 		t.Fatal("large manifest differs")
 	}
+	sameByTagAndDigest(t, s, "large", "big", sha(m))
+}
+
+// sameByTagAndDigest checks that GET and HEAD of a manifest by tag answer
+// exactly what they answer by digest: status, headers and body. A pull by
+// tag reads the tag's copy of the manifest record (docs/dynamodb.md), a
+// pull by digest the record itself.
+func sameByTagAndDigest(t *testing.T, s *server, repo, tag string, d oci.Digest) {
+	t.Helper()
+	for _, method := range []string{"GET", "HEAD"} {
+		byTag := s.do(method, "/v2/"+repo+"/manifests/"+tag, nil, nil, false)
+		byDigest := s.do(method, "/v2/"+repo+"/manifests/"+string(d), nil, nil, false)
+		s.expect(byTag, 200, "", method+" manifest by tag")
+		s.expect(byDigest, 200, "", method+" manifest by digest")
+		// Headers that name the response, not the manifest: the time, and
+		// API Gateway's request id when the suite runs through Lambda.
+		for _, h := range []string{"Date", "Apigw-Requestid"} {
+			byTag.header.Del(h)
+			byDigest.header.Del(h)
+		}
+		if !reflect.DeepEqual(byTag.header, byDigest.header) || !bytes.Equal(byTag.body, byDigest.body) {
+			t.Fatalf("%s %s:%s differs from %s:\nby tag:    %v, %d bytes\nby digest: %v, %d bytes",
+				method, repo, tag, d, byTag.header, len(byTag.body), byDigest.header, len(byDigest.body))
+		}
+	}
 }
 
 func testIndex(t *testing.T, s *server) {
@@ -433,6 +464,7 @@ func testIndex(t *testing.T, s *server) {
 	if r.header.Get("Content-Type") != oci.MediaTypeImageIndex || !bytes.Equal(r.body, idx) {
 		t.Fatalf("index GET %v", r.header)
 	}
+	sameByTagAndDigest(t, s, "idx", "multi", sha(idx))
 }
 
 func testTagsPagination(t *testing.T, s *server) {
