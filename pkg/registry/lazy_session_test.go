@@ -17,6 +17,7 @@ import (
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
 	"github.com/berth-registry/berth/pkg/driver/dynamo"
 	"github.com/berth-registry/berth/pkg/driver/s3blob"
+	"github.com/berth-registry/berth/pkg/edge"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
 )
@@ -83,7 +84,7 @@ type lazyEnv struct {
 	blobs *hookBlobs
 }
 
-func lazyBackends() map[string]func(t *testing.T) *lazyEnv {
+func lazyBackends(cfg registry.Config) map[string]func(t *testing.T) *lazyEnv {
 	start := func() *clock {
 		c := &clock{}
 		// Real time: versitygw checks the S3 client's signatures against it.
@@ -92,7 +93,8 @@ func lazyBackends() map[string]func(t *testing.T) *lazyEnv {
 	}
 	mk := func(clk *clock, items storage.Items, blobs storage.Blobs) *lazyEnv {
 		e := &lazyEnv{clk: clk, items: &countItems{Items: items, calls: map[string]int{}}, blobs: &hookBlobs{Blobs: blobs}}
-		e.g = registry.New(registry.Config{UploadTTL: time.Hour, Now: clk.now}, e.items, e.blobs)
+		cfg.UploadTTL, cfg.Now = time.Hour, clk.now
+		e.g = registry.New(cfg, e.items, e.blobs)
 		return e
 	}
 	return map[string]func(t *testing.T) *lazyEnv{
@@ -112,7 +114,11 @@ func lazyBackends() map[string]func(t *testing.T) *lazyEnv {
 }
 
 func runLazy(t *testing.T, test func(t *testing.T, e *lazyEnv)) {
-	for name, open := range lazyBackends() {
+	runLazyWith(t, registry.Config{}, test)
+}
+
+func runLazyWith(t *testing.T, cfg registry.Config, test func(t *testing.T, e *lazyEnv)) {
+	for name, open := range lazyBackends(cfg) {
 		t.Run(name, func(t *testing.T) { test(t, open(t)) })
 	}
 }
@@ -412,5 +418,40 @@ func TestLazyReplayAfterCompletion(t *testing.T) {
 		if rec := call(t, e.g, "GET", "/v2/done/blobs/"+d, nil); rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), blob) {
 			t.Fatalf("GET blob: %d", rec.Code)
 		}
+	})
+}
+
+// Where the POST must store the session (the edge path: the claim of the
+// bytes that go to S3 needs it), the id says so: a PATCH through the API
+// leases the stored session at once instead of first trying to store it,
+// and once the session is gone the id stands for nothing.
+func TestStoredAtPost(t *testing.T) {
+	// A keyring without a key: sessions are stored as on the edge path,
+	// and the Location is the API's own (edgeLocation).
+	runLazyWith(t, registry.Config{EdgeTokens: edge.NewKeyring(edge.NewMemoryStore(), 0)}, func(t *testing.T, e *lazyEnv) {
+		e.items.take()
+		loc := e.post(t, "edge")
+		if calls := e.items.take(); !maps.Equal(calls, map[string]int{"Transact": 1}) {
+			t.Fatalf("POST with the edge path made %v, want one Transact", calls)
+		}
+		blob := []byte("through the API after all")
+		if rec := call(t, e.g, "PATCH", loc, blob); rec.Code != http.StatusAccepted {
+			t.Fatalf("PATCH: %d %s", rec.Code, rec.Body)
+		}
+		if calls := e.items.take(); !maps.Equal(calls, map[string]int{"ItemAdd": 1, "ItemPut": 1}) {
+			t.Errorf("PATCH of a session stored at the POST made %v, want one ItemAdd (lease) and one ItemPut (save)", calls)
+		}
+		if rec := call(t, e.g, "PUT", loc+"?digest=sha256:"+sha256hex(blob), nil); rec.Code != http.StatusCreated {
+			t.Fatalf("close: %d %s", rec.Code, rec.Body)
+		}
+		expectUnknown(t, e.g, "a completed session stored at the POST", allMethods(t, e.g, loc)...)
+
+		// Its item gone (the table's TTL, say): unknown, never fresh.
+		loc = e.post(t, "edge")
+		id := loc[strings.LastIndex(loc, "/")+1:]
+		if err := e.items.Items.ItemDelete(t.Context(), "UPLOAD#"+id, "META", storage.IfNone); err != nil {
+			t.Fatal(err)
+		}
+		expectUnknown(t, e.g, "an id stored at the POST, its item gone", allMethods(t, e.g, loc)...)
 	})
 }

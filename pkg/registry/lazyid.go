@@ -17,9 +17,13 @@ import (
 //	15 random bytes ‖ 5-byte big-endian unix seconds (minted) ‖
 //	the first 8 bytes of sha256(random ‖ minted ‖ repository)
 //
-// 28 bytes, 38 characters. The random part is what makes an id
-// unguessable: 120 bits, as many as a version 4 UUID has. The check is no
-// secret MAC, and needs none:
+// 28 bytes, 38 characters. The first bit of the random part says whether
+// the session was stored when the id was minted (the edge path, direct
+// uploads, a monolithic POST of unknown length): such an id never stands
+// for a session not stored, so a request naming it goes straight to the
+// stored one instead of first trying to store it (acquire). The other 119
+// random bits are what makes an id unguessable, more than a version 4
+// UUID's 122 bits need for it. The check is no secret MAC, and needs none:
 //
 //   - Anyone may mint an id for a repository, but minting one is what a
 //     POST does for anyone allowed to push there (the auth middleware
@@ -43,39 +47,48 @@ const (
 	lazyIDTime   = 5
 	lazyIDCheck  = 8
 	lazyIDBytes  = lazyIDRandom + lazyIDTime + lazyIDCheck
+	// lazyIDStored is the bit of the first byte that marks an id whose
+	// session was stored when it was minted.
+	lazyIDStored = 0x80
 	// lazyIDFutureSkew is how far ahead of this instance's clock an id
 	// may be dated: the clocks of the instance that minted it and of this
 	// one may differ a little, never by minutes.
 	lazyIDFutureSkew = 5 * time.Minute
 )
 
-// newUploadID mints the id of a new session of repo at now.
-func newUploadID(repo string, now time.Time) string {
+// newUploadID mints the id of a new session of repo at now; stored says
+// the caller stores the session before it hands the id out.
+func newUploadID(repo string, now time.Time, stored bool) string {
 	var b [lazyIDBytes]byte
 	_, _ = rand.Read(b[:lazyIDRandom]) // crypto/rand never fails on supported platforms
+	b[0] &^= lazyIDStored
+	if stored {
+		b[0] |= lazyIDStored
+	}
 	putUint40(b[lazyIDRandom:lazyIDRandom+lazyIDTime], uint64(now.Unix()))
 	sum := lazyIDSum(b[:lazyIDRandom+lazyIDTime], repo)
 	copy(b[lazyIDRandom+lazyIDTime:], sum[:lazyIDCheck])
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// parseUploadID returns when id was minted, if it is an id minted for repo.
-// Ids of other forms (those of Berth before issue 10 among them) are not
-// refused by this: they may still name stored sessions.
-func parseUploadID(id, repo string) (time.Time, bool) {
+// parseUploadID returns when id was minted and whether its session was
+// stored then, if it is an id minted for repo. Ids of other forms (those
+// of Berth before issue 10 among them) are not refused by this: they may
+// still name stored sessions.
+func parseUploadID(id, repo string) (minted time.Time, stored, ok bool) {
 	if base64.RawURLEncoding.DecodedLen(len(id)) != lazyIDBytes {
-		return time.Time{}, false
+		return time.Time{}, false, false
 	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(id)
 	if err != nil || len(b) != lazyIDBytes {
-		return time.Time{}, false
+		return time.Time{}, false, false
 	}
 	sum := lazyIDSum(b[:lazyIDRandom+lazyIDTime], repo)
 	// Constant time out of habit: nothing here is secret.
 	if subtle.ConstantTimeCompare(sum[:lazyIDCheck], b[lazyIDRandom+lazyIDTime:]) != 1 {
-		return time.Time{}, false
+		return time.Time{}, false, false
 	}
-	return time.Unix(int64(uint40(b[lazyIDRandom:lazyIDRandom+lazyIDTime])), 0), true
+	return time.Unix(int64(uint40(b[lazyIDRandom:lazyIDRandom+lazyIDTime])), 0), b[0]&lazyIDStored != 0, true
 }
 
 // lazyIDSum is sha256(head ‖ repo); head (random ‖ time) has a fixed

@@ -122,8 +122,9 @@ func (g *Registry) uploadStart(w http.ResponseWriter, r *http.Request, rt route.
 // the claim that links them needs the session (claim.go).
 func (g *Registry) startSession(w http.ResponseWriter, r *http.Request, rt route.Route) error {
 	ctx := r.Context()
-	u := meta.Upload{ID: newUploadID(rt.Name, g.now()), Repo: rt.Name}
-	if g.cfg.EdgeTokens != nil {
+	stored := g.cfg.EdgeTokens != nil
+	u := meta.Upload{ID: newUploadID(rt.Name, g.now(), stored), Repo: rt.Name}
+	if stored {
 		// The blob PUT to the edge is linked only when it is claimed, which
 		// may be at the manifest PUT, long after the layer went up (a big
 		// image, a slow pipeline): the session must still be there then.
@@ -198,7 +199,7 @@ func (g *Registry) monolithic(w http.ResponseWriter, r *http.Request, rt route.R
 		// Unknown length (chunked transfer): go through a session, which
 		// hashes while it stores. It is created already leased to this
 		// request, as finish requires, at no extra write.
-		u := meta.Upload{ID: newUploadID(rt.Name, g.now()), Repo: rt.Name, LeaseUntil: g.now().Add(g.leaseFor(ctx)).Unix()}
+		u := meta.Upload{ID: newUploadID(rt.Name, g.now(), true), Repo: rt.Name, LeaseUntil: g.now().Add(g.leaseFor(ctx)).Unix()}
 		u, err := g.createSession(ctx, u, g.cfg.UploadTTL)
 		if err != nil {
 			return err
@@ -236,13 +237,13 @@ func (g *Registry) session(ctx context.Context, rt route.Route) (meta.Upload, er
 
 // unstored returns the session id stands for in repo while nothing has
 // been stored for it: offset 0, living UploadTTL from when the id was
-// minted. It is false for an id not minted for repo, dated more than
-// lazyIDFutureSkew ahead, or past that lifetime; such an id names a
-// session only if one is stored. The caller has found nothing stored (a
-// stored session or tombstone always wins).
+// minted. It is false for an id not minted for repo, minted for a session
+// stored at once, dated more than lazyIDFutureSkew ahead, or past that
+// lifetime; such an id names a session only if one is stored. The caller
+// has found nothing stored (a stored session or tombstone always wins).
 func (g *Registry) unstored(repo, id string) (meta.Upload, bool) {
-	minted, ok := parseUploadID(id, repo)
-	if !ok {
+	minted, stored, ok := parseUploadID(id, repo)
+	if !ok || stored {
 		return meta.Upload{}, false
 	}
 	now, expires := g.now(), minted.Add(g.cfg.UploadTTL)
