@@ -169,8 +169,10 @@ func (r *registry) newFunctions() {
 		timeout: awscdk.Duration_Minutes(jsii.Number(1)),
 		env:     map[string]*string{"BERTH_BUCKET": common["BERTH_BUCKET"], "BERTH_LOG_LEVEL": common["BERTH_LOG_LEVEL"]},
 	}
-	// The cleanup function sweeps expired upload sessions (scan UPLOAD#
-	// items, delete each, abort its staging) and applies the retention
+	// The cleanup function sweeps expired upload sessions (Query the
+	// UPLOADS# index, GetItem each session, abort its staging, then one
+	// transaction turns the session into a tombstone, an UpdateItem, and
+	// deletes its index entry) and applies the retention
 	// policy: Query the catalog and each repository's manifests and tags,
 	// then meta.ManifestDelete (GetItem, and a transaction of DeleteItem
 	// and UpdateItem ADD on blob and catalog counts; it never puts or
@@ -194,7 +196,7 @@ func (r *registry) newFunctions() {
 			"BERTH_RETENTION_POLICY": jsii.String(p.RetentionPolicy),
 		},
 		statements: []awsiam.PolicyStatement{
-			statement("UploadSweep", []string{"dynamodb:Query", "dynamodb:GetItem", "dynamodb:DeleteItem"}, table),
+			statement("UploadSweep", []string{"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}, table),
 			statement("UploadStagingDelete", []string{"s3:AbortMultipartUpload", "s3:DeleteObject"}, uploads),
 			statement("Retention", []string{"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}, table),
 		},
