@@ -39,21 +39,22 @@ func TestSweepOnSchedule(t *testing.T) {
 	items, blobs := e.Items, e.Blobs
 	reg := registry.New(registry.Config{Now: clock}, items, blobs)
 
-	// Two abandoned uploads, one with staged bytes.
-	for i := range 2 {
+	// Two abandoned uploads, one with staged bytes, one stored by an empty
+	// PATCH; and a third never written, which an upload POST alone does
+	// not store (there is nothing to sweep).
+	for _, body := range []string{"partial", "", "-"} {
 		w := httptest.NewRecorder()
 		reg.ServeHTTP(w, httptest.NewRequest("POST", "/v2/app/blobs/uploads/", nil))
 		if w.Code != http.StatusAccepted {
 			t.Fatalf("POST: %d %s", w.Code, w.Body)
 		}
-		if i == 0 {
-			w2 := httptest.NewRecorder()
-			req := httptest.NewRequest("PATCH", w.Header().Get("Location"), strings.NewReader("partial"))
-			req.Header.Set("Content-Range", "0-6")
-			reg.ServeHTTP(w2, req)
-			if w2.Code != http.StatusAccepted {
-				t.Fatalf("PATCH: %d %s", w2.Code, w2.Body)
-			}
+		if body == "-" {
+			continue
+		}
+		w2 := httptest.NewRecorder()
+		reg.ServeHTTP(w2, httptest.NewRequest("PATCH", w.Header().Get("Location"), strings.NewReader(body)))
+		if w2.Code != http.StatusAccepted {
+			t.Fatalf("PATCH: %d %s", w2.Code, w2.Body)
 		}
 	}
 	raw, err := os.ReadFile("../../events/cleanup-schedule.json")
@@ -263,11 +264,17 @@ func TestVerifyEvent(t *testing.T) {
 
 	// An ordinary session is not a multipart direct upload: the verifier
 	// refuses it, and the invocation fails (so it is visible and retried).
+	// Its first PATCH stores it (an upload POST alone stores nothing).
 	w := httptest.NewRecorder()
 	reg.ServeHTTP(w, httptest.NewRequest("POST", "/v2/app/blobs/uploads/", nil))
 	id := w.Header().Get("Docker-Upload-UUID")
 	if w.Code != http.StatusAccepted || id == "" {
 		t.Fatalf("POST: %d %v", w.Code, w.Header())
+	}
+	w = httptest.NewRecorder()
+	reg.ServeHTTP(w, httptest.NewRequest("PATCH", "/v2/app/blobs/uploads/"+id, strings.NewReader("some bytes")))
+	if w.Code != http.StatusAccepted {
+		t.Fatalf("PATCH: %d %s", w.Code, w.Body)
 	}
 	ev, _ := json.Marshal(edgewire.VerifyEvent{Berth: edgewire.KindVerify, Repo: "app", Upload: id})
 	if err := h(ctx, ev); err == nil || !strings.Contains(err.Error(), "not a multipart direct upload") {

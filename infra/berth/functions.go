@@ -172,11 +172,13 @@ func (r *registry) newFunctions() {
 		timeout: awscdk.Duration_Minutes(jsii.Number(1)),
 		env:     map[string]*string{"BERTH_BUCKET": common["BERTH_BUCKET"], "BERTH_LOG_LEVEL": common["BERTH_LOG_LEVEL"]},
 	}
-	// The cleanup function sweeps expired upload sessions (scan UPLOAD#
-	// items, delete each, abort its staging), applies the retention
-	// policy (Query the catalog and each repository's manifests and tags,
-	// then meta.ManifestDelete) and collects garbage (docs/gc.md: Query the
-	// GC# candidate partitions and each candidate's BLOB# partition,
+	// The cleanup function sweeps expired upload sessions (Query the
+	// UPLOADS# index, GetItem each session, abort its staging, then one
+	// transaction turns the session into a tombstone, an UpdateItem, and
+	// deletes its index entry), applies the retention policy (Query the
+	// catalog and each repository's manifests and tags, then
+	// meta.ManifestDelete) and collects garbage (docs/gc.md: Query the GC#
+	// candidate partitions and each candidate's BLOB# partition,
 	// transactions that delete records and put GONE marks, DeleteObject on
 	// blobs/* only, and ListBucket for the orphan pass). Only this function
 	// may delete blob bytes.
@@ -200,7 +202,7 @@ func (r *registry) newFunctions() {
 			"BERTH_GC_GRACE":         jsii.String(p.GCGrace),
 		},
 		statements: []awsiam.PolicyStatement{
-			statement("UploadSweep", []string{"dynamodb:Query", "dynamodb:GetItem", "dynamodb:DeleteItem"}, table),
+			statement("UploadSweep", []string{"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}, table),
 			statement("UploadStagingDelete", []string{"s3:AbortMultipartUpload", "s3:DeleteObject"}, uploads),
 			statement("Retention", []string{"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}, table),
 			statement("GarbageCollection", []string{"s3:DeleteObject"}, blobs),

@@ -233,7 +233,7 @@ func TestIAMPerFunction(t *testing.T) {
 		},
 		"CleanupFunction": {
 			"Logs":                {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryCleanupFunctionLogs"}},
-			"UploadSweep":         {[]string{"dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query"}, []string{"RegistryTable"}},
+			"UploadSweep":         {[]string{"dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"}, []string{"RegistryTable"}},
 			"UploadStagingDelete": {[]string{"s3:AbortMultipartUpload", "s3:DeleteObject"}, []string{obj3("uploads/")}},
 			// Retention: list manifests and tags, meta.ManifestDelete.
 			"Retention": {[]string{"dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"}, []string{"RegistryTable"}},

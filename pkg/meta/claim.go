@@ -9,9 +9,10 @@ import (
 )
 
 // UploadClaim links blob d (size bytes, already stored and checked by the
-// caller) into u.Repo and deletes session u with its index entry, in one
-// transaction conditioned on u's version: of several claims of one session
-// exactly one can win. A lost race, or a session changed or removed since
+// caller) into u.Repo and ends session u, in one transaction conditioned
+// on u's version: its record becomes a tombstone (so that its id cannot
+// start a session again) and its index entry goes. Of several claims of
+// one session exactly one can win. A lost race, or a session changed or removed since
 // u was read, fails with an error wrapping ErrUploadUnknown and writes
 // nothing.
 //
@@ -20,7 +21,7 @@ import (
 // session in this one transaction instead of two.
 func (s *Store) UploadClaim(ctx context.Context, u Upload, d oci.Digest, size int64) error {
 	ops := append(s.linkOps(u.Repo, d, size),
-		storage.Op{Kind: storage.OpDelete, Item: storage.Item{PK: uploadPK(u.ID), SK: skMeta}, Cond: storage.IfVersion(u.Version)},
+		storage.Op{Kind: storage.OpPut, Item: s.tombstone(u), Cond: storage.IfVersion(u.Version)},
 		storage.Op{Kind: storage.OpDelete, Item: storage.Item{PK: uploadIndexPK(u.ID), SK: u.ID}},
 	)
 	err := s.linkTx(ctx, d, ops)

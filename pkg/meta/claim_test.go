@@ -132,3 +132,73 @@ func TestUploadLinked(t *testing.T) {
 		t.Fatalf("stale UploadLinked: %v", err)
 	}
 }
+
+// Ended sessions are tombstones: unknown to every read, never leased (so
+// naming one writes nothing), never created again, without index entry.
+// An id with nothing stored is unknown and says so (ErrUploadNotStored).
+func TestUploadTombstone(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	if _, err := s.UploadGet(ctx, "never"); !errors.Is(err, meta.ErrUploadUnknown) || !errors.Is(err, meta.ErrUploadNotStored) {
+		t.Fatalf("absent session: %v", err)
+	}
+	if _, err := s.UploadAcquire(ctx, "never", time.Minute); !errors.Is(err, meta.ErrUploadNotStored) {
+		t.Fatalf("lease of an absent session: %v", err)
+	}
+
+	ended := func(id string) {
+		t.Helper()
+		before, err := meta.ItemsOf(s).ItemGet(ctx, "UPLOAD#"+id, "META")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.UploadGet(ctx, id); !errors.Is(err, meta.ErrUploadUnknown) || errors.Is(err, meta.ErrUploadNotStored) {
+			t.Errorf("%s: get %v", id, err)
+		}
+		if _, err := s.UploadAcquire(ctx, id, time.Minute); !errors.Is(err, meta.ErrUploadUnknown) || errors.Is(err, meta.ErrUploadNotStored) {
+			t.Errorf("%s: lease %v", id, err)
+		}
+		if _, err := s.UploadCreateLeased(ctx, meta.Upload{ID: id, Repo: "r", ExpiresAt: time.Now().Add(time.Hour).Unix()}, time.Minute); !errors.Is(err, meta.ErrUploadExists) {
+			t.Errorf("%s: create again %v", id, err)
+		}
+		if err := s.UploadEndUnwritten(ctx, meta.Upload{ID: id, Repo: "r"}); !errors.Is(err, meta.ErrUploadExists) {
+			t.Errorf("%s: end again %v", id, err)
+		}
+		after, err := meta.ItemsOf(s).ItemGet(ctx, "UPLOAD#"+id, "META")
+		if err != nil || after.Version != before.Version {
+			t.Errorf("%s: tombstone version %d -> %d (%v): a request naming it wrote", id, before.Version, after.Version, err)
+		}
+		idx, _, err := meta.ItemsOf(s).ItemScan(ctx, "UPLOADS#", "", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range idx {
+			if e.SK == id {
+				t.Errorf("%s: index entry left", id)
+			}
+		}
+	}
+
+	u := newUpload(t, s, "claimed", "r")
+	if err := s.UploadClaim(ctx, u, oci.FromBytes(oci.SHA256, []byte("t")), 1); err != nil {
+		t.Fatal(err)
+	}
+	ended("claimed")
+
+	u, err := s.UploadCreateLeased(ctx, meta.Upload{ID: "cancelled", Repo: "r", ExpiresAt: time.Now().Add(time.Hour).Unix()}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UploadAcquire(ctx, "cancelled", time.Minute); !errors.Is(err, meta.ErrUploadBusy) {
+		t.Fatalf("a session created leased: %v", err)
+	}
+	if err := s.UploadDelete(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	ended("cancelled")
+
+	if err := s.UploadEndUnwritten(ctx, meta.Upload{ID: "unwritten", Repo: "r", ExpiresAt: time.Now().Add(time.Hour).Unix()}); err != nil {
+		t.Fatal(err)
+	}
+	ended("unwritten")
+}

@@ -250,15 +250,15 @@ func TestUploadsExpiredUsesIndex(t *testing.T) {
 	if err := items.ItemDelete(ctx, "UPLOAD#up00", "META", storage.IfNone); err != nil {
 		t.Fatal(err)
 	}
-	var expired []string
-	if err := s.UploadsExpired(ctx, func(u meta.Upload) error { expired = append(expired, u.ID); return nil }); err != nil {
+	var expired []meta.Upload
+	if err := s.UploadsExpired(ctx, func(u meta.Upload) error { expired = append(expired, u); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(expired) != 19 {
 		t.Fatalf("expired %d sessions: %v", len(expired), expired)
 	}
-	for _, id := range expired {
-		if err := s.UploadDelete(ctx, id); err != nil {
+	for _, u := range expired {
+		if err := s.UploadDelete(ctx, u); err != nil {
 			t.Fatal(err)
 		}
 	}

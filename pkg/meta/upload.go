@@ -16,6 +16,17 @@ var ErrUploadUnknown = errors.New("upload unknown")
 // ErrUploadBusy: another request is writing to the session.
 var ErrUploadBusy = errors.New("upload busy")
 
+// ErrUploadNotStored: nothing is stored under the session id, neither a
+// session nor its tombstone. It always comes wrapped together with
+// ErrUploadUnknown, which is what it means to every caller but the one
+// that may take the id for a session not written yet (the registry's
+// self-describing upload ids, docs/architecture.md "Upload sessions").
+var ErrUploadNotStored = errors.New("upload not stored")
+
+// ErrUploadExists: a session (or its tombstone) is already stored under
+// the id a create names.
+var ErrUploadExists = errors.New("upload exists")
+
 // expiryGrace keeps an expired session's item around (hidden from nobody)
 // long enough for the sweep to find it and release its storage; the
 // item's TTL is the backstop.
@@ -43,7 +54,11 @@ type Upload struct {
 	// DELETE may have removed them), and for sha256 the hash state is the
 	// proof instead. See docs/architecture.md, "Upload sessions".
 	Committed oci.Digest `json:"committed,omitempty"`
-	Version   int64      `json:"-"`
+	// End marks a tombstone: the session ended (committed, claimed,
+	// cancelled, swept) and its id may never start a session again. See
+	// tombstone.
+	End     bool  `json:"end,omitempty"`
+	Version int64 `json:"-"` // 0: not stored
 }
 
 // States of a direct upload.
@@ -81,12 +96,40 @@ func (s *Store) uploadItem(u Upload) storage.Item {
 	}
 }
 
-// UploadCreate stores a new session and its index entry.
+// tombstone is the item a session leaves when it ends, in the same write
+// that ends it (the claim or close transaction, a cancel, the sweep),
+// instead of no item at all. Upload ids describe themselves, and an id
+// with nothing stored under it stands for a fresh session for a while
+// after it was minted (pkg/registry, lazyid.go); the tombstone keeps a
+// replayed id from starting over. It lives as long as the session's item
+// would have (its expiry + expiryGrace), which outlasts that window: a
+// session's expiry is never before its id's window closes. Its lease runs
+// until then too, so UploadAcquire's conditional write never takes it and
+// a request naming it costs no write. It has no index entry (the write
+// that makes it deletes the entry), so the sweep never reads it; the
+// driver's TTL, or the embedded store's purge, removes it.
+func (s *Store) tombstone(u Upload) storage.Item {
+	exp := u.ExpiresAt + int64(expiryGrace/time.Second)
+	return storage.Item{
+		PK:      uploadPK(u.ID),
+		SK:      skMeta,
+		Data:    encode(Upload{Repo: u.Repo, Created: u.Created, ExpiresAt: u.ExpiresAt, End: true}),
+		Expires: exp,
+		Touched: exp,
+	}
+}
+
+// UploadCreate stores a new session and its index entry in one
+// transaction. An id already stored (a session or its tombstone) fails
+// with ErrUploadExists and writes nothing.
 func (s *Store) UploadCreate(ctx context.Context, u Upload) (Upload, error) {
 	err := s.items.Transact(ctx, []storage.Op{
 		{Kind: storage.OpPut, Item: s.uploadItem(u), Cond: storage.IfNotExists},
 		{Kind: storage.OpPut, Item: storage.Item{PK: uploadIndexPK(u.ID), SK: u.ID, Data: []byte("{}")}},
 	})
+	if ok, i := isCond(err); ok && i == 0 {
+		return Upload{}, fmt.Errorf("%w: %s", ErrUploadExists, u.ID)
+	}
 	if err != nil {
 		return Upload{}, err
 	}
@@ -94,14 +137,31 @@ func (s *Store) UploadCreate(ctx context.Context, u Upload) (Upload, error) {
 	return u, nil
 }
 
-// UploadGet returns a live session.
+// UploadCreateLeased stores a new session already leased for d to the
+// caller, with its index entry: the first write to a session whose id was
+// handed out without storing anything takes the lease in the same request
+// that creates it. ErrUploadExists means the id is stored already (an
+// earlier or concurrent write, or the tombstone of an ended session): the
+// caller takes the lease the ordinary way (UploadAcquire), which also
+// tells which.
+func (s *Store) UploadCreateLeased(ctx context.Context, u Upload, d time.Duration) (Upload, error) {
+	u.LeaseUntil = s.now().Add(d).Unix()
+	return s.UploadCreate(ctx, u)
+}
+
+// UploadGet returns a live session. A tombstone or an expired session
+// fails with ErrUploadUnknown; an id with nothing stored under it with
+// ErrUploadUnknown and ErrUploadNotStored.
 func (s *Store) UploadGet(ctx context.Context, id string) (Upload, error) {
 	u, err := s.uploadRecord(ctx, id)
 	if errors.Is(err, storage.ErrNotFound) {
-		return Upload{}, fmt.Errorf("%w: %s", ErrUploadUnknown, id)
+		return Upload{}, fmt.Errorf("%w: %w: %s", ErrUploadUnknown, ErrUploadNotStored, id)
 	}
 	if err != nil {
 		return Upload{}, err
+	}
+	if u.End {
+		return Upload{}, fmt.Errorf("%w: %s (ended)", ErrUploadUnknown, id)
 	}
 	if u.Expired(s.now()) {
 		return Upload{}, fmt.Errorf("%w: %s (expired)", ErrUploadUnknown, id)
@@ -125,8 +185,9 @@ func (s *Store) UploadLease(ctx context.Context, u Upload, d time.Duration) (Upl
 // session, in one conditional write (an ItemAdd of nothing under
 // IfTouchedBy, which returns the item): the read and the versioned lease
 // write of UploadGet + UploadLease cost one round trip instead of two. A
-// session another request holds fails with ErrUploadBusy, an absent or
-// expired one with ErrUploadUnknown. The caller checks the repository and
+// session another request holds fails with ErrUploadBusy, an absent,
+// ended or expired one with ErrUploadUnknown (absent: also
+// ErrUploadNotStored). The caller checks the repository and
 // releases the lease (UploadSave with LeaseUntil 0) when it will not write.
 func (s *Store) UploadAcquire(ctx context.Context, id string, d time.Duration) (Upload, error) {
 	now := s.now()
@@ -148,6 +209,11 @@ func (s *Store) UploadAcquire(ctx context.Context, id string, d time.Duration) (
 		return Upload{}, err
 	}
 	u.ID, u.Version, u.LeaseUntil = id, it.Version, until
+	if u.End {
+		// Cannot happen while the tombstone's lease holds (as long as it
+		// is visible); kept so that a tombstone is never a session.
+		return Upload{}, fmt.Errorf("%w: %s (ended)", ErrUploadUnknown, id)
+	}
 	if u.Expired(now) {
 		// Leased but dead: nobody may continue it, and the sweep removes
 		// it whether or not the lease has run out.
@@ -170,17 +236,33 @@ func (s *Store) UploadSave(ctx context.Context, u Upload) (Upload, error) {
 	return u, nil
 }
 
-// UploadDelete removes the session record and its index entry.
-func (s *Store) UploadDelete(ctx context.Context, id string) error {
+// UploadDelete ends session u (a cancel, a failed close, the sweep): its
+// record becomes a tombstone and its index entry goes, in one transaction.
+// Unconditional: whoever holds the session, it ends.
+func (s *Store) UploadDelete(ctx context.Context, u Upload) error {
 	return s.items.Transact(ctx, []storage.Op{
-		{Kind: storage.OpDelete, Item: storage.Item{PK: uploadPK(id), SK: skMeta}},
-		{Kind: storage.OpDelete, Item: storage.Item{PK: uploadIndexPK(id), SK: id}},
+		{Kind: storage.OpPut, Item: s.tombstone(u)},
+		{Kind: storage.OpDelete, Item: storage.Item{PK: uploadIndexPK(u.ID), SK: u.ID}},
 	})
+}
+
+// UploadEndUnwritten ends a session nothing was ever stored for (a DELETE
+// of an id whose session was never written): it writes the tombstone
+// only, if the id is still unstored. ErrUploadExists means a write stored
+// the session (or ended it) meanwhile.
+func (s *Store) UploadEndUnwritten(ctx context.Context, u Upload) error {
+	err := s.items.ItemPut(ctx, s.tombstone(u), storage.IfNotExists)
+	if errors.Is(err, storage.ErrConditionFailed) {
+		return fmt.Errorf("%w: %s", ErrUploadExists, u.ID)
+	}
+	return err
 }
 
 // UploadsExpired calls fn for every session past its expiry. It reads the
 // session index (a few small partitions), never the whole table, and drops
-// index entries whose session is already gone (removed by its TTL).
+// index entries whose session is already gone (removed by its TTL) or
+// ended (a tombstone never has one; dropping it anyway keeps the index
+// true whatever wrote the tombstone).
 func (s *Store) UploadsExpired(ctx context.Context, fn func(Upload) error) error {
 	now := s.now()
 	for shard := 0; shard < uploadShards; shard++ {
@@ -194,7 +276,7 @@ func (s *Store) UploadsExpired(ctx context.Context, fn func(Upload) error) error
 			for _, e := range entries {
 				u, err := s.uploadRecord(ctx, e.SK)
 				switch {
-				case errors.Is(err, storage.ErrNotFound):
+				case errors.Is(err, storage.ErrNotFound), err == nil && u.End:
 					if err := s.items.ItemDelete(ctx, pk, e.SK, storage.IfNone); err != nil {
 						return err
 					}

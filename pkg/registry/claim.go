@@ -34,6 +34,10 @@ import (
 // Cost: one HeadObject, one GetItem (the session; none when the caller
 // already holds it), one transaction.
 
+// claimAttempts bounds how often a claim reads a session that changed
+// under it again (see claim).
+const claimAttempts = 3
+
 // claim links blob d into repo if storage holds a claimable object for it.
 // want, when set, is the session the object must name (a closing PUT);
 // otherwise the object's own session is read. It returns the linked size
@@ -61,40 +65,52 @@ func (g *Registry) claim(ctx context.Context, repo string, d oci.Digest, want *m
 	if !validUploadID(info.Upload) {
 		return refuse("the object names no upload session")
 	}
-	var u meta.Upload
-	switch {
-	case want != nil && want.ID != info.Upload:
+	if want != nil && want.ID != info.Upload {
 		return refuse("the object names another upload session")
-	case want != nil:
-		u = *want
-	default:
-		u, err = g.meta.UploadGet(ctx, info.Upload)
-		if errors.Is(err, meta.ErrUploadUnknown) {
-			// A concurrent claim may have consumed the session since the
-			// caller found the blob unlinked.
-			if link, lerr := g.meta.BlobLink(ctx, repo, d); lerr == nil {
-				return link.Size, true, nil
+	}
+	var u meta.Upload
+	for attempt := 1; ; attempt++ {
+		if want != nil {
+			u = *want
+		} else {
+			u, err = g.meta.UploadGet(ctx, info.Upload)
+			if errors.Is(err, meta.ErrUploadUnknown) {
+				// A concurrent claim may have consumed the session since the
+				// caller found the blob unlinked.
+				if link, lerr := g.meta.BlobLink(ctx, repo, d); lerr == nil {
+					return link.Size, true, nil
+				}
+				return refuse("the object's upload session is gone or expired")
 			}
-			return refuse("the object's upload session is gone or expired")
+			if err != nil {
+				return 0, false, fmt.Errorf("claim %s: %w", d, err)
+			}
 		}
-		if err != nil {
-			return 0, false, fmt.Errorf("claim %s: %w", d, err)
+		switch {
+		case u.Repo != repo:
+			return refuse("the object's upload session belongs to another repository")
+		case u.Direct != nil && (u.Direct.Multipart || u.Direct.Digest != d):
+			return refuse("the direct upload session promised another blob")
 		}
-	}
-	switch {
-	case u.Repo != repo:
-		return refuse("the object's upload session belongs to another repository")
-	case u.Direct != nil && (u.Direct.Multipart || u.Direct.Digest != d):
-		return refuse("the direct upload session promised another blob")
-	}
-	err = g.meta.UploadClaim(ctx, u, d, info.Size)
-	if errors.Is(err, meta.ErrUploadUnknown) {
+		err = g.meta.UploadClaim(ctx, u, d, info.Size)
+		if !errors.Is(err, meta.ErrUploadUnknown) {
+			break
+		}
 		// Lost a race with another claim of the same session (a HEAD and
 		// a manifest PUT at once): the winner linked it, or nobody did.
 		if link, lerr := g.meta.BlobLink(ctx, repo, d); lerr == nil {
 			return link.Size, true, nil
 		}
-		return refuse("the upload session was claimed or changed concurrently")
+		// Or the session changed without being claimed: a closing PUT
+		// took its lease (a new version) and has not linked yet. The
+		// session is still there to claim; read it again rather than
+		// answer "unknown" for a blob that is a moment from being linked
+		// (a HEAD answered 404 in TestAWSEdge/ClaimRace). A closing PUT
+		// claims the version it leased and is not retried: a change
+		// under its lease means another request claimed or ended it.
+		if want != nil || attempt == claimAttempts {
+			return refuse("the upload session was claimed or changed concurrently")
+		}
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("claim %s: %w", d, err)

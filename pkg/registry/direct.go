@@ -82,7 +82,7 @@ func (g *Registry) directStart(w http.ResponseWriter, r *http.Request, rt route.
 	now := g.now()
 	expires := now.Add(g.cfg.DirectURLTTL)
 	multipart := d.Algorithm() != oci.SHA256 || size > g.cfg.DirectMultipartThreshold
-	u := meta.Upload{ID: newUploadID(), Repo: rt.Name, Direct: &meta.Direct{Digest: d, Size: size, Multipart: multipart, Since: now.Unix()}}
+	u := meta.Upload{ID: newUploadID(rt.Name, now, true), Repo: rt.Name, Direct: &meta.Direct{Digest: d, Size: size, Multipart: multipart, Since: now.Unix()}}
 	// A big upload takes hours; its session must outlive it.
 	ttl := max(g.cfg.UploadTTL, edgeSessionTTL)
 	var parts []storage.DirectPart

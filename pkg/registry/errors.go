@@ -61,7 +61,10 @@ func toOCI(err error, r *http.Request, rt route.Route) *errcode.Error {
 		return errcode.Wrap(errcode.Denied, err).WithMessage("tag is immutable").WithDetailField("tag", rt.Arg)
 	case errors.Is(err, meta.ErrBlobNotLinked):
 		return errcode.Wrap(errcode.BlobUnknown, err).WithDetail(map[string]string{"digest": rt.Arg})
-	case errors.Is(err, meta.ErrUploadUnknown):
+	case errors.Is(err, meta.ErrUploadUnknown), errors.Is(err, meta.ErrUploadNotStored):
+		// Not stored: meta wraps it with ErrUploadUnknown anyway; an id
+		// that stands for a session not written yet never reaches here
+		// (the handler took it for that session).
 		return errcode.Wrap(errcode.BlobUploadUnknown, err).WithDetail(map[string]string{"upload": rt.Arg})
 	case errors.Is(err, storage.ErrPartsInvalid):
 		return errcode.Wrap(errcode.BlobUploadInvalid, err).WithDetailField("reason", err.Error())
@@ -77,7 +80,10 @@ func toOCI(err error, r *http.Request, rt route.Route) *errcode.Error {
 	case errors.Is(err, meta.ErrBlobCollecting):
 		return errcode.Wrap(errcode.Unavailable, err).WithHeader("Retry-After", "1").
 			WithMessage("blob is being garbage-collected, retry the upload").WithDetailField("digest", claimedDigest(r, rt))
-	case errors.Is(err, meta.ErrConflict), errors.Is(err, meta.ErrUploadBusy):
+	case errors.Is(err, meta.ErrConflict), errors.Is(err, meta.ErrUploadBusy), errors.Is(err, meta.ErrUploadExists):
+		// Exists: a create raced another write of the same id (handlers
+		// fall back to the stored session; only a fresh id's collision,
+		// which a retry fixes, could get here).
 		return errcode.Wrap(errcode.Unavailable, err).WithHeader("Retry-After", "1").
 			WithMessage("concurrent modification, retry")
 	case errors.Is(err, context.DeadlineExceeded):

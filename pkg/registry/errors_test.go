@@ -45,6 +45,7 @@ func TestToOCI(t *testing.T) {
 		{"tag immutable", wrap(meta.ErrTagImmutable), manifest, "", errcode.Denied, 403, `{"tag":"v1"}`, ""},
 		{"blob not linked", wrap(meta.ErrBlobNotLinked), blob, "", errcode.BlobUnknown, 404, `{"digest":"` + d + `"}`, ""},
 		{"upload unknown", wrap(meta.ErrUploadUnknown), upload, "", errcode.BlobUploadUnknown, 404, `{"upload":"u-1"}`, ""},
+		{"upload not stored", wrap(meta.ErrUploadNotStored), upload, "", errcode.BlobUploadUnknown, 404, `{"upload":"u-1"}`, ""},
 		{"parts invalid", wrap(storage.ErrPartsInvalid), upload, "", errcode.BlobUploadInvalid, 400, "", ""},
 		{"digest mismatch names the claimed digest", wrap(storage.ErrDigestMismatch), upload, "digest=" + d, errcode.DigestInvalid, 400, `{"digest":"` + d + `"}`, ""},
 		{"size mismatch", wrap(storage.ErrSizeMismatch), upload, "", errcode.SizeInvalid, 400, "", ""},
@@ -52,6 +53,7 @@ func TestToOCI(t *testing.T) {
 		{"throttled", wrap(storage.ErrUnavailable), blob, "", errcode.Unavailable, 503, "", "Retry-After"},
 		{"conflict", wrap(meta.ErrConflict), manifest, "", errcode.Unavailable, 503, "", "Retry-After"},
 		{"upload busy", wrap(meta.ErrUploadBusy), upload, "", errcode.Unavailable, 503, "", "Retry-After"},
+		{"upload exists", wrap(meta.ErrUploadExists), upload, "", errcode.Unavailable, 503, "", "Retry-After"},
 		{"deadline", wrap(context.DeadlineExceeded), blob, "", errcode.Unavailable, 503, "", "Retry-After"},
 		// "Not found" that nothing named is a fault of ours, not the client's.
 		{"bare not found", wrap(storage.ErrNotFound), blob, "", errcode.Unknown, 500, "", ""},

@@ -2,10 +2,8 @@ package registry
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"hash"
@@ -22,12 +20,6 @@ import (
 	"github.com/berth-registry/berth/pkg/route"
 	"github.com/berth-registry/berth/pkg/storage"
 )
-
-func newUploadID() string {
-	var b [18]byte
-	_, _ = rand.Read(b[:]) // crypto/rand never fails on supported platforms
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
 
 func validUploadID(id string) bool {
 	if len(id) == 0 || len(id) > 64 {
@@ -125,18 +117,25 @@ func (g *Registry) uploadStart(w http.ResponseWriter, r *http.Request, rt route.
 // startSession answers an upload POST with a new session: its Location is
 // an edge upload URL when the edge path is on and has a key, the
 // registry's own upload URL otherwise.
+//
+// Without the edge path it stores nothing: the id describes itself
+// (lazyid.go) and the session is stored by its first write, already
+// leased (acquire). Crane, docker and podman follow the POST with one
+// PATCH, so storing it here was a write the PATCH could make itself. An
+// edge session is stored here: its bytes go to S3 without the API, and
+// the claim that links them needs the session (claim.go).
 func (g *Registry) startSession(w http.ResponseWriter, r *http.Request, rt route.Route) error {
 	ctx := r.Context()
-	ttl := g.cfg.UploadTTL
-	if g.cfg.EdgeTokens != nil {
+	stored := g.cfg.EdgeTokens != nil
+	u := meta.Upload{ID: newUploadID(rt.Name, g.now(), stored), Repo: rt.Name}
+	if stored {
 		// The blob PUT to the edge is linked only when it is claimed, which
 		// may be at the manifest PUT, long after the layer went up (a big
 		// image, a slow pipeline): the session must still be there then.
-		ttl = max(ttl, edgeSessionTTL)
-	}
-	u, err := g.newSession(ctx, rt.Name, ttl)
-	if err != nil {
-		return err
+		var err error
+		if u, err = g.createSession(ctx, u, max(g.cfg.UploadTTL, edgeSessionTTL)); err != nil {
+			return err
+		}
 	}
 	g.uploadHeaders(w, rt, u)
 	if g.cfg.EdgeTokens != nil {
@@ -174,10 +173,6 @@ func (g *Registry) edgeLocation(ctx context.Context, repo, id string) (string, b
 	return edge.PathPrefix + tok, true
 }
 
-func (g *Registry) newSession(ctx context.Context, repo string, ttl time.Duration) (meta.Upload, error) {
-	return g.createSession(ctx, meta.Upload{ID: newUploadID(), Repo: repo}, ttl)
-}
-
 // createSession stores u as a new session living ttl, with fresh driver
 // and hash state unless u carries driver state already.
 func (g *Registry) createSession(ctx context.Context, u meta.Upload, ttl time.Duration) (meta.Upload, error) {
@@ -208,7 +203,7 @@ func (g *Registry) monolithic(w http.ResponseWriter, r *http.Request, rt route.R
 		// Unknown length (chunked transfer): go through a session, which
 		// hashes while it stores. It is created already leased to this
 		// request, as finish requires, at no extra write.
-		u := meta.Upload{ID: newUploadID(), Repo: rt.Name, LeaseUntil: g.now().Add(g.leaseFor(ctx)).Unix()}
+		u := meta.Upload{ID: newUploadID(rt.Name, g.now(), true), Repo: rt.Name, LeaseUntil: g.now().Add(g.leaseFor(ctx)).Unix()}
 		u, err := g.createSession(ctx, u, g.cfg.UploadTTL)
 		if err != nil {
 			return err
@@ -226,16 +221,40 @@ func (g *Registry) monolithic(w http.ResponseWriter, r *http.Request, rt route.R
 }
 
 // session loads the upload a request names and checks it belongs to the
-// repository in the path.
+// repository in the path. An id of this repository with nothing stored
+// under it is the fresh session it stands for (unstored), at version 0.
 func (g *Registry) session(ctx context.Context, rt route.Route) (meta.Upload, error) {
 	if !validUploadID(rt.Arg) {
 		return meta.Upload{}, errcode.New(errcode.BlobUploadUnknown, map[string]string{"upload": rt.Arg})
 	}
 	u, err := g.meta.UploadGet(ctx, rt.Arg)
+	if errors.Is(err, meta.ErrUploadNotStored) {
+		if v, ok := g.unstored(rt.Name, rt.Arg); ok {
+			return v, nil
+		}
+	}
 	if err == nil && u.Repo != rt.Name {
 		return meta.Upload{}, fmt.Errorf("upload %s is another repository's: %w", rt.Arg, meta.ErrUploadUnknown)
 	}
 	return u, err
+}
+
+// unstored returns the session id stands for in repo while nothing has
+// been stored for it: offset 0, living UploadTTL from when the id was
+// minted. It is false for an id not minted for repo, minted for a session
+// stored at once, dated more than lazyIDFutureSkew ahead, or past that
+// lifetime; such an id names a session only if one is stored. The caller
+// has found nothing stored (a stored session or tombstone always wins).
+func (g *Registry) unstored(repo, id string) (meta.Upload, bool) {
+	minted, stored, ok := parseUploadID(id, repo)
+	if !ok || stored {
+		return meta.Upload{}, false
+	}
+	now, expires := g.now(), minted.Add(g.cfg.UploadTTL)
+	if minted.After(now.Add(lazyIDFutureSkew)) || !now.Before(expires) {
+		return meta.Upload{}, false
+	}
+	return meta.Upload{ID: id, Repo: repo, Created: minted.Unix(), ExpiresAt: expires.Unix()}, true
 }
 
 func (g *Registry) uploadStatus(w http.ResponseWriter, r *http.Request, rt route.Route) error {
@@ -272,14 +291,72 @@ func (g *Registry) leaseFor(ctx context.Context) time.Duration {
 	return d
 }
 
-// acquire takes the lease on the session a PATCH or closing PUT names,
-// reading it in the same write (meta.UploadAcquire), and checks it belongs
-// to the repository in the path.
-func (g *Registry) acquire(ctx context.Context, rt route.Route) (meta.Upload, error) {
+// createMode says whether a request that takes a session's lease may be
+// the write that stores a session nothing was stored for yet (unstored).
+type createMode int
+
+const (
+	// createNever: only a stored session will do (DELETE, which ends an
+	// unstored one differently; a Content-Range past offset 0).
+	createNever createMode = iota
+	// createIfAbsent: take the lease; store the session if nothing is
+	// stored (a closing PUT without a body, usually after PATCHes).
+	createIfAbsent
+	// createFirst: store the session leased first; take the lease of the
+	// stored one if that fails (the first PATCH, a PUT with the whole blob).
+	createFirst
+)
+
+// writeMode guesses, from the request alone, whether a PATCH or closing
+// PUT is its session's first write. A wrong guess costs one request more
+// (a create that finds the session stored, or a lease that finds nothing),
+// never a wrong answer: both ways end with the lease on the one stored
+// session.
+func writeMode(r *http.Request) createMode {
+	if cr := r.Header.Get("Content-Range"); cr != "" {
+		if start, _, err := parseContentRange(cr); err != nil || start != 0 {
+			return createNever
+		}
+		return createFirst
+	}
+	if r.Method == http.MethodPut && r.ContentLength == 0 {
+		return createIfAbsent
+	}
+	return createFirst
+}
+
+// acquire takes the lease on the session a PATCH, closing PUT or DELETE
+// names, reading it in the same write (meta.UploadAcquire), and checks it
+// belongs to the repository in the path. A session nothing was stored for
+// yet is stored already leased, in one write (createLeased), as mode
+// allows; with createNever such a session fails with an error wrapping
+// meta.ErrUploadNotStored.
+//
+// Invariant 4 of docs/architecture.md holds for a session stored here as
+// for any other: exactly one request creates it, holding the lease, and a
+// concurrent first write finds it stored and leased (503 + Retry-After),
+// or stored and released (it continues at the saved offset).
+func (g *Registry) acquire(ctx context.Context, rt route.Route, mode createMode) (meta.Upload, error) {
 	if !validUploadID(rt.Arg) {
 		return meta.Upload{}, errcode.New(errcode.BlobUploadUnknown, map[string]string{"upload": rt.Arg})
 	}
-	u, err := g.meta.UploadAcquire(ctx, rt.Arg, g.leaseFor(ctx))
+	lease := g.leaseFor(ctx)
+	v, lazy := g.unstored(rt.Name, rt.Arg)
+	if lazy && mode == createFirst {
+		u, err := g.createLeased(ctx, v, lease)
+		if !errors.Is(err, meta.ErrUploadExists) {
+			return u, err
+		}
+		// Stored already: by an earlier or a concurrent write, or ended.
+	}
+	u, err := g.meta.UploadAcquire(ctx, rt.Arg, lease)
+	if lazy && mode == createIfAbsent && errors.Is(err, meta.ErrUploadNotStored) {
+		u, err = g.createLeased(ctx, v, lease)
+		if errors.Is(err, meta.ErrUploadExists) {
+			// Stored since UploadAcquire looked.
+			u, err = g.meta.UploadAcquire(ctx, rt.Arg, lease)
+		}
+	}
 	switch {
 	case err != nil:
 		return meta.Upload{}, err
@@ -288,6 +365,39 @@ func (g *Registry) acquire(ctx context.Context, rt route.Route) (meta.Upload, er
 		g.release(u)
 		return meta.Upload{}, fmt.Errorf("upload %s is another repository's: %w", rt.Arg, meta.ErrUploadUnknown)
 	}
+	return u, nil
+}
+
+// createLeased stores the unstored session v, leased for lease to this
+// request, with a fresh hash state. It never ends before the id's own
+// lifetime (v.ExpiresAt), so a tombstone it leaves outlives the window in
+// which the id could stand for a fresh session (meta's tombstone). The
+// blob driver's state is made by the first write or commit (staging),
+// after the session is stored: a request that loses the race to store it
+// must not touch the driver.
+func (g *Registry) createLeased(ctx context.Context, v meta.Upload, lease time.Duration) (meta.Upload, error) {
+	hs, err := marshalHash(sha256.New())
+	if err != nil {
+		return meta.Upload{}, err
+	}
+	now := g.now()
+	v.HashState, v.Created = hs, now.Unix()
+	v.ExpiresAt = max(v.ExpiresAt, now.Add(g.cfg.UploadTTL).Unix())
+	return g.meta.UploadCreateLeased(ctx, v, lease)
+}
+
+// staging returns u with the blob driver's upload state, made now if the
+// session has none yet (stored by createLeased, or its first write failed
+// before it was saved). The caller holds the lease.
+func (g *Registry) staging(ctx context.Context, u meta.Upload) (meta.Upload, error) {
+	if u.DriverState != nil {
+		return u, nil
+	}
+	state, err := g.blobs.UploadInit(ctx, u.ID)
+	if err != nil {
+		return u, fmt.Errorf("upload init: %w", err)
+	}
+	u.DriverState = state
 	return u, nil
 }
 
@@ -317,7 +427,14 @@ func checkRange(r *http.Request, u meta.Upload, rt route.Route) (int64, error) {
 // its Content-Range and body size. want is the declared chunk length, or -1.
 // On success the caller holds the lease; on error it has been released.
 func (g *Registry) chunkRequest(w http.ResponseWriter, r *http.Request, rt route.Route) (u meta.Upload, want int64, body io.Reader, err error) {
-	if u, err = g.acquire(r.Context(), rt); err != nil {
+	if u, err = g.acquire(r.Context(), rt, writeMode(r)); err != nil {
+		if v, ok := g.unstored(rt.Name, rt.Arg); ok && errors.Is(err, meta.ErrUploadNotStored) {
+			// Nothing stored: the session is at offset 0, which the
+			// request's Content-Range does not start at (createNever).
+			if _, rerr := checkRange(r, v, rt); rerr != nil {
+				return u, 0, nil, rerr
+			}
+		}
 		return u, 0, nil, err
 	}
 	defer func() {
@@ -364,6 +481,9 @@ func (g *Registry) appendChunk(ctx context.Context, u meta.Upload, body io.Reade
 	if err != nil {
 		return u, err
 	}
+	if u, err = g.staging(ctx, u); err != nil {
+		return u, err
+	}
 	cr := &countingReader{r: io.TeeReader(body, h)}
 	state, n, err := g.blobs.UploadWrite(ctx, u.ID, u.DriverState, u.Offset, cr)
 	if err != nil {
@@ -383,7 +503,9 @@ func (g *Registry) appendChunk(ctx context.Context, u meta.Upload, body io.Reade
 	if !keep {
 		u.LeaseUntil = 0
 	}
-	u.ExpiresAt = g.now().Add(g.cfg.UploadTTL).Unix()
+	// Activity extends the session, and never shortens it: an edge
+	// session's longer life, or the lifetime of its id, stays.
+	u.ExpiresAt = max(u.ExpiresAt, g.now().Add(g.cfg.UploadTTL).Unix())
 	return g.meta.UploadSave(ctx, u)
 }
 
@@ -474,6 +596,10 @@ func (g *Registry) finish(w http.ResponseWriter, r *http.Request, rt route.Route
 			return err
 		}
 	}
+	if u, err = g.staging(ctx, u); err != nil {
+		g.release(u)
+		return err
+	}
 	var verify func(io.Reader) error
 	if d.Algorithm() == oci.SHA256 {
 		h, err := unmarshalHash(u.HashState)
@@ -552,7 +678,7 @@ func (g *Registry) discard(ctx context.Context, u meta.Upload) {
 	if err := g.blobs.UploadAbort(ctx, u.ID, u.DriverState); err != nil {
 		g.log.WarnContext(ctx, "abort upload", slog.String("upload", u.ID), slog.Any("error", err))
 	}
-	if err := g.meta.UploadDelete(ctx, u.ID); err != nil {
+	if err := g.meta.UploadDelete(ctx, u); err != nil {
 		g.log.WarnContext(ctx, "delete upload", slog.String("upload", u.ID), slog.Any("error", err))
 	}
 }
@@ -561,10 +687,24 @@ func (g *Registry) discard(ctx context.Context, u meta.Upload) {
 // lease first, like every request that changes a session: a cancel that
 // removed the staged bytes under a closing PUT made the close take "staged
 // data gone" for "committed" (issue 11, point 2). A session another request
-// holds answers 503 with Retry-After; the client retries the DELETE.
+// holds answers 503 with Retry-After; the client retries the DELETE. A
+// session never written has nothing staged and nothing to lease: it ends
+// with its tombstone alone, unless a write stores it meanwhile.
 func (g *Registry) uploadCancel(w http.ResponseWriter, r *http.Request, rt route.Route) error {
 	ctx := r.Context()
-	u, err := g.acquire(ctx, rt)
+	u, err := g.acquire(ctx, rt, createNever)
+	if v, ok := g.unstored(rt.Name, rt.Arg); ok && errors.Is(err, meta.ErrUploadNotStored) {
+		err = g.meta.UploadEndUnwritten(ctx, v)
+		if err == nil {
+			w.Header().Set("Content-Length", "0")
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+		if errors.Is(err, meta.ErrUploadExists) {
+			// Written (or ended) since acquire looked: cancel what is stored.
+			u, err = g.acquire(ctx, rt, createNever)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -575,7 +715,7 @@ func (g *Registry) uploadCancel(w http.ResponseWriter, r *http.Request, rt route
 	// Should this fail, the session is left without staged bytes: a PATCH
 	// or close of it fails, a retried close links nothing it did not
 	// verify (finish), and the sweep removes it when it expires.
-	if err := g.meta.UploadDelete(ctx, u.ID); err != nil {
+	if err := g.meta.UploadDelete(ctx, u); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Length", "0")

@@ -54,7 +54,7 @@ func (s Sweeper) Uploads(ctx context.Context) (int, error) {
 			s.log().WarnContext(ctx, "sweep: abort upload", slog.String("upload", u.ID), slog.Any("error", err))
 			return nil
 		}
-		if err := s.Store.UploadDelete(ctx, u.ID); err != nil {
+		if err := s.Store.UploadDelete(ctx, u); err != nil {
 			return err
 		}
 		removed++

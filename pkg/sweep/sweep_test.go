@@ -3,7 +3,9 @@ package sweep_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -197,3 +199,68 @@ func TestEvery(t *testing.T) {
 		t.Fatal("Every did not return after its context ended")
 	}
 }
+
+// uploadItems counts the upload records in the store: sessions and
+// tombstones (UPLOAD#<id>, whatever their expiry says, hidden or not is
+// the driver's business) and index entries (UPLOADS#nn).
+func uploadItems(t *testing.T, e env) (records, index int) {
+	t.Helper()
+	ups, _, err := e.items.ItemScan(t.Context(), "UPLOAD#", "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, _, err := e.items.ItemScan(t.Context(), "UPLOADS#", "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ups), len(idx)
+}
+
+// Ended sessions leave tombstones without index entries (so that their
+// ids cannot start over): the sweep never takes them for sessions, and
+// the purge removes them once they expire, a day after the session would
+// have. A session the sweep ends leaves one too.
+func TestTombstones(t *testing.T) {
+	e := newEnv(t)
+	// Completed, cancelled after a write, cancelled before any, expired.
+	done := startUpload(t, e.reg)
+	if rec := call(t, e.reg, "PUT", done+"?digest=sha256:"+sha256hex(bytes.Repeat([]byte{'x'}, 1000)), nil); rec.Code != 201 {
+		t.Fatalf("close %d %s", rec.Code, rec.Body)
+	}
+	cancelled := startUpload(t, e.reg)
+	unwritten := call(t, e.reg, "POST", "/v2/sweep/blobs/uploads/", nil).Header().Get("Location")
+	for _, loc := range []string{cancelled, unwritten} {
+		if rec := call(t, e.reg, "DELETE", loc, nil); rec.Code != 204 {
+			t.Fatalf("DELETE %d %s", rec.Code, rec.Body)
+		}
+	}
+	expired := startUpload(t, e.reg)
+	if recs, idx := uploadItems(t, e); recs != 4 || idx != 1 {
+		t.Fatalf("%d upload records, %d index entries; want 3 tombstones and a session, 1 entry", recs, idx)
+	}
+	e.clock.advance(time.Hour)
+	if n, err := e.sw.Uploads(t.Context()); err != nil || n != 1 {
+		t.Fatalf("swept %d, %v; want the expired session only", n, err)
+	}
+	if recs, idx := uploadItems(t, e); recs != 4 || idx != 0 {
+		t.Fatalf("after the sweep: %d upload records, %d index entries; want 4 tombstones, none", recs, idx)
+	}
+	for _, loc := range []string{done, cancelled, unwritten, expired} {
+		if rec := call(t, e.reg, "GET", loc, nil); rec.Code != 404 {
+			t.Fatalf("GET %s: %d", loc, rec.Code)
+		}
+	}
+	if n, err := e.sw.Uploads(t.Context()); err != nil || n != 0 {
+		t.Fatalf("second sweep %d, %v", n, err)
+	}
+	// A day after the sessions' expiry the tombstones expire and go.
+	e.clock.advance(24 * time.Hour)
+	if _, err := e.items.PurgeExpired(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if recs, idx := uploadItems(t, e); recs != 0 || idx != 0 {
+		t.Fatalf("after the purge: %d upload records, %d index entries", recs, idx)
+	}
+}
+
+func sha256hex(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }

@@ -782,18 +782,20 @@ func sameCounts(a, b counts) bool {
 // Request budgets of Berth's push, pull and tag (issue 10), held here so
 // that a change that adds a backend call to the hot path fails instead of
 // only moving a number in requests.md. Per blob of crane's flow (POST, one
-// PATCH, closing PUT): DynamoDB POST 1 (session), PATCH 2 (lease that
-// also reads, save that also releases), PUT 2 (lease, then link + end of
-// session in one transaction); the lease before every write is invariant
-// 4 of docs/architecture.md, which is why the blob flow stops at 5, not
-// 4. S3: PutObject of the bytes, CopyObject to the blob key, DeleteObject
-// of the staged object. A pull is one DynamoDB read per request, the
-// manifest GET by tag included: the tag item carries a copy of the
-// manifest record (docs/dynamodb.md, "Tags carry their manifest"). A tag
-// of an existing manifest is one batch read and one transaction (the tag
-// and a version bump of the manifest, invariant 6).
+// PATCH, closing PUT): DynamoDB POST 0 (the upload id describes the
+// session; nothing is stored until it is written), PATCH 2 (the session
+// stored already leased, then the save that also releases it), PUT 2
+// (lease that also reads, then link + tombstone of the session in one
+// transaction). The lease before every write is invariant 4 of
+// docs/architecture.md: the first PATCH takes it in the write that stores
+// the session. S3: PutObject of the bytes, CopyObject to the blob key,
+// DeleteObject of the staged object. A pull is one DynamoDB read per
+// request, the manifest GET by tag included: the tag item carries a copy
+// of the manifest record (docs/dynamodb.md, "Tags carry their manifest").
+// A tag of an existing manifest is one batch read and one transaction (the
+// tag and a version bump of the manifest, invariant 6).
 const (
-	budgetBlobDynamo     = 5 // POST + PATCH + PUT
+	budgetBlobDynamo     = 4 // POST + PATCH + PUT
 	budgetBlobS3         = 3
 	budgetManifestDynamo = 2 // one batch read, one transaction
 	budgetPullDynamo     = 1 // per pull request
