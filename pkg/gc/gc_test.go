@@ -23,9 +23,8 @@ import (
 
 // backend is one pair of drivers under test.
 type backend struct {
-	name  string
-	open  func(t *testing.T) (storage.Items, blobStore)
-	count func(t *testing.T, b blobStore) int // objects under blobs/
+	name string
+	open func(t *testing.T) (storage.Items, blobStore)
 }
 
 // blobStore is what the collector needs of a driver, with listing.
