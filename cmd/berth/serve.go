@@ -63,6 +63,10 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		ChunkMinLength: cfg.ChunkMinLength,
 		Logger:         log,
+		// Without --auth-policy anyone may push and pull anywhere, so a
+		// pusher's HEAD may mount a blob from any repository; with it, the
+		// token says where (pkg/access).
+		Open: cfg.Auth.PolicyFile == "",
 	}
 	var edgeKeys *edge.MemoryStore
 	if cfg.Edge {

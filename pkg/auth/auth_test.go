@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/berth-registry/berth/pkg/access"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/auth/oidc"
 	"github.com/berth-registry/berth/pkg/auth/oidc/oidctest"
@@ -212,7 +213,7 @@ func (e *env) proof(k ststest.Key, audience string) string {
 // forge signs arbitrary claims with the registry's own key.
 func (e *env) forge(issuer string, now time.Time, audience string, access []token.Access) string {
 	e.t.Helper()
-	raw, _, err := token.NewIssuer(e.signer, issuer, 5*time.Minute, func() time.Time { return now }).Issue(context.Background(), "forged", audience, access)
+	raw, _, err := token.NewIssuer(e.signer, issuer, 5*time.Minute, func() time.Time { return now }).Issue(context.Background(), "forged", audience, access, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -324,7 +325,7 @@ func TestNegativeMatrix(t *testing.T) {
 	_, stranger := e.fetch(e.proof(strangerKey, service), "repository:team/app:pull")
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	otherSigner, _ := token.NewLocalSigner(other)
-	otherKeyTok, _, _ := token.NewIssuer(otherSigner, "berth", time.Minute, nil).Issue(context.Background(), "x", service, repo("team/app", "pull"))
+	otherKeyTok, _, _ := token.NewIssuer(otherSigner, "berth", time.Minute, nil).Issue(context.Background(), "x", service, repo("team/app", "pull"), nil)
 	good := e.forge("berth", now, service, repo("team/app", "pull", "push"))
 	parts := strings.Split(good, ".")
 	noneTok := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT","kid":"`+e.signer.KeyID()+`"}`)) + "." + parts[1] + "."
@@ -540,7 +541,7 @@ func BenchmarkAuthOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	tok, _, _ := token.NewIssuer(signer, "berth", time.Hour, nil).Issue(context.Background(), "arn:aws:iam::1:role/ci", service,
-		[]token.Access{{Type: "repository", Name: "team/app", Actions: []string{"pull", "push"}}})
+		[]token.Access{{Type: "repository", Name: "team/app", Actions: []string{"pull", "push"}}}, nil)
 	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	run := func(b *testing.B, h http.Handler, method string) {
 		req := httptest.NewRequest(method, "/v2/team/app/manifests/latest", nil)
@@ -579,4 +580,47 @@ func FuzzParseScope(f *testing.F) {
 			t.Fatalf("%q → %q → %q", in, s.String(), again.String())
 		}
 	})
+}
+
+// TestMountAccess: a token that grants push carries where its holder may
+// pull (the policy's patterns, deny rules included), and the middleware
+// hands the registry a checker that answers from it; a pull-only token
+// carries nothing beyond its scopes.
+func TestMountAccess(t *testing.T) {
+	e := newEnv(t)
+	var got access.Checker
+	guarded := httptest.NewServer(e.setup.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, _ = access.FromContext(r.Context())
+		w.WriteHeader(http.StatusOK)
+	})))
+	t.Cleanup(guarded.Close)
+	head := func(tok string) {
+		t.Helper()
+		got = nil
+		req, _ := http.NewRequest(http.MethodHead, guarded.URL+"/v2/team/app/blobs/sha256:"+strings.Repeat("0", 64), nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || got == nil {
+			t.Fatalf("HEAD: %d, checker %v", resp.StatusCode, got)
+		}
+	}
+	_, pusher := e.fetch(e.proof(ciKey, service), "repository:team/app:pull,push")
+	head(pusher)
+	for repo, want := range map[string]bool{"team/app": true, "team/other/lib": true, "public/base": true, "shared/x": false, "elsewhere": false} {
+		if got.MayPull(repo) != want {
+			t.Errorf("pusher MayPull(%s) = %v, want %v", repo, !want, want)
+		}
+	}
+	if !got.MayPush("team/app") || got.MayPush("team/other") {
+		t.Error("MayPush must follow the token's scopes only")
+	}
+	_, reader := e.fetch(e.proof(readerKey, service), "repository:team/app:pull")
+	head(reader)
+	if got.MayPush("team/app") || got.MayPull("shared/x") || !got.MayPull("team/app") {
+		t.Error("a pull-only token must carry nothing beyond its scopes")
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/berth-registry/berth/pkg/access"
+	"github.com/berth-registry/berth/pkg/auth/policy"
 	"github.com/berth-registry/berth/pkg/auth/token"
 	"github.com/berth-registry/berth/pkg/errcode"
 	"github.com/berth-registry/berth/pkg/oci"
@@ -89,6 +91,7 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	r = r.WithContext(access.NewContext(r.Context(), tokenAccess{claims}))
 	if !isWrite(r.Method) || err != nil || rt.Name == "" {
 		m.next.ServeHTTP(w, r)
 		return
@@ -110,6 +113,19 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		digest = rt.Arg
 	}
 	m.audit(r, claims.Subject, rt, actionOf(r.Method, rt), digest, outcome, rec.status)
+}
+
+// tokenAccess is what a verified token lets its holder do, for decisions
+// the route's own scopes do not cover (access.Checker).
+type tokenAccess struct{ c *token.Claims }
+
+func (a tokenAccess) MayPush(repo string) bool { return a.c.Allows("repository", repo, "push") }
+
+func (a tokenAccess) MayPull(repo string) bool {
+	if a.c.Allows("repository", repo, "pull") {
+		return true
+	}
+	return a.c.Readable != nil && policy.Readable{Allow: a.c.Readable.Allow, Deny: a.c.Readable.Deny}.Allows(repo)
 }
 
 // requiredScopes is what r needs on top of a valid token.

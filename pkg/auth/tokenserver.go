@@ -176,7 +176,7 @@ func (s *tokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if id.Anonymous && !s.allow(w, r) {
 			return
 		}
-		raw, claims, err = s.issuer.Issue(r.Context(), subject, s.service, toAccess(granted))
+		raw, claims, err = s.issuer.Issue(r.Context(), subject, s.service, toAccess(granted), readableFor(pol, id, granted))
 	}
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "token signing failed", "err", err)
@@ -230,7 +230,7 @@ func (s *tokenServer) anonymousToken(ctx context.Context, subject string) (strin
 			return s.anon.raw, c, nil
 		}
 	}
-	raw, claims, err := s.issuer.Issue(ctx, subject, s.service, nil)
+	raw, claims, err := s.issuer.Issue(ctx, subject, s.service, nil, nil)
 	if err != nil {
 		return "", nil, err
 	}
@@ -286,6 +286,22 @@ func (s *tokenServer) identifyOnly(ctx context.Context, secret string) (policy.I
 	default:
 		return policy.Identity{}, "", errors.New("password is neither an IAM proof nor an OIDC token")
 	}
+}
+
+// readableFor is where id may pull, carried by tokens that grant push
+// (a pusher's HEAD may then mount a blob it can read elsewhere); nil for
+// other tokens, which never write.
+func readableFor(pol *policy.Policy, id policy.Identity, granted []Scope) *token.Readable {
+	if !slices.ContainsFunc(granted, func(sc Scope) bool {
+		return sc.Type == "repository" && slices.Contains(sc.Actions, string(policy.Push))
+	}) {
+		return nil
+	}
+	r := pol.Readable(id)
+	if len(r.Allow) == 0 {
+		return nil
+	}
+	return &token.Readable{Allow: r.Allow, Deny: r.Deny}
 }
 
 // grant intersects the requested scopes with what the policy allows.

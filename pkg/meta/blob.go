@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/storage"
@@ -70,4 +71,71 @@ func (s *Store) BlobUnlink(ctx context.Context, repo string, d oci.Digest) error
 		return fmt.Errorf("%w: %s in %s", ErrBlobNotLinked, d, repo)
 	}
 	return err
+}
+
+// mountScanLimit bounds how many repositories linking a blob a mount
+// lookup reads before it gives up and lets the client upload.
+const mountScanLimit = 1000
+
+// BlobLinkOrMount returns repo's link to d like BlobLink; when repo does
+// not link d but another repository does that readable allows, it mounts
+// d into repo first (BlobMount), so that a client pushing bytes the
+// registry already holds skips the upload. One batched read answers the
+// common cases (linked here; stored nowhere); a blob stored elsewhere
+// costs a query of the repositories that link it and the mount's
+// transaction. ErrBlobNotLinked otherwise.
+func (s *Store) BlobLinkOrMount(ctx context.Context, repo string, d oci.Digest, readable func(repo string) bool) (Link, error) {
+	here := storage.Key{PK: repoPK(repo), SK: blobLinkSK(d)}
+	rec := storage.Key{PK: blobPK(d), SK: skMeta}
+	gone := storage.Key{PK: blobPK(d), SK: skGone}
+	found, err := s.getMany(ctx, []storage.Key{here, rec, gone})
+	if err != nil {
+		return Link{}, err
+	}
+	if it, ok := found[here]; ok {
+		return decode[Link](it)
+	}
+	notLinked := fmt.Errorf("%w: %s in %s", ErrBlobNotLinked, d, repo)
+	it, ok := found[rec]
+	if _, dying := found[gone]; !ok || dying {
+		return Link{}, notLinked
+	}
+	b, err := decode[blobRec](it)
+	if err != nil {
+		return Link{}, err
+	}
+	from, err := s.readableLink(ctx, repo, d, readable)
+	if err != nil || from == "" {
+		return Link{}, errors.Join(notLinked, err)
+	}
+	if err := s.BlobMount(ctx, repo, d, b.Size); err != nil {
+		if errors.Is(err, ErrBlobNotLinked) || errors.Is(err, ErrBlobCollecting) {
+			return Link{}, notLinked // garbage collection took it meanwhile: upload it
+		}
+		return Link{}, err
+	}
+	return Link{Size: b.Size, Created: s.unix()}, nil
+}
+
+// readableLink returns a repository other than repo that links d and that
+// readable allows, or "".
+func (s *Store) readableLink(ctx context.Context, repo string, d oci.Digest, readable func(string) bool) (string, error) {
+	after := ""
+	for seen := 0; seen < mountScanLimit; {
+		items, more, err := s.items.ItemQuery(ctx, blobPK(d), pfxLinkRev, after, 100)
+		if err != nil {
+			return "", err
+		}
+		for _, it := range items {
+			if from := strings.TrimPrefix(it.SK, pfxLinkRev); from != repo && readable(from) {
+				return from, nil
+			}
+		}
+		seen += len(items)
+		if !more || len(items) == 0 {
+			return "", nil
+		}
+		after = items[len(items)-1].SK
+	}
+	return "", nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/berth-registry/berth/pkg/access"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/route"
@@ -19,7 +20,16 @@ func (g *Registry) blobGet(w http.ResponseWriter, r *http.Request, rt route.Rout
 	if err != nil {
 		return err
 	}
-	link, err := g.meta.BlobLink(r.Context(), rt.Name, d)
+	var link meta.Link
+	if readable := g.mountable(r.Context(), rt.Name); readable != nil && r.Method == http.MethodHead {
+		// A pusher checks each blob with HEAD before uploading it: when the
+		// registry holds it in a repository the pusher may read, mount it
+		// here and answer 200, so the client skips the upload. (A GET is a
+		// pull: it never writes.)
+		link, err = g.meta.BlobLinkOrMount(r.Context(), rt.Name, d, readable)
+	} else {
+		link, err = g.meta.BlobLink(r.Context(), rt.Name, d)
+	}
 	if errors.Is(err, meta.ErrBlobNotLinked) && g.cfg.EdgeTokens != nil {
 		// A client that pushed through the edge path checks its blob
 		// with HEAD before the manifest: claim it now.
@@ -69,6 +79,24 @@ func (g *Registry) blobGet(w http.ResponseWriter, r *http.Request, rt route.Rout
 	// ServeContent handles Range, If-None-Match and 416.
 	http.ServeContent(w, r, "", time.Time{}, rc)
 	return nil
+}
+
+// mountable returns, when the caller may push to repo, which other
+// repositories it may read blobs from (access.Checker from the auth
+// layer; every repository when Config.Open says there is no auth);
+// nil when a blob request may not mount.
+func (g *Registry) mountable(ctx context.Context, repo string) func(string) bool {
+	c, ok := access.FromContext(ctx)
+	if !ok {
+		if !g.cfg.Open {
+			return nil
+		}
+		c = access.Open{}
+	}
+	if !c.MayPush(repo) {
+		return nil
+	}
+	return c.MayPull
 }
 
 // storedSize is the size of the bytes stored for d, or storage.ErrNotFound.

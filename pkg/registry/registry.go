@@ -64,6 +64,12 @@ type Config struct {
 	// Verifier.Verify(ctx, repo, upload). Nil: a goroutine of this process
 	// does (berth serve); behind Lambda it is an asynchronous invoke.
 	StartVerify func(ctx context.Context, repo, upload string) error
+	// Open says no authentication guards the handler: every caller may
+	// pull and push everywhere, so a blob HEAD may mount a blob another
+	// repository holds. With authentication, the auth layer puts an
+	// access.Checker in each request's context instead; without either, a
+	// HEAD never mounts.
+	Open bool
 	// ImmutableTags reports tags that may not move once pushed; nil: none.
 	ImmutableTags func(repo, tag string) bool
 	// Logger receives request and error logs. Default: discard.

@@ -69,9 +69,10 @@ const (
 	opPull    = "pull (manifest by tag, config, 5 layers)"
 	opTag     = "tag (PUT existing manifest under a new tag)"
 	opTagList = "tag list page (`?n=100`, 4 tags)"
+	opRepush  = "push the same image to another repository"
 )
 
-var operations = []string{opPush, opPull, opTag, opTagList}
+var operations = []string{opPush, opPull, opTag, opTagList, opRepush}
 
 // The requests of a push, for the per-request table.
 const (
@@ -367,7 +368,8 @@ func newAWSFixture(t *testing.T, e emulators) awsFixture {
 // --backend aws` does (redirects on).
 func startBerth(t *testing.T, e emulators) *target {
 	f := newAWSFixture(t, e)
-	srv := httptest.NewServer(registry.New(registry.Config{}, f.items, f.blobs))
+	// Open: no auth in front, as berth serve without --auth-policy.
+	srv := httptest.NewServer(registry.New(registry.Config{Open: true}, f.items, f.blobs))
 	t.Cleanup(srv.Close)
 	tg := newTarget(t, "berth", srv.URL, f.proxy)
 	tg.sdk = f.counter
@@ -378,7 +380,7 @@ func startBerth(t *testing.T, e emulators) *target {
 // adapter behind the emulated API Gateway HTTP API and Lambda.
 func startBerthLambda(t *testing.T, e emulators) *target {
 	f := newAWSFixture(t, e)
-	h := registry.New(registry.Config{MaxBodyBytes: lambdaMaxBody, ChunkMinLength: lambdaChunkMin}, f.items, f.blobs)
+	h := registry.New(registry.Config{MaxBodyBytes: lambdaMaxBody, ChunkMinLength: lambdaChunkMin, Open: true}, f.items, f.blobs)
 	var invocations atomic.Int64
 	gw := apigwemu.Emulate(h,
 		apigwemu.WithRoutes("ANY /v2", "ANY /v2/{proxy+}"),
@@ -407,7 +409,7 @@ func startBerthEdge(t *testing.T, e emulators) *target {
 	if _, err := edge.Rotate(t.Context(), keys, edge.Rotation{}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	h := registry.New(registry.Config{MaxBodyBytes: lambdaMaxBody, ChunkMinLength: lambdaChunkMin, EdgeTokens: edge.NewKeyring(keys, 0)}, f.items, f.blobs)
+	h := registry.New(registry.Config{MaxBodyBytes: lambdaMaxBody, ChunkMinLength: lambdaChunkMin, EdgeTokens: edge.NewKeyring(keys, 0), Open: true}, f.items, f.blobs)
 	var invocations atomic.Int64
 	gw := apigwemu.Emulate(h,
 		apigwemu.WithRoutes("ANY /v2", "ANY /v2/{proxy+}"),
@@ -657,11 +659,19 @@ func (tg *target) pushBlob(t *testing.T, b []byte) {
 	t.Helper()
 	d := digestOf(b)
 	tg.step(stepHead, func() { tg.do(t, http.MethodHead, "/v2/"+repo+"/blobs/"+d, nil, nil, http.StatusNotFound) })
+	tg.upload(t, repo, b, tg.step)
+}
+
+// upload is crane's upload of b to name after its HEAD: POST, one PATCH
+// with every byte, PUT ?digest=; step records each request (or runs it).
+func (tg *target) upload(t *testing.T, name string, b []byte, step func(string, func())) {
+	t.Helper()
+	d := digestOf(b)
 	var loc string
-	tg.step(stepPost, func() {
-		loc = tg.do(t, http.MethodPost, "/v2/"+repo+"/blobs/uploads/", nil, nil, http.StatusAccepted).Header.Get("Location")
+	step(stepPost, func() {
+		loc = tg.do(t, http.MethodPost, "/v2/"+name+"/blobs/uploads/", nil, nil, http.StatusAccepted).Header.Get("Location")
 	})
-	tg.step(stepPatch, func() {
+	step(stepPatch, func() {
 		loc = tg.do(t, http.MethodPatch, loc, b, http.Header{"Content-Type": {"application/octet-stream"}}, http.StatusAccepted).Header.Get("Location")
 	})
 	u, err := tg.base.Parse(loc)
@@ -671,9 +681,47 @@ func (tg *target) pushBlob(t *testing.T, b []byte) {
 	q := u.Query()
 	q.Set("digest", d)
 	u.RawQuery = q.Encode()
-	tg.step(stepPut, func() {
+	step(stepPut, func() {
 		tg.do(t, http.MethodPut, u.String(), nil, http.Header{"Content-Type": {"application/octet-stream"}}, http.StatusCreated)
 	})
+}
+
+// repushRepo is where the same image is pushed a second time.
+const repushRepo = "bench/copy"
+
+// repush pushes img to repushRepo as crane and docker do: a HEAD per blob
+// first, an upload only when it answers 404. Berth mounts on that HEAD a
+// blob the pusher may read elsewhere (every repository here: no auth), so
+// nothing is uploaded or copied again (issue 15).
+func (tg *target) repush(t *testing.T, img image) {
+	t.Helper()
+	for _, b := range append(slices.Clone(img.layers), img.config) {
+		resp, err := tg.client.Do(mustRequest(t, http.MethodHead, tg.base.JoinPath("/v2/"+repushRepo+"/blobs/"+digestOf(b)).String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+		case http.StatusNotFound:
+			tg.upload(t, repushRepo, b, func(_ string, f func()) { f() })
+		default:
+			t.Fatalf("%s: HEAD in %s: %d", tg.name, repushRepo, resp.StatusCode)
+		}
+	}
+	resp := tg.do(t, http.MethodPut, "/v2/"+repushRepo+"/manifests/v1", img.manifest,
+		http.Header{"Content-Type": {"application/vnd.oci.image.manifest.v1+json"}}, http.StatusCreated)
+	if got := resp.Header.Get("Docker-Content-Digest"); got != img.digest {
+		t.Fatalf("%s: manifest digest %q, want %q", tg.name, got, img.digest)
+	}
+}
+
+func mustRequest(t *testing.T, method, u string) *http.Request {
+	req, err := http.NewRequestWithContext(t.Context(), method, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }
 
 func (tg *target) putManifest(t *testing.T, img image, tag string) {
@@ -771,6 +819,7 @@ func run(t *testing.T, tg *target) result {
 		}
 	}
 	res.ops[opTagList] = tg.measure(t, func(t *testing.T, tg *target) { tg.tagList(t) })
+	res.ops[opRepush] = tg.measure(t, func(t *testing.T, tg *target) { tg.repush(t, img) })
 	return res
 }
 
@@ -824,6 +873,13 @@ func checkBudget(t *testing.T, res result) {
 	if c := res.ops[opPull]; c.total("DynamoDB") > budgetPullDynamo*c.HTTP || c.total("S3") != 0 {
 		t.Errorf("berth pull: %d DynamoDB and %d S3 requests for %d HTTP requests; budget %d DynamoDB each, no S3",
 			c.total("DynamoDB"), c.total("S3"), c.HTTP, budgetPullDynamo)
+	}
+	// A push of stored bytes uploads and copies nothing (issue 15): each
+	// HEAD mounts (a batched read, the query of the repositories that
+	// link the blob, the mount's transaction), then the manifest.
+	if c := res.ops[opRepush]; c.total("S3") != 0 || c.HTTP != 7 || c.total("DynamoDB") > 3*6+budgetManifestDynamo {
+		t.Errorf("berth repush: %d HTTP, %d S3 and %d DynamoDB requests (%v); want 7 HTTP, no S3, at most %d DynamoDB",
+			c.HTTP, c.total("S3"), c.total("DynamoDB"), c.SDK, 3*6+budgetManifestDynamo)
 	}
 	if c := res.ops[opTag]; c.total("DynamoDB") > budgetTagDynamo*c.HTTP || c.total("S3") != 0 {
 		t.Errorf("berth tag: %d DynamoDB requests (%v) and %d S3 for %d HTTP requests; budget %d DynamoDB each, no S3",
@@ -879,6 +935,12 @@ func TestRequestCounts(t *testing.T) {
 				// oras's flow: no PATCH, the PUT carries the blob.
 				if want := berth[op].HTTP - (layerCount + 1); c.HTTP != want {
 					t.Errorf("berth-edge push: %d HTTP requests, want %d (Berth's crane flow less one PATCH per blob)", c.HTTP, want)
+				}
+			} else if op == opRepush && strings.HasPrefix(name, "distribution") {
+				// distribution answers the HEADs 404 (it mounts only on an
+				// explicit ?mount=&from=): the client uploads every blob.
+				if want := berth[opPush].HTTP; c.HTTP != want {
+					t.Errorf("%s repush: %d HTTP requests, want a whole push's %d", name, c.HTTP, want)
 				}
 			} else if c.HTTP != berth[op].HTTP {
 				t.Errorf("%s %s: %d HTTP requests, Berth %d: the flows differ", name, op, c.HTTP, berth[op].HTTP)
@@ -1054,7 +1116,7 @@ func report(results map[string]result) string {
 	proxyS3 := func(c counts) map[string]int { return c.S3 }
 
 	var b strings.Builder
-	b.WriteString(`# Backend requests per registry operation
+	fmt.Fprintf(&b, `# Backend requests per registry operation
 
 Generated by ` + "`go test ./tests/bench -run TestRequestCounts -update`" + ` (tests/bench/requests_test.go).
 
@@ -1077,10 +1139,15 @@ reverse proxy; DynamoDB is DynamoDB Local 3.3.0.
   fresh process or another replica sees; every Berth Lambda is stateless).
 - **client S3 GETs**: presigned URLs the client followed after a 307 (Berth /
   distribution).
+- **push the same image to another repository**: the client HEADs each blob in the new
+  repository and uploads it only on 404, as crane and docker do. Berth answers 200 by
+  mounting a blob the pusher may read elsewhere (no auth here: anywhere), so the push is
+  ` + "%d" + ` HTTP requests and no upload; distribution answers 404 and the client uploads every
+  blob again (` + "%d" + ` HTTP requests).
 
 | operation | HTTP requests | Berth S3 | Berth DynamoDB | Berth Lambda invocations | distribution S3 | distribution S3, no cache | client S3 GETs |
 |---|---:|---:|---:|---:|---:|---:|---:|
-`)
+`, berth.ops[opRepush].HTTP, dist.ops[opRepush].HTTP)
 	for _, op := range operations {
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d / %d |\n", op, berth.ops[op].HTTP,
 			berth.ops[op].total("S3"), berth.ops[op].total("DynamoDB"), lambda.ops[op].Invocations,

@@ -108,7 +108,9 @@ func Start(tb testing.TB, cfg Config) *Server {
 	tb.Cleanup(func() {
 		s.Stop()
 		if tb.Failed() {
-			tb.Logf("server log (%s backend), last lines:\n%s", cfg.Backend, s.tail(60))
+			// Subtests share the server: the last lines are mostly other
+			// tests', so every error and warning it logged comes first.
+			tb.Logf("server log (%s backend), errors and warnings:\n%s\nlast lines:\n%s", cfg.Backend, s.problems(), s.tail(60))
 		}
 	})
 	return s
@@ -241,6 +243,17 @@ func (s *Server) Logs() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.logs.String()
+}
+
+// problems returns the lines the server logged at WARN or ERROR.
+func (s *Server) problems() string {
+	var out []string
+	for _, l := range strings.Split(s.Logs(), "\n") {
+		if strings.Contains(l, `"level":"ERROR"`) || strings.Contains(l, `"level":"WARN"`) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func (s *Server) tail(n int) string {

@@ -64,6 +64,9 @@ func Handler(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) 
 // StartVerify); the settings fill in the rest.
 func New(s Settings, log *slog.Logger, items storage.Items, blobs storage.Blobs, guard func(http.Handler) http.Handler, regCfg registry.Config) http.Handler {
 	regCfg.UploadTTL, regCfg.MaxBodyBytes, regCfg.Logger = s.UploadTTL, s.MaxBodyBytes, log
+	// BERTH_AUTH=off: every caller may push and pull everywhere, so a
+	// pusher's HEAD may mount a blob from any repository.
+	regCfg.Open = guard == nil
 	// Advertised so chunking clients (regctl) send chunks that fit one
 	// invocation; they only ever raise their chunk size to it.
 	regCfg.ChunkMinLength = min(4<<20, s.MaxBodyBytes)

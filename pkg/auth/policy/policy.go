@@ -409,3 +409,50 @@ func LoadFile(path string) (*Policy, error) {
 	}
 	return p, nil
 }
+
+// Readable is the part of a policy that says where one identity may pull:
+// the repository patterns of the rules that apply to it and name pull (or
+// `*`), allow and deny. Readable(id).Allows(repo) equals
+// Evaluate(id, repo) containing Pull, without the policy: a token carries
+// it so that the registry can tell where its holder may read beyond the
+// repositories the token names (mounting a blob another repository holds).
+type Readable struct {
+	Allow []string `json:"allow,omitempty"`
+	Deny  []string `json:"deny,omitempty"`
+}
+
+// Readable returns where id may pull.
+func (p *Policy) Readable(id Identity) Readable {
+	var out Readable
+	for _, r := range p.rules {
+		if !r.actions[Pull] || !r.applies(id) {
+			continue
+		}
+		for _, g := range r.repos {
+			if r.deny {
+				out.Deny = append(out.Deny, g.src)
+			} else {
+				out.Allow = append(out.Allow, g.src)
+			}
+		}
+	}
+	return out
+}
+
+// Allows reports whether repo matches an allow pattern and no deny
+// pattern. A pattern that does not compile matches nothing (deny: fails
+// closed, the caller may not pull anywhere).
+func (r Readable) Allows(repo string) bool {
+	for _, p := range r.Deny {
+		g, err := compileGlob(p, false)
+		if err != nil || g.match(repo) {
+			return false
+		}
+	}
+	for _, p := range r.Allow {
+		if g, err := compileGlob(p, false); err == nil && g.match(repo) {
+			return true
+		}
+	}
+	return false
+}

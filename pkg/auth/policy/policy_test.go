@@ -322,3 +322,33 @@ func TestOIDCNeedsIdentifyingClaim(t *testing.T) {
 		}
 	}
 }
+
+// TestReadable: the patterns a token carries for an identity allow pull
+// exactly where Evaluate does, for every identity and repository of the
+// example policy, deny rules included.
+func TestReadable(t *testing.T) {
+	p, err := Parse([]byte(yamlDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []Identity{
+		{Anonymous: true},
+		{ARN: "arn:aws:iam::111122223333:role/team-a-ci"},
+		{ARN: "arn:aws:iam::111122223333:role/admin"},
+		{ARN: "arn:aws:iam::999999999999:role/team-a-ci"},
+		{Issuer: gha, Claims: map[string]string{"repository": "org/team-a-svc", "ref": "refs/heads/main", "sub": "repo:org/team-a-svc"}},
+	}
+	repos := []string{"public/base", "team-a/app", "team-a/frozen", "team-a/x/y", "team-b/app", "team-b/x/y", "other"}
+	for _, id := range ids {
+		r := p.Readable(id)
+		for _, repo := range repos {
+			want := slices.Contains(p.Evaluate(id, repo), Pull)
+			if got := r.Allows(repo); got != want {
+				t.Errorf("%s on %s: Readable %v (%+v), Evaluate %v", id.Subject(), repo, got, r, want)
+			}
+		}
+	}
+	if (Readable{Allow: []string{"**"}, Deny: []string{"bad***"}}).Allows("x") {
+		t.Error("a deny pattern that does not compile must deny everything")
+	}
+}

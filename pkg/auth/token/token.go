@@ -35,6 +35,18 @@ type Access struct {
 type Claims struct {
 	jwt.RegisteredClaims
 	Access []Access `json:"access"`
+	// Readable, in tokens that grant push, lists where the holder may
+	// pull (the policy's repository patterns, policy.Readable), so that a
+	// push can mount a blob the holder may read from another repository
+	// instead of uploading it again. Absent: nowhere beyond Access.
+	Readable *Readable `json:"rd,omitempty"`
+}
+
+// Readable is where a token's holder may pull: repository patterns (the
+// policy's syntax) allowed and denied.
+type Readable struct {
+	Allow []string `json:"allow,omitempty"`
+	Deny  []string `json:"deny,omitempty"`
 }
 
 // Allows reports whether the token grants action on the resource typ:name.
@@ -94,8 +106,9 @@ func NewIssuer(s Signer, issuer string, ttl time.Duration, now func() time.Time)
 func (i *Issuer) TTL() time.Duration { return i.ttl }
 
 // Issue signs a token for subject, valid for audience (the registry's
-// service name), granting access.
-func (i *Issuer) Issue(ctx context.Context, subject, audience string, access []Access) (string, *Claims, error) {
+// service name), granting access; readable (may be nil) says where else
+// its holder may pull.
+func (i *Issuer) Issue(ctx context.Context, subject, audience string, access []Access, readable *Readable) (string, *Claims, error) {
 	now := i.now().Truncate(time.Second)
 	var jti [16]byte
 	if _, err := rand.Read(jti[:]); err != nil {
@@ -114,7 +127,8 @@ func (i *Issuer) Issue(ctx context.Context, subject, audience string, access []A
 			IssuedAt:  jwt.NewNumericDate(now),
 			ID:        base64.RawURLEncoding.EncodeToString(jti[:]),
 		},
-		Access: access,
+		Access:   access,
+		Readable: readable,
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
 	t.Header["kid"] = i.signer.KeyID()

@@ -49,7 +49,7 @@ var pullPush = []token.Access{{Type: "repository", Name: "team/app", Actions: []
 
 func TestIssueVerify(t *testing.T) {
 	s := newSigner(t)
-	raw, issued, err := token.NewIssuer(s, "berth", 5*time.Minute, nil).Issue(context.Background(), "arn:aws:iam::1:role/ci", "reg", pullPush)
+	raw, issued, err := token.NewIssuer(s, "berth", 5*time.Minute, nil).Issue(context.Background(), "arn:aws:iam::1:role/ci", "reg", pullPush, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestKMSSigner(t *testing.T) {
 	iss := token.NewIssuer(s, "berth", time.Minute, nil)
 	v := newVerifier(t, s, nil)
 	for range 20 { // DER lengths vary with leading zeros; exercise several
-		raw, _, err := iss.Issue(context.Background(), "sub", "reg", pullPush)
+		raw, _, err := iss.Issue(context.Background(), "sub", "reg", pullPush, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -244,7 +244,7 @@ func TestKMSSigner(t *testing.T) {
 		t.Fatalf("GetPublicKey called %d times, want 1", f.gets)
 	}
 	f.err = errors.New("throttled")
-	if _, _, err := iss.Issue(context.Background(), "sub", "reg", nil); err == nil {
+	if _, _, err := iss.Issue(context.Background(), "sub", "reg", nil, nil); err == nil {
 		t.Fatal("KMS failure not reported")
 	}
 	if _, err := token.NewKMSSigner(context.Background(), &kmsFake{key: mustPriv(t), spec: kmstypes.KeySpecRsa2048}, "k"); err == nil {
@@ -255,7 +255,7 @@ func TestKMSSigner(t *testing.T) {
 func FuzzVerify(f *testing.F) {
 	s := newSigner(f)
 	v := newVerifier(f, s, nil)
-	good, _, err := token.NewIssuer(s, "berth", time.Minute, nil).Issue(context.Background(), "sub", "reg", pullPush)
+	good, _, err := token.NewIssuer(s, "berth", time.Minute, nil).Issue(context.Background(), "sub", "reg", pullPush, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestCachedTokenExpires(t *testing.T) {
 	s := newSigner(t)
 	now := time.Now()
 	v := newVerifier(t, s, func() time.Time { return now })
-	raw, _, err := token.NewIssuer(s, "berth", time.Minute, func() time.Time { return now }).Issue(context.Background(), "sub", "reg", pullPush)
+	raw, _, err := token.NewIssuer(s, "berth", time.Minute, func() time.Time { return now }).Issue(context.Background(), "sub", "reg", pullPush, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +300,7 @@ func TestCachedTokenExpires(t *testing.T) {
 // "cached" every later request carrying the same token.
 func BenchmarkVerify(b *testing.B) {
 	s := newSigner(b)
-	raw, _, err := token.NewIssuer(s, "berth", time.Hour, nil).Issue(context.Background(), "sub", "reg", pullPush)
+	raw, _, err := token.NewIssuer(s, "berth", time.Hour, nil).Issue(context.Background(), "sub", "reg", pullPush, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
