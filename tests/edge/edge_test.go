@@ -1,9 +1,11 @@
 // Package edge_test proves the edge upload path end to end with real
 // clients against `berth serve --via-lambda --lambda-cold-starts --edge
 // --backend aws` on the emulators (harness.Edge): the emulated CloudFront
-// distribution runs pkg/edge/cffunc/upload.js, sends upload PUTs straight
-// to the S3 server and everything else to the emulated API Gateway and
-// Lambda. Every request the registry logs is one Lambda invocation.
+// distribution runs pkg/edge/cffunc/upload.js (and the Lambda@Edge
+// function pkg/edge/lambdaedge/oversize.js on the upload URLs), sends
+// upload PUTs straight to the S3 server and everything else to the
+// emulated API Gateway and Lambda. Every request the registry logs is one
+// Lambda invocation.
 //
 //	eval "$(bash tests/emulators.sh env)"
 //	go test -count=1 ./tests/edge/
