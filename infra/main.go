@@ -60,6 +60,7 @@ func newStack(app awscdk.App) error {
 	}
 	stack := awscdk.NewStack(app, jsii.String(s.stackName), &awscdk.StackProps{
 		Description: jsii.String("Berth: serverless OCI container registry"),
+		Env:         stackEnv(),
 	})
 	props := s.props
 	// Imported resources need the stack as their scope, so they are made
@@ -84,6 +85,27 @@ func newStack(app awscdk.App) error {
 	return nil
 }
 
+// stackEnv is the account and region the cdk CLI found in the caller's
+// credentials and configuration (it sets CDK_DEFAULT_ACCOUNT and
+// CDK_DEFAULT_REGION when it runs the app). The Lambda@Edge function needs
+// a stack with an explicit region (docs/deploy.md, "The oversize 413");
+// without one, as in an offline synth with no AWS configuration, the stack
+// stays environment-agnostic and the construct leaves that function out
+// with a warning.
+func stackEnv() *awscdk.Environment {
+	env := &awscdk.Environment{}
+	if v := os.Getenv("CDK_DEFAULT_ACCOUNT"); v != "" {
+		env.Account = jsii.String(v)
+	}
+	if v := os.Getenv("CDK_DEFAULT_REGION"); v != "" {
+		env.Region = jsii.String(v)
+	}
+	if env.Account == nil && env.Region == nil {
+		return nil
+	}
+	return env
+}
+
 // settings is the app's configuration read from context: the construct's
 // props with every plain value set, and the ARNs of resources to import
 // (which need the stack to exist).
@@ -102,7 +124,7 @@ var contextKeys = []string{
 	"stackName", "codeDir", "domainName", "certificateArn", "priceClass",
 	"cdnPublicKeyFile", "cdnPrivateKeySecretArn",
 	"apiMemoryMiB", "tokenMemoryMiB", "scanMemoryMiB", "cleanupMemoryMiB",
-	"logRetention", "logLevel", "scan", "edgeUploads", "edgeFunctionFile",
+	"logRetention", "logLevel", "scan", "edgeUploads", "edgeFunctionFile", "lambdaEdge",
 	"retentionPolicyFile", "uploadTtl", "presignExpiry", "maxBodyBytes", "stagingExpirationDays",
 	"removalPolicy", "deletionProtection", "bucketName", "bucketEncryption", "bucketKeyArn",
 	"auth", "tokenSigningKeyArn", "tokenTtl", "authPolicyFile", "oidcIssuers",
@@ -159,6 +181,7 @@ func readSettings(ctx map[string]any) (settings, error) {
 	}
 	p.ScanEnabled = r.flag("scan")
 	p.EdgeUploads = r.flag("edgeUploads")
+	p.LambdaEdge = r.flag("lambdaEdge")
 	p.EdgeFunctionFile = r.str("edgeFunctionFile")
 	if p.EdgeFunctionFile != "" {
 		r.file("edgeFunctionFile", p.EdgeFunctionFile)

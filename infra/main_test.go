@@ -42,6 +42,7 @@ func TestReadSettingsTeam(t *testing.T) {
 		"berth:tokenSigningKeyArn":       "arn:aws:kms:eu-west-1:111122223333:key/5678abcd-12ab-34cd-56ef-1234567890ab",
 		"berth:originVerifySecret":       "abc-DEF_123.~",
 		"berth:edgeUploads":              "false",
+		"berth:lambdaEdge":               "false",
 		"@aws-cdk/core:someFeatureFlag":  true, // not ours: ignored
 	})
 	if err != nil {
@@ -69,8 +70,27 @@ func TestReadSettingsTeam(t *testing.T) {
 	if p.BucketEncryption != berth.EncryptionKMS || s.bucketKeyArn == "" || s.tokenSigningKeyArn == "" {
 		t.Errorf("encryption %q bucket key %q token key %q", p.BucketEncryption, s.bucketKeyArn, s.tokenSigningKeyArn)
 	}
-	if p.EdgeUploads == nil || *p.EdgeUploads || p.OriginVerifySecret != "abc-DEF_123.~" {
-		t.Errorf("edge %v origin %q", p.EdgeUploads, p.OriginVerifySecret)
+	if p.EdgeUploads == nil || *p.EdgeUploads || p.LambdaEdge == nil || *p.LambdaEdge || p.OriginVerifySecret != "abc-DEF_123.~" {
+		t.Errorf("edge %v lambda@edge %v origin %q", p.EdgeUploads, p.LambdaEdge, p.OriginVerifySecret)
+	}
+}
+
+// TestStackEnv: the stack takes the account and region the cdk CLI
+// resolved (the Lambda@Edge function needs the region); with neither it
+// stays environment-agnostic.
+func TestStackEnv(t *testing.T) {
+	t.Setenv("CDK_DEFAULT_ACCOUNT", "")
+	t.Setenv("CDK_DEFAULT_REGION", "")
+	if env := stackEnv(); env != nil {
+		t.Errorf("env without CDK_DEFAULT_*: %+v", env)
+	}
+	t.Setenv("CDK_DEFAULT_REGION", "eu-west-1")
+	if env := stackEnv(); env == nil || env.Account != nil || *env.Region != "eu-west-1" {
+		t.Errorf("env with a region only: %+v", env)
+	}
+	t.Setenv("CDK_DEFAULT_ACCOUNT", "111122223333")
+	if env := stackEnv(); env == nil || *env.Account != "111122223333" || *env.Region != "eu-west-1" {
+		t.Errorf("env: %+v", env)
 	}
 }
 

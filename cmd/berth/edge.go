@@ -16,9 +16,10 @@ import (
 
 // `berth serve --edge`: the deployed edge upload path (docs/clients.md, "Upload paths")
 // in one process. Clients talk to an emulated CloudFront distribution that
-// runs the real CloudFront Function (pkg/edge/cffunc/upload.js) and sends
-// /_upload/* PUTs straight to the bucket, everything else to the emulated
-// API Gateway and Lambda.
+// runs the real CloudFront Function (pkg/edge/cffunc/upload.js) and the
+// real Lambda@Edge function (pkg/edge/lambdaedge/oversize.js, the OCI 413
+// for API Gateway's own) and sends /_upload/* PUTs straight to the bucket,
+// everything else to the emulated API Gateway and Lambda.
 
 // newEdgeKeys is the local CloudFront KeyValueStore with its first signing
 // key: in AWS the cleanup function's hourly rotation keeps it; a local

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsscheduler"
 	"github.com/aws/aws-cdk-go/awscdk/v2/interfaces/interfacesawscloudfront"
 	"github.com/aws/jsii-runtime-go"
+	"github.com/berth-registry/berth/pkg/edge/lambdaedge"
 )
 
 // newCDN puts CloudFront in front of the API (/v2/, /token, caching off)
@@ -34,7 +35,13 @@ func (r *registry) newCDN() {
 		ViewerProtocolPolicy: awscloudfront.ViewerProtocolPolicy_HTTPS_ONLY,
 		Compress:             jsii.Bool(false),
 	}
-	v2 := *api
+	v2 := &awscloudfront.AddBehaviorOptions{
+		AllowedMethods:       api.AllowedMethods,
+		CachePolicy:          api.CachePolicy,
+		OriginRequestPolicy:  api.OriginRequestPolicy,
+		ViewerProtocolPolicy: api.ViewerProtocolPolicy,
+		Compress:             api.Compress,
+	}
 	var upload awscloudfront.Function
 	if r.edgeOn() {
 		// The same function on /v2/* answers an over-size PATCH/PUT/POST
@@ -45,7 +52,13 @@ func (r *registry) newCDN() {
 			{Function: upload, EventType: awscloudfront.FunctionEventType_VIEWER_REQUEST},
 		}
 	}
-	behaviors := map[string]*awscloudfront.BehaviorOptions{"/v2/*": &v2, "/token": api}
+	// A chunked body has no Content-Length for that function to see: API
+	// Gateway answers it with its own 413, which the Lambda@Edge function
+	// rewrites on the upload URLs (nil: off, or no region).
+	oversize := r.newOversizeFunction()
+	// /v2/* and its upload URLs are added after the distribution, in
+	// precedence order (AdditionalBehaviors is a map: no order).
+	behaviors := map[string]*awscloudfront.BehaviorOptions{"/token": api}
 	// One bucket origin (added after the distribution, so it is origin 1)
 	// serves signed blob GETs and edge upload PUTs.
 	var bucketOrigin awscloudfront.IOrigin
@@ -107,12 +120,20 @@ func (r *registry) newCDN() {
 	// and could turn a failed upload into a 200 the viewer-response
 	// function marks 201 (research note §B).
 	r.dist = awscloudfront.NewDistribution(r.Construct, jsii.String("Distribution"), dp)
+	if oversize != nil {
+		uploads := *v2
+		uploads.EdgeLambdas = edgeLambdas(oversize)
+		r.dist.AddBehavior(jsii.String(lambdaedge.UploadsPathPattern), api.Origin, &uploads)
+	}
+	r.dist.AddBehavior(jsii.String("/v2/*"), api.Origin, v2)
 	if blobBehavior != nil {
 		r.dist.AddBehavior(jsii.String("/"+BlobPrefix+"*"), bucketOrigin, blobBehavior)
 		r.allowCloudFrontRead()
 	}
 	if upload != nil {
-		r.dist.AddBehavior(jsii.String(UploadPathPattern), bucketOrigin, r.uploadBehavior(upload))
+		ub := r.uploadBehavior(upload)
+		ub.EdgeLambdas = edgeLambdas(oversize)
+		r.dist.AddBehavior(jsii.String(UploadPathPattern), bucketOrigin, ub)
 		r.setS3OriginReadTimeout()
 		r.allowCloudFrontWrite()
 	}

@@ -112,6 +112,7 @@ var testPublicKeyPEM = sync.OnceValue(func() string {
 
 // synthesized is one stack's template plus the cdk-nag annotations.
 type synthesized struct {
+	app      awscdk.App
 	stack    awscdk.Stack
 	template assertions.Template
 	json     map[string]interface{}
@@ -120,6 +121,11 @@ type synthesized struct {
 // synth builds a stack holding one Registry with cdk-nag applied.
 // configure may add resources to the stack and adjust the props.
 func synth(configure func(stack awscdk.Stack, p *berth.RegistryProps)) *synthesized {
+	return synthIn(nil, configure)
+}
+
+// synthIn is synth with the stack in env (nil: environment-agnostic).
+func synthIn(env *awscdk.Environment, configure func(stack awscdk.Stack, p *berth.RegistryProps)) *synthesized {
 	out, err := os.MkdirTemp("", "cdk.out-")
 	if err != nil {
 		panic(err)
@@ -128,7 +134,7 @@ func synth(configure func(stack awscdk.Stack, p *berth.RegistryProps)) *synthesi
 	for k, v := range cdkContext() {
 		app.Node().SetContext(jsii.String(k), v)
 	}
-	stack := awscdk.NewStack(app, jsii.String("Berth"), nil)
+	stack := awscdk.NewStack(app, jsii.String("Berth"), &awscdk.StackProps{Env: env})
 	props := &berth.RegistryProps{CodeDir: codeDir()}
 	if configure != nil {
 		configure(stack, props)
@@ -141,7 +147,7 @@ func synth(configure func(stack awscdk.Stack, p *berth.RegistryProps)) *synthesi
 		}
 	}()
 	tpl := assertions.Template_FromStack(stack, nil)
-	return &synthesized{stack: stack, template: tpl, json: (*tpl.ToJSON())}
+	return &synthesized{app: app, stack: stack, template: tpl, json: (*tpl.ToJSON())}
 }
 
 // validationReport lists the violations of a failed synth (unsuppressed

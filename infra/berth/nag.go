@@ -1,6 +1,8 @@
 package berth
 
 import (
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudfront/experimental"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 )
@@ -43,4 +45,22 @@ func (r *registry) suppressNagFindings() {
 		suppress(r.secret, "AwsSolutions-SMG4",
 			"The secret holds the private half of a CloudFront key pair: rotating it means adding a new public key to the key group first (docs/deploy.md), which Secrets Manager rotation cannot do.")
 	}
+}
+
+// suppressLambdaEdgeFindings covers the Lambda@Edge function, which may
+// sit in a stack of its own (the suppressions go on the resources, not on
+// the registry's subtree).
+func (r *registry) suppressLambdaEdgeFindings(fn experimental.EdgeFunction, logs awsiam.Policy) {
+	cdknag.NagSuppressions_AddResourceSuppressions(logs, &[]*cdknag.NagPackSuppression{{
+		Id: jsii.String("AwsSolutions-IAM5"),
+		Reason: jsii.String("Lambda@Edge writes its logs in the region of each edge location that ran it, " +
+			"to /aws/lambda/us-east-1.<function> and streams Lambda names at run time: the region and the " +
+			"stream are wildcards, the account and the log group are not."),
+		AppliesTo: &[]interface{}{&cdknag.RegexAppliesTo{Regex: jsii.String(`/^Resource::arn:<AWS::Partition>:logs:\*:<AWS::AccountId>:log-group:\/aws\/lambda\/us-east-1\.<.*>(:\*)?$/`)}},
+	}}, jsii.Bool(true))
+	cdknag.NagSuppressions_AddResourceSuppressions(fn.Lambda(), &[]*cdknag.NagPackSuppression{{
+		Id: jsii.String("AwsSolutions-L1"),
+		Reason: jsii.String("Lambda@Edge supports fewer runtimes than Lambda, and later: nodejs22.x is the one " +
+			"Berth's origin-response function is written and checked for (pkg/edge/lambdaedge); it uses no runtime API."),
+	}}, jsii.Bool(true))
 }

@@ -150,6 +150,16 @@ type RegistryProps struct {
 	// repository's pkg/edge/cffunc/upload.js, found from the working
 	// directory (infra/, where cdk runs) or from this package's source.
 	EdgeFunctionFile string
+	// LambdaEdge deploys the Lambda@Edge function
+	// pkg/edge/lambdaedge/oversize.js (docs/deploy.md, "The oversize 413")
+	// on origin response of /v2/*/blobs/uploads/* and /_upload/*: API
+	// Gateway's own 413 for a chunked upload body too big for Lambda
+	// becomes an OCI error naming `berth push`. It needs a stack with an
+	// explicit region (without one it is left out, with the warning
+	// NoLambdaEdgeWarning); outside us-east-1 it adds a stack there, so
+	// deploy with `cdk deploy --all`. Billed per upload request. Default
+	// true.
+	LambdaEdge *bool
 
 	// ThrottleRateLimit and ThrottleBurstLimit of the HTTP API's default
 	// stage (every route; above them API Gateway answers 429 before any
@@ -259,6 +269,9 @@ func (p RegistryProps) withDefaults() RegistryProps {
 	}
 	if p.EdgeUploads == nil {
 		p.EdgeUploads = &t
+	}
+	if p.LambdaEdge == nil {
+		p.LambdaEdge = &t
 	}
 	return p
 }

@@ -303,15 +303,26 @@ func TestLimits(t *testing.T) {
 	bin := func(n int) []byte { b := make([]byte, n); _, _ = rand.Read(b); return b }
 	octet := map[string]string{"Content-Type": "application/octet-stream"}
 
+	// API Gateway's own answers carry none of the function's headers: the
+	// Lambda@Edge function (pkg/edge/lambdaedge) tells them from the
+	// registry's by the missing Docker-Distribution-API-Version.
+	gatewayHeaders := func(what string, h http.Header) {
+		t.Helper()
+		if h.Get("Docker-Distribution-API-Version") != "" || h.Get("Content-Type") != "application/json" || h.Get("Apigw-Requestid") == "" {
+			t.Errorf("%s: headers %v, want API Gateway's own", what, h)
+		}
+	}
 	r := do(t, em, "PUT", "/echo", bin(apigwemu.MaxRequestBytes+1), octet)
 	if r.status != 413 || string(r.body) != tooLarge {
 		t.Errorf("> 10 MB: %d %s", r.status, r.body)
 	}
+	gatewayHeaders("> 10 MB", r.header)
 	// 5 MB of binary is 6.67 MB as base64: Lambda refuses the event.
 	r = do(t, em, "PUT", "/echo", bin(5<<20), octet)
 	if r.status != 413 || string(r.body) != tooLarge || last.EventBytes <= apigwemu.MaxInvokeBytes {
 		t.Errorf("5 MB binary: %d %s (event %d bytes)", r.status, r.body, last.EventBytes)
 	}
+	gatewayHeaders("5 MB binary", r.header)
 	// The largest binary body that fits: fill the event to the byte.
 	do(t, em, "PUT", "/echo", bin(3), octet)
 	overhead := last.EventBytes - 4                          // "base64 of 3 bytes" is 4 bytes

@@ -3,7 +3,9 @@
 // the documented limits collected in shared/research/edge-upload-path.md §A:
 // cache behaviours by path pattern, origins (S3 signed like origin access
 // control, or any http.Handler), CloudFront Functions (JavaScript runtime
-// 2.0, run in goja) on viewer request and viewer response, and a
+// 2.0, run in goja) on viewer request and viewer response, Lambda@Edge
+// functions (Node.js handlers, run in goja) on origin response
+// (edgefunction.go lists what of Lambda@Edge is emulated), and a
 // KeyValueStore.
 //
 // What it enforces, as CloudFront does: a function's source is at most
@@ -54,9 +56,15 @@ type Behavior struct {
 	// Origin is the id of the origin requests go to unless a function
 	// selects another.
 	Origin string
-	// ViewerRequest and ViewerResponse are the associated functions.
+	// ViewerRequest and ViewerResponse are the associated CloudFront
+	// Functions.
 	ViewerRequest  *Function
 	ViewerResponse *Function
+	// OriginResponse is the associated Lambda@Edge function: it sees every
+	// answer of the origin, 4xx and 5xx included, before the viewer
+	// response (CloudFront allows it beside CloudFront Functions on the
+	// viewer events of the same behaviour).
+	OriginResponse *EdgeFunction
 }
 
 // Exchange describes one viewer request, for tests and benchmarks: which
@@ -70,6 +78,9 @@ type Exchange struct {
 	OriginStatus int    // 0 when no origin was asked
 	Status       int    // what the viewer got
 	Err          error  // a function error, if any
+	// OriginResponse: a Lambda@Edge origin-response function ran (one
+	// billed invocation).
+	OriginResponse bool
 }
 
 // Config builds a Distribution.
@@ -324,17 +335,22 @@ func rawQuery(q fields) string {
 	return strings.Join(parts, "&")
 }
 
-// functionError is CloudFront's answer when a function fails: 502
-// (validation or execution error) or 503 (over its time).
+// functionError is CloudFront's answer when a function fails: for a
+// CloudFront Function 502 (validation or execution error) or 503 (over its
+// time); for Lambda@Edge 502 (validation error) or 503 (execution error,
+// timeouts included).
 type functionError struct {
-	kind string // FunctionValidationError | FunctionExecutionError | FunctionThrottledError
+	// FunctionValidationError | FunctionExecutionError | FunctionThrottledError |
+	// LambdaValidationError | LambdaExecutionError
+	kind string
 	err  error
 }
 
 func (e *functionError) Error() string { return e.kind + ": " + e.err.Error() }
 
 func (e *functionError) status() int {
-	if e.kind == "FunctionThrottledError" {
+	switch e.kind {
+	case "FunctionThrottledError", "LambdaExecutionError":
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusBadGateway
@@ -460,13 +476,36 @@ func (d *Distribution) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	iw := &interceptor{w: w, header: http.Header{}, fail: func(fe *functionError) int {
 		return d.writeFunctionError(w, fe, requestID)
 	}, edge: func(h http.Header) { edgeHeaders(h, "Miss", d.cfg.DomainName) }}
-	if b.ViewerResponse != nil {
+	if b.OriginResponse != nil || b.ViewerResponse != nil {
 		seen := req
 		if d.cfg.ViewerResponseSeesOriginalRequest {
 			seen = original
 		}
+		// Origin response first, then viewer response, which CloudFront
+		// skips for a status of 400 or above: the status the origin-response
+		// function left (CloudFront does not say which of the two it
+		// means; it matters only to a function that turns an error into a
+		// success, which Berth's does not).
 		iw.onHeader = func(status int, h http.Header) (int, http.Header, []byte, error) {
-			return d.viewerResponse(r, b.ViewerResponse, requestID, seen, status, h)
+			var body []byte
+			if b.OriginResponse != nil {
+				ex.OriginResponse = true
+				var err error
+				if status, h, body, err = d.originResponse(r, b.OriginResponse, requestID, fwd, status, h); err != nil {
+					return 0, nil, nil, err
+				}
+			}
+			if b.ViewerResponse != nil {
+				st, nh, vb, err := d.viewerResponse(r, b.ViewerResponse, requestID, seen, status, h)
+				if err != nil {
+					return 0, nil, nil, err
+				}
+				status, h = st, nh
+				if vb != nil {
+					body = vb
+				}
+			}
+			return status, h, body, nil
 		}
 	}
 	d.cfg.Origins[origin].ServeHTTP(iw, fwd)

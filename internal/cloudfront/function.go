@@ -110,14 +110,7 @@ func (f *Function) run(inv *invocation, event any) (out json.RawMessage, err err
 	if !ok {
 		return nil, fmt.Errorf("%s: no function named handler", f.name)
 	}
-	raw, err := json.Marshal(event)
-	if err != nil {
-		return nil, err
-	}
-	jsonObj := rt.Get("JSON").ToObject(rt)
-	parse, _ := goja.AssertFunction(jsonObj.Get("parse"))
-	stringify, _ := goja.AssertFunction(jsonObj.Get("stringify"))
-	ev, err := parse(goja.Undefined(), rt.ToValue(string(raw)))
+	ev, err := jsonParse(rt, event)
 	if err != nil {
 		return nil, jsError(f.name, err)
 	}
@@ -127,22 +120,48 @@ func (f *Function) run(inv *invocation, event any) (out json.RawMessage, err err
 	if err != nil {
 		return nil, jsError(f.name, err)
 	}
+	if res, err = settled(f.name, res); err != nil {
+		return nil, err
+	}
+	return jsonOf(rt, f.name, res)
+}
+
+// jsonParse hands event to JavaScript through JSON, as the services do:
+// what does not survive serialization fails in tests too.
+func jsonParse(rt *goja.Runtime, event any) (goja.Value, error) {
+	raw, err := json.Marshal(event)
+	if err != nil {
+		return nil, err
+	}
+	parse, _ := goja.AssertFunction(rt.Get("JSON").ToObject(rt).Get("parse"))
+	return parse(goja.Undefined(), rt.ToValue(string(raw)))
+}
+
+// settled is what a handler's return value resolved to: a promise must
+// have settled by the time the call returned.
+func settled(name string, res goja.Value) (goja.Value, error) {
 	if p, ok := res.Export().(*goja.Promise); ok {
 		switch p.State() {
 		case goja.PromiseStateFulfilled:
 			res = p.Result()
 		case goja.PromiseStateRejected:
-			return nil, fmt.Errorf("%s: handler rejected: %v", f.name, p.Result())
+			return nil, fmt.Errorf("%s: handler rejected: %v", name, p.Result())
 		default:
-			return nil, fmt.Errorf("%s: handler's promise never settled", f.name)
+			return nil, fmt.Errorf("%s: handler's promise never settled", name)
 		}
 	}
+	return res, nil
+}
+
+// jsonOf is the JSON of a handler's result, which must be an object.
+func jsonOf(rt *goja.Runtime, name string, res goja.Value) (json.RawMessage, error) {
 	if goja.IsUndefined(res) || goja.IsNull(res) {
-		return nil, fmt.Errorf("%s: handler returned %v", f.name, res)
+		return nil, fmt.Errorf("%s: handler returned %v", name, res)
 	}
+	stringify, _ := goja.AssertFunction(rt.Get("JSON").ToObject(rt).Get("stringify"))
 	s, err := stringify(goja.Undefined(), res)
 	if err != nil {
-		return nil, jsError(f.name, err)
+		return nil, jsError(name, err)
 	}
 	return json.RawMessage(s.String()), nil
 }

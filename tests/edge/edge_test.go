@@ -1,9 +1,11 @@
 // Package edge_test proves the edge upload path end to end with real
 // clients against `berth serve --via-lambda --lambda-cold-starts --edge
 // --backend aws` on the emulators (harness.Edge): the emulated CloudFront
-// distribution runs pkg/edge/cffunc/upload.js, sends upload PUTs straight
-// to the S3 server and everything else to the emulated API Gateway and
-// Lambda. Every request the registry logs is one Lambda invocation.
+// distribution runs pkg/edge/cffunc/upload.js (and the Lambda@Edge
+// function pkg/edge/lambdaedge/oversize.js on the upload URLs), sends
+// upload PUTs straight to the S3 server and everything else to the
+// emulated API Gateway and Lambda. Every request the registry logs is one
+// Lambda invocation.
 //
 //	eval "$(bash tests/emulators.sh env)"
 //	go test -count=1 ./tests/edge/
@@ -318,14 +320,15 @@ func patchClients() []patchClient {
 // TestPATCHClients: crane, skopeo and podman cannot use the edge (one
 // PATCH per layer; neither a CloudFront Function nor S3 can turn it into a
 // PUT). Small layers push fine through Lambda. A layer over the limit gets
-// a 413. When the PATCH declares its Content-Length (crane) the CloudFront
-// Function answers it with an OCI SIZE_INVALID error naming `berth push`.
-// When it streams with Transfer-Encoding: chunked (podman, and skopeo when
-// it gzips an uncompressed layer on the way; skopeo --preserve-digests
-// sends a Content-Length, as measured here) no function can see the size: the request reaches API
-// Gateway, which answers its own non-OCI 413 once the Lambda event would
-// pass 6 MB, and CloudFront runs no viewer-response function on a status
-// of 400 or above that could rewrite it (research §A, TOOLCHAIN).
+// an OCI 413 (SIZE_INVALID, naming `berth push`) whatever the PATCH looks
+// like. When it declares its Content-Length (crane, skopeo
+// --preserve-digests) the CloudFront Function answers it before API
+// Gateway sees the body. When it streams with Transfer-Encoding: chunked
+// (podman, and skopeo when it gzips an uncompressed layer on the way) no
+// function can see the size: API Gateway answers its own non-OCI 413 once
+// the Lambda event would pass 6 MB, and the Lambda@Edge origin-response
+// function pkg/edge/lambdaedge/oversize.js rewrites it (a 413 without the
+// registry's Docker-Distribution-API-Version header).
 func TestPATCHClients(t *testing.T) {
 	s := start(t)
 	rec := record(t, s)
@@ -370,15 +373,13 @@ func TestPATCHClients(t *testing.T) {
 				}
 				code, msg := ociError(got.Body)
 				t.Logf("%s: %s; body %s", c.name, got, got.Body)
-				if got.Chunked {
-					// API Gateway's own answer (see the test's comment).
-					if code != "" {
-						t.Logf("%s: chunked PATCH got an OCI body after all (%s): update docs/clients.md", c.name, code)
-					}
-					return
-				}
-				if code != "SIZE_INVALID" || !strings.Contains(msg, "berth push") {
+				if code != "SIZE_INVALID" || !strings.Contains(msg, "`berth push`") {
 					t.Fatalf("%s: 413 body %q, want OCI SIZE_INVALID naming `berth push`", c.name, got.Body)
+				}
+				// Which edge function answered: the CloudFront Function
+				// (Content-Length) or the Lambda@Edge one (chunked).
+				if got.Chunked != strings.Contains(msg, "docs/clients.md") {
+					t.Errorf("%s: chunked %v, but the 413 came from the other function: %s", c.name, got.Chunked, got.Body)
 				}
 			})
 		})
@@ -386,10 +387,12 @@ func TestPATCHClients(t *testing.T) {
 }
 
 // TestOverLimitRequestShapes reproduces each client's request shape with
-// raw HTTP and records what an over-limit request gets: every request that
-// declares its Content-Length gets the Function's OCI 413 naming `berth
-// push`, on the edge Location and on the API's own upload URL alike; a
-// chunked PATCH gets API Gateway's 413, which is not an OCI error.
+// raw HTTP and records what an over-limit request gets: every one gets an
+// OCI 413 naming `berth push`. A request that declares its Content-Length
+// gets the CloudFront Function's, on the edge Location and on the API's
+// own upload URL alike; a chunked PATCH just over the limit the registry's
+// own; a chunked PATCH too big for the Lambda event API Gateway's 413,
+// rewritten by the Lambda@Edge origin-response function.
 func TestOverLimitRequestShapes(t *testing.T) {
 	s := start(t)
 	ctx := t.Context()
@@ -446,9 +449,11 @@ func TestOverLimitRequestShapes(t *testing.T) {
 	// skopeo and podman: PATCH with Transfer-Encoding: chunked. The body
 	// reader hides its length, so net/http streams it chunked. Just over the
 	// limit the Lambda event still fits in 6 MB and the registry answers its
-	// own OCI 413; the 8 MiB the clients sent above makes API Gateway answer.
-	chunked := func(n int) (int, []byte) {
-		loc := upload()
+	// own OCI 413 (with Docker-Distribution-API-Version); the 8 MiB the
+	// clients sent above makes API Gateway answer, and the Lambda@Edge
+	// function turns that into the OCI error, on the edge Location and on
+	// the API's upload URL.
+	chunked := func(loc string, n int) (*http.Response, []byte) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPatch, s.URL()+loc, io.MultiReader(bytes.NewReader(harness.Random(n))))
 		if err != nil {
 			t.Fatal(err)
@@ -462,17 +467,27 @@ func TestOverLimitRequestShapes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return resp.StatusCode, body
+		return resp, body
 	}
-	status, body := chunked(lambdaMaxBody + 1)
-	if code, msg := ociError(body); status != http.StatusRequestEntityTooLarge || code != "SIZE_INVALID" || !strings.Contains(msg, "berth push") {
-		t.Errorf("chunked PATCH of %d bytes: %d %s; want the registry's 413 SIZE_INVALID naming `berth push`", lambdaMaxBody+1, status, body)
+	resp, body := chunked(upload(), lambdaMaxBody+1)
+	if code, msg := ociError(body); resp.StatusCode != http.StatusRequestEntityTooLarge || code != "SIZE_INVALID" ||
+		!strings.Contains(msg, "berth push") || resp.Header.Get("Docker-Distribution-API-Version") == "" {
+		t.Errorf("chunked PATCH of %d bytes: %d %v %s; want the registry's own 413 SIZE_INVALID naming `berth push`", lambdaMaxBody+1, resp.StatusCode, resp.Header, body)
 	}
-	t.Logf("chunked PATCH of %d bytes: %d %s", lambdaMaxBody+1, status, body)
-	status, body = chunked(8 << 20)
-	if status != http.StatusRequestEntityTooLarge {
-		t.Fatalf("chunked PATCH of 8 MiB: %d %s, want 413", status, body)
+	t.Logf("chunked PATCH of %d bytes: %d %s", lambdaMaxBody+1, resp.StatusCode, body)
+	for name, loc := range map[string]func() string{"edge Location": upload, "API upload URL": apiURL} {
+		mark := s.Mark()
+		resp, body = chunked(loc(), 8<<20)
+		if code, msg := ociError(body); resp.StatusCode != http.StatusRequestEntityTooLarge || code != "SIZE_INVALID" ||
+			!strings.Contains(msg, "`berth push`") || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("chunked PATCH of 8 MiB to the %s: %d %v %s; want the OCI 413 SIZE_INVALID naming `berth push`", name, resp.StatusCode, resp.Header, body)
+		}
+		// API Gateway refused the event: no registry code ran for it.
+		for _, r := range s.RequestsSince(mark) {
+			if r.Method == http.MethodPatch && r.BytesIn > lambdaMaxBody {
+				t.Errorf("chunked PATCH of 8 MiB reached the registry (%s %s, %d bytes)", r.Method, r.Path, r.BytesIn)
+			}
+		}
+		t.Logf("chunked PATCH of 8 MiB to the %s: %d %s", name, resp.StatusCode, body)
 	}
-	code, _ := ociError(body)
-	t.Logf("chunked PATCH of 8 MiB: %d %s (OCI code %q: API Gateway's own answer)", status, body, code)
 }

@@ -5,9 +5,15 @@
 #   2. a slow single PUT (default 200 MiB at 1 MiB/s, about 200 s) through CloudFront: does
 #      the origin timeout cut long uploads?
 #   3. a PUT whose bytes do not match its digest is refused by S3 (400 BadDigest) and never
-#      becomes visible.
+#      becomes visible;
+#   4. an upload PATCH too big for Lambda gets the OCI 413 (SIZE_INVALID, naming `berth push`):
+#      with a Content-Length from the CloudFront Function, chunked (as podman and skopeo send
+#      it) from API Gateway's own 413 rewritten by the Lambda@Edge function (docs/lambda.md,
+#      "The oversize 413 at the edge"). Settles whether origin response runs on API Gateway's
+#      413 and whether that 413 lacks Docker-Distribution-API-Version.
 # Usage: tests/live/edge-check.sh REGISTRY-HOST [REPO]
-#   env: SIZE_MIB (1024), SLOW_MIB (200), SLOW_RATE (1M), KEEP=1 keeps the temp dir.
+#   env: SIZE_MIB (1024), SLOW_MIB (200), SLOW_RATE (1M), OVERSIZE_MIB (8), KEEP=1 keeps the
+#   temp dir.
 # Needs: oras, curl, jq, sha256sum, and docker-credential-berth on PATH with AWS credentials
 # (or BERTH_USER/BERTH_PASSWORD for an OIDC login). Writes only to REPO (default live-check/edge).
 set -euo pipefail
@@ -99,6 +105,26 @@ if [[ $code == 400 && $head_code == 404 ]]; then
 else
   report "tampered PUT: UNEXPECTED (PUT HTTP $code, HEAD HTTP $head_code): the checksum header may not reach S3"
 fi
+
+# 4. Over the Lambda limit: the OCI 413 either way a client sends the PATCH.
+echo "== 4. ${OVERSIZE_MIB:-8} MiB PATCH, with a Content-Length and chunked"
+head -c "$((${OVERSIZE_MIB:-8} << 20))" /dev/urandom >"$work/over.bin"
+for shape in length chunked; do
+  loc=$(location)
+  extra=()
+  [[ $shape == chunked ]] && extra=(-H 'Transfer-Encoding: chunked')
+  code=$(curl -sS -o "$work/over-$shape.out" -D "$work/over-$shape.hdr" -w '%{http_code}' -X PATCH "${auth[@]}" \
+    -H 'Content-Type: application/octet-stream' "${extra[@]}" --data-binary @"$work/over.bin" "$loc" || true)
+  oci=$(jq -r '.errors[0].code // empty' "$work/over-$shape.out" 2>/dev/null || true)
+  if [[ $code == 413 && $oci == SIZE_INVALID ]] && grep -q 'berth push' "$work/over-$shape.out"; then
+    report "oversize PATCH ($shape): OCI 413 SIZE_INVALID naming berth push"
+  else
+    report "oversize PATCH ($shape): UNEXPECTED HTTP $code, body $(head -c 300 "$work/over-$shape.out")$([[ $shape == chunked ]] && echo ' (is the Lambda@Edge function deployed: a stack with a region, cdk deploy --all?)')"
+  fi
+  # What answered, for the record: the registry sets Docker-Distribution-API-Version, API
+  # Gateway does not; X-Cache names CloudFront's part (FunctionGeneratedResponse: the function).
+  echo "   headers: $(tr -d '\r' <"$work/over-$shape.hdr" | grep -iE '^(x-cache|docker-distribution-api-version|apigw-requestid|content-type):' | tr '\n' ' ')"
+done
 
 echo
 echo "== summary for $host"
