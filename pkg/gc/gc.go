@@ -123,8 +123,16 @@ func (c Collector) Pass(ctx context.Context) (Stats, error) {
 		limit = 10000
 	}
 	var st Stats
+	// A blob may have several due entries (a link and a decrement in
+	// different seconds): a pass decides each blob once.
+	done := map[oci.Digest]bool{}
 	err := c.Store.GCCandidates(ctx, cutoff, limit, func(cand meta.Candidate) error {
 		st.Candidates++
+		if done[cand.Digest] {
+			st.Stale++
+			return c.drop(ctx, cand)
+		}
+		done[cand.Digest] = true
 		return c.collect(ctx, cand, cutoff, &st)
 	})
 	if err == nil && c.Orphans != nil {

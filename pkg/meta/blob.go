@@ -24,6 +24,16 @@ type blobRec struct {
 type Link struct {
 	Size    int64 `json:"size"`
 	Created int64 `json:"at"`
+	// Deleted marks a link the client deleted (DELETE of the blob): the
+	// blob is unknown to the repository, and a HEAD does not mount it
+	// there again (BlobLinkOrMount); an upload or an explicit mount
+	// replaces the mark. Garbage collection removes marks with the blob.
+	Deleted bool `json:"del,omitempty"`
+}
+
+// revRec is a reverse entry (BLOB#d/LINK#repo); Deleted mirrors the link's.
+type revRec struct {
+	Deleted bool `json:"del,omitempty"`
 }
 
 // BlobLink returns the repository's link to d, or ErrBlobNotLinked.
@@ -35,7 +45,16 @@ func (s *Store) BlobLink(ctx context.Context, repo string, d oci.Digest) (Link, 
 	if err != nil {
 		return Link{}, err
 	}
-	return decode[Link](it)
+	return liveLink(it, repo, d)
+}
+
+// liveLink decodes a link item; a deleted link is ErrBlobNotLinked.
+func liveLink(it storage.Item, repo string, d oci.Digest) (Link, error) {
+	l, err := decode[Link](it)
+	if err == nil && l.Deleted {
+		return Link{}, fmt.Errorf("%w: %s in %s (deleted)", ErrBlobNotLinked, d, repo)
+	}
+	return l, err
 }
 
 // BlobLinkPut records that blob d (of size bytes, already stored) is in
@@ -61,14 +80,28 @@ func (s *Store) BlobMount(ctx context.Context, repo string, d oci.Digest, size i
 }
 
 // BlobUnlink removes the blob from repo, or fails with ErrBlobNotLinked.
-// The bytes stay until garbage collection finds no references.
+// The link becomes a deletion mark (see Link.Deleted) rather than going
+// away, so that a later HEAD does not mount the blob back from another
+// repository; the bytes stay until garbage collection finds no references.
 func (s *Store) BlobUnlink(ctx context.Context, repo string, d oci.Digest) error {
-	err := s.items.Transact(ctx, []storage.Op{
-		{Kind: storage.OpDelete, Item: storage.Item{PK: repoPK(repo), SK: blobLinkSK(d)}, Cond: storage.IfExists},
-		{Kind: storage.OpDelete, Item: storage.Item{PK: blobPK(d), SK: linkRevSK(repo)}},
+	it, err := s.items.ItemGet(ctx, repoPK(repo), blobLinkSK(d))
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("%w: %s in %s", ErrBlobNotLinked, d, repo)
+	}
+	if err != nil {
+		return err
+	}
+	l, err := liveLink(it, repo, d)
+	if err != nil {
+		return err
+	}
+	l.Deleted = true
+	err = s.items.Transact(ctx, []storage.Op{
+		{Kind: storage.OpPut, Item: storage.Item{PK: repoPK(repo), SK: blobLinkSK(d), Data: encode(l)}, Cond: storage.IfVersion(it.Version)},
+		{Kind: storage.OpPut, Item: storage.Item{PK: blobPK(d), SK: linkRevSK(repo), Data: encode(revRec{Deleted: true})}},
 	})
 	if ok, _ := isCond(err); ok {
-		return fmt.Errorf("%w: %s in %s", ErrBlobNotLinked, d, repo)
+		return fmt.Errorf("%w: %s in %s (changed concurrently)", ErrConflict, d, repo)
 	}
 	return err
 }
@@ -93,7 +126,8 @@ func (s *Store) BlobLinkOrMount(ctx context.Context, repo string, d oci.Digest, 
 		return Link{}, err
 	}
 	if it, ok := found[here]; ok {
-		return decode[Link](it)
+		// Linked, or deleted here by a client: either way no mount.
+		return liveLink(it, repo, d)
 	}
 	notLinked := fmt.Errorf("%w: %s in %s", ErrBlobNotLinked, d, repo)
 	it, ok := found[rec]
@@ -127,7 +161,13 @@ func (s *Store) readableLink(ctx context.Context, repo string, d oci.Digest, rea
 			return "", err
 		}
 		for _, it := range items {
-			if from := strings.TrimPrefix(it.SK, pfxLinkRev); from != repo && readable(from) {
+			var rev revRec // entries written by links carry no data
+			if len(it.Data) > 0 {
+				if rev, err = decode[revRec](it); err != nil {
+					return "", err
+				}
+			}
+			if from := strings.TrimPrefix(it.SK, pfxLinkRev); !rev.Deleted && from != repo && readable(from) {
 				return from, nil
 			}
 		}

@@ -160,7 +160,10 @@ func (s *Store) checkReferences(p ManifestPut, found map[storage.Key]storage.Ite
 		if !ok {
 			return nil, &MissingError{Digest: d.Digest, Kind: "blob", Err: ErrBlobUnknown}
 		}
-		link, err := decode[Link](it)
+		link, err := liveLink(it, p.Repo, d.Digest)
+		if errors.Is(err, ErrBlobNotLinked) {
+			return nil, &MissingError{Digest: d.Digest, Kind: "blob", Err: ErrBlobUnknown}
+		}
 		if err != nil {
 			return nil, err
 		}

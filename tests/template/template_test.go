@@ -344,7 +344,8 @@ var grants = map[string]map[string][]string{
 	// KMS access to the token signing key is granted by the key's policy,
 	// not here (TestTokenKeyPolicy).
 	"ApiFunction": {
-		"table":     {"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
+		// BatchGetItem: a manifest PUT reads its references in one round trip.
+		"table":     {"dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
 		"blobs/*":   {"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"}, // no DeleteObject: only GC deletes bytes; abort for failed >5 GB copies
 		"uploads/*": {"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"},
 		"bucket":    {"s3:ListBucket"},
@@ -355,11 +356,13 @@ var grants = map[string]map[string][]string{
 		// Query, GetItem, DeleteItem: the upload sweep. UpdateItem: retention,
 		// through meta.ManifestList and ManifestDelete. PutItem and
 		// ConditionCheckItem: registry.Verifier saving a session and
-		// linking the verified blob in one transaction.
-		"table":     {"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
+		// linking the verified blob in one transaction. BatchGetItem: the
+		// orphan pass of garbage collection (docs/gc.md).
+		"table":     {"dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
 		"uploads/*": {"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject"},
-		"blobs/*":   {"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"},
-		"bucket":    {"s3:ListBucket"},
+		// DeleteObject: garbage collection, the only grant that deletes bytes.
+		"blobs/*": {"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"},
+		"bucket":  {"s3:ListBucket"},
 	},
 	"ScanFunction": {},
 	"TokenFunction": {
