@@ -19,6 +19,7 @@ import (
 	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/edge"
+	"github.com/berth-registry/berth/pkg/immutability"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/retention"
@@ -63,6 +64,19 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		ChunkMinLength: cfg.ChunkMinLength,
 		Logger:         log,
+	}
+	if cfg.TagImmutability != "" {
+		// Fail closed: a server that would let immutable tags move must
+		// not start.
+		raw, err := os.ReadFile(cfg.TagImmutability)
+		if err != nil {
+			return fmt.Errorf("--tag-immutability: %w", err)
+		}
+		rules, err := immutability.Parse(raw)
+		if err != nil {
+			return fmt.Errorf("--tag-immutability %s: %w", cfg.TagImmutability, err)
+		}
+		regCfg.ImmutableTags = rules.Immutable
 	}
 	var edgeKeys *edge.MemoryStore
 	if cfg.Edge {
