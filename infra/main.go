@@ -125,7 +125,7 @@ var contextKeys = []string{
 	"cdnPublicKeyFile", "cdnPrivateKeySecretArn",
 	"apiMemoryMiB", "tokenMemoryMiB", "scanMemoryMiB", "cleanupMemoryMiB",
 	"logRetention", "logLevel", "scan", "edgeUploads", "edgeFunctionFile", "lambdaEdge",
-	"retentionPolicyFile", "uploadTtl", "presignExpiry", "maxBodyBytes", "stagingExpirationDays",
+	"retentionPolicyFile", "tagImmutabilityFile", "uploadTtl", "presignExpiry", "maxBodyBytes", "stagingExpirationDays",
 	"removalPolicy", "deletionProtection", "bucketName", "bucketEncryption", "bucketKeyArn",
 	"auth", "tokenSigningKeyArn", "tokenTtl", "authPolicyFile", "oidcIssuers",
 	"throttleRateLimit", "throttleBurstLimit", "tokenReservedConcurrency", "apiReservedConcurrency",
@@ -196,6 +196,17 @@ func readSettings(ctx map[string]any) (settings, error) {
 			r.fail("retentionPolicyFile", "%s is %d bytes; Lambda's environment fits %d (docs/retention.md)", file, len(doc), berth.MaxRetentionPolicyBytes)
 		}
 		p.RetentionPolicy = doc
+	}
+	if file := r.str("tagImmutabilityFile"); file != "" {
+		doc := r.file("tagImmutabilityFile", file)
+		switch {
+		case doc == "":
+		case !json.Valid([]byte(doc)):
+			r.fail("tagImmutabilityFile", "%s is not valid JSON (an array of tag mutability rules, docs/retention.md)", file)
+		case len(doc) > berth.MaxTagImmutabilityBytes:
+			r.fail("tagImmutabilityFile", "%s is %d bytes; the api function's environment leaves room for %d (docs/retention.md)", file, len(doc), berth.MaxTagImmutabilityBytes)
+		}
+		p.TagImmutability = doc
 	}
 	p.UploadTTL = r.duration("uploadTtl")
 	p.PresignExpiry = r.duration("presignExpiry")

@@ -30,14 +30,15 @@ func collector(store *meta.Store, be backend, grace time.Duration, log *slog.Log
 }
 
 // adminSocket is the Unix socket a berth serve on the embedded backend
-// listens on in its data directory, so that `berth gc` can ask the
-// running server for a pass (bbolt lets one process open the store).
+// listens on in its data directory, so that `berth gc` and `berth
+// retention preview` can ask the running server (bbolt lets one process
+// open the store, and a read-only open waits for the writer's lock).
 // Only the directory's owner can connect (mode 0600).
 const adminSocket = "berth.sock"
 
-// serveAdmin listens on dir's admin socket and answers POST /gc with a
-// pass of c (query: grace, dry_run). It returns a stop function.
-func serveAdmin(dir string, c gc.Collector, log *slog.Logger) (func(), error) {
+// serveAdmin listens on dir's admin socket and serves mux there. It
+// returns a stop function.
+func serveAdmin(dir string, mux *http.ServeMux, log *slog.Logger) (func(), error) {
 	path := filepath.Join(dir, adminSocket)
 	// The data directory's lock (bbolt) is ours, so a socket file left
 	// here belongs to a server that is gone.
@@ -50,8 +51,27 @@ func serveAdmin(dir string, c gc.Collector, log *slog.Logger) (func(), error) {
 		ln.Close()
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("admin socket", slog.Any("error", err))
+		}
+	}()
+	return func() { _ = srv.Close(); _ = os.Remove(path) }, nil
+}
+
+// adminMux is what the admin socket answers: POST /gc (gcAdmin) and
+// POST /retention/preview (previewAdmin).
+func adminMux(c gc.Collector, store *meta.Store) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /gc", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /gc", gcAdmin(c))
+	mux.HandleFunc("POST /retention/preview", previewAdmin(store))
+	return mux
+}
+
+// gcAdmin runs a pass of c (query: grace, dry_run) and answers its result.
+func gcAdmin(c gc.Collector) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		pass := c
 		if g := r.URL.Query().Get("grace"); g != "" {
 			d, err := time.ParseDuration(g)
@@ -69,14 +89,17 @@ func serveAdmin(dir string, c gc.Collector, log *slog.Logger) (func(), error) {
 			res.Error = err.Error()
 		}
 		_ = json.NewEncoder(w).Encode(res)
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("admin socket", slog.Any("error", err))
-		}
-	}()
-	return func() { _ = srv.Close(); _ = os.Remove(path) }, nil
+	}
+}
+
+// adminClient is an HTTP client that reaches the admin socket of the
+// server on data directory dir.
+func adminClient(dir string) *http.Client {
+	path := filepath.Join(dir, adminSocket)
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}}
 }
 
 type gcResult struct {
@@ -151,11 +174,7 @@ var errNoServer = errors.New("no server on the data directory")
 
 // gcViaServer asks the berth serve running on dir for a pass.
 func gcViaServer(ctx context.Context, dir string, grace time.Duration, dryRun bool) (gcResult, error) {
-	path := filepath.Join(dir, adminSocket)
-	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
-	}}}
+	client := adminClient(dir)
 	url := "http://berth/gc?grace=" + grace.String() + "&dry_run=" + strconv.FormatBool(dryRun)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	if err != nil {

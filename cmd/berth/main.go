@@ -27,6 +27,7 @@ commands:
   push      push an OCI layout, OCI archive or docker save tar to a registry (see berth push -h)
   copy      copy an image with its referrers from any registry (see berth copy -h)
   gc        run one garbage collection pass (see berth gc -h)
+  retention preview what a retention policy would expire (see berth retention preview -h)
   version   print the version
 `
 
@@ -56,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runCopy(ctx, args[1:], stdout, stderr)
 	case "gc":
 		err = runGC(ctx, args[1:], stdout, stderr)
+	case "retention":
+		err = runRetention(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		_, err = fmt.Fprintln(stdout, versionString(version, buildInfo()))
 	case "help", "-h", "--help":

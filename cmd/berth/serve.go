@@ -19,6 +19,7 @@ import (
 	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/edge"
+	"github.com/berth-registry/berth/pkg/immutability"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/retention"
@@ -68,6 +69,19 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		// token says where (pkg/access).
 		Open: cfg.Auth.PolicyFile == "",
 	}
+	if cfg.TagImmutability != "" {
+		// Fail closed: a server that would let immutable tags move must
+		// not start.
+		raw, err := os.ReadFile(cfg.TagImmutability)
+		if err != nil {
+			return fmt.Errorf("--tag-immutability: %w", err)
+		}
+		rules, err := immutability.Parse(raw)
+		if err != nil {
+			return fmt.Errorf("--tag-immutability %s: %w", cfg.TagImmutability, err)
+		}
+		regCfg.ImmutableTags = rules.Immutable
+	}
 	var edgeKeys *edge.MemoryStore
 	if cfg.Edge {
 		if edgeKeys, err = newEdgeKeys(ctx, log); err != nil {
@@ -110,6 +124,21 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 			return err
 		}
 	}
+	// Background work runs on the drivers directly, off the handler, on one
+	// metadata store shared by the admin socket, the sweep, garbage
+	// collection and retention.
+	store := meta.New(be.items)
+	if cfg.Backend == backendEmbedded {
+		// Before "listening": whoever sees the server up can reach it.
+		// Without the socket (a path too long for one, a filesystem without
+		// them) the registry still serves; `berth gc` then says the store
+		// is locked.
+		if stopAdmin, err := serveAdmin(cfg.Data, adminMux(collector(store, be, cfg.GCGrace, log), store), log); err != nil {
+			log.Warn("no admin socket: berth gc and berth retention preview cannot reach this server", slog.Any("error", err))
+		} else {
+			defer stopAdmin()
+		}
+	}
 	srv := newHTTPServer(h, log)
 	log.Info("listening",
 		slog.String("addr", ln.Addr().String()),
@@ -120,22 +149,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		slog.Int64("max_body_bytes", cfg.MaxBodyBytes),
 		slog.Bool("auth", cfg.Auth.PolicyFile != ""))
 
-	// Background work runs on the drivers directly, off the handler, on one
-	// metadata store shared by the sweep, garbage collection and retention.
-	store := meta.New(be.items)
 	sw := sweep.Sweeper{Store: store, Blobs: be.blobs, Log: log}
 	if p, ok := be.items.(sweep.Purger); ok {
 		sw.Purger = p
-	}
-	if cfg.Backend == backendEmbedded {
-		// Without the socket (a path too long for one, a filesystem without
-		// them) the registry still serves; `berth gc` then says the store
-		// is locked.
-		if stopAdmin, err := serveAdmin(cfg.Data, collector(store, be, cfg.GCGrace, log), log); err != nil {
-			log.Warn("no admin socket: berth gc cannot reach this server", slog.Any("error", err))
-		} else {
-			defer stopAdmin()
-		}
 	}
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	sweepDone := make(chan struct{})

@@ -44,6 +44,9 @@ type serveConfig struct {
 	// every repository each RetentionInterval (docs/retention.md).
 	RetentionPolicy   string
 	RetentionInterval time.Duration
+	// TagImmutability is a JSON file of per-repository tag mutability
+	// rules (pkg/immutability, docs/retention.md).
+	TagImmutability string
 	// LambdaColdStarts, with ViaLambda, builds new clients, drivers and
 	// handler for every invocation: the worst case of Lambda scaling, which
 	// proves no request depends on another's process memory.
@@ -213,6 +216,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on shutdown")
 	fs.StringVar(&c.RetentionPolicy, "retention-policy", "", "apply this Amazon ECR lifecycle policy `file` (JSON) to every repository (docs/retention.md)")
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", time.Hour, "how often --retention-policy runs")
+	fs.StringVar(&c.TagImmutability, "tag-immutability", "", "per-repository tag immutability rules `file` (JSON, ECR's imageTagMutability settings; docs/retention.md)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.Auth.PolicyFile, "auth-policy", "", "turn on token auth with this policy `file` (JSON or YAML; docs/auth.md)")
 	fs.StringVar(&c.Auth.Service, "auth-service", "", "auth: service `name` (token audience; default: the listen address)")

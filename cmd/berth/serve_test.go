@@ -267,7 +267,7 @@ func TestServeRetention(t *testing.T) {
 	}
 	// A policy Berth cannot honour is refused at start.
 	bad := filepath.Join(dir, "bad.json")
-	if err := os.WriteFile(bad, []byte(`{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":1},"action":{"type":"expire"}}]}`), 0o600); err != nil {
+	if err := os.WriteFile(bad, []byte(`{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","storageClass":"archive","countType":"sinceImageTransitioned","countUnit":"days","countNumber":1},"action":{"type":"expire"}}]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := runServe(t.Context(), []string{"--addr", "127.0.0.1:0", "--data", t.TempDir(), "--retention-policy", bad}, io.Discard, io.Discard); err == nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/awsbackend"
+	"github.com/berth-registry/berth/pkg/immutability"
 )
 
 func main() {
@@ -58,6 +59,12 @@ func loadSettings(getenv func(string) string) (apiwire.Settings, error) {
 		// Read as written: a name, or an ARN for another account's function.
 		CleanupFunction: env.String(lambdaenv.CleanupFunction, ""),
 	}
+	// Invalid rules stop the cold start (fail closed): a function that
+	// would let immutable tags move must not serve.
+	env.Parse(lambdaenv.TagImmutability, func(v string) (err error) {
+		s.TagImmutability, err = immutability.Parse([]byte(v))
+		return err
+	})
 	if env.Bool(lambdaenv.Auth, true) {
 		s.Auth = apiwire.AuthConfig(env.Required(lambdaenv.Service), env.Required(lambdaenv.TokenKMSKeyID),
 			env.Required(lambdaenv.AuthPolicyParam), env.String(lambdaenv.TokenIssuer, ""))

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +24,7 @@ import (
 	"github.com/berth-registry/berth/pkg/awsbackend"
 	"github.com/berth-registry/berth/pkg/edge"
 	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/registry/registrytest"
 )
 
 var baseEnv = map[string]string{
@@ -185,5 +189,37 @@ func TestEdgeUploadLocation(t *testing.T) {
 	c, err := edge.Verify(strings.TrimPrefix(loc, edge.PathPrefix), edge.Lookup(ctx, store), time.Now())
 	if err != nil || c.Repo != "team/app" || c.Upload != resp.Headers["Docker-Upload-Uuid"] {
 		t.Errorf("token %+v %v, upload uuid %q", c, err, resp.Headers["Docker-Upload-Uuid"])
+	}
+}
+
+// BERTH_TAG_IMMUTABILITY reaches the handler; rules that do not parse
+// stop the cold start, naming the variable (fail closed).
+func TestTagImmutabilitySetting(t *testing.T) {
+	env := map[string]string{lambdaenv.TagImmutability: `[{"repositories":["team/**"],"imageTagMutability":"IMMUTABLE"}]`}
+	for k, v := range baseEnv {
+		env[k] = v
+	}
+	s, err := loadSettings(getenv(env))
+	if err != nil || s.TagImmutability == nil || !s.TagImmutability.Immutable("team/app", "v1") {
+		t.Fatalf("settings %+v, %v", s, err)
+	}
+	e := testenv.NewEmbedded(t)
+	h := apiwire.New(s, slog.New(slog.DiscardHandler), e.Items, e.Blobs, nil, registry.Config{})
+	one := registrytest.NewImage([]byte(`{"n":1}`), []byte("one"))
+	two := registrytest.NewImage([]byte(`{"n":2}`), []byte("two"))
+	registrytest.PushImage(t, h, "team/app", "v1", one)
+	registrytest.PushImage(t, h, "team/app", "", two)
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("PUT", "/v2/team/app/manifests/v1", bytes.NewReader(two.Manifest))
+	req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "DENIED") {
+		t.Fatalf("moving an immutable tag: %d %s", rec.Code, rec.Body)
+	}
+	for _, bad := range []string{`{"repositories":["a"]}`, `[{"repositories":["a"],"imageTagMutability":"IMMUTABLE_WITH_EXCLUSION"}]`} {
+		env[lambdaenv.TagImmutability] = bad
+		if _, err := loadSettings(getenv(env)); err == nil || !strings.Contains(err.Error(), lambdaenv.TagImmutability) {
+			t.Errorf("invalid rules %s: %v", bad, err)
+		}
 	}
 }

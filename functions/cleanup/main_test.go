@@ -106,10 +106,14 @@ func TestSettings(t *testing.T) {
 	if s, err := loadSettings(env(retentionPolicy)); err != nil || s.Retention == nil || len(s.Retention.Rules) != 2 {
 		t.Errorf("policy: %+v, %v", s, err)
 	}
-	// A policy Berth cannot honour stops the cold start, naming the variable.
 	pulled := `{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":30},"action":{"type":"expire"}}]}`
-	if _, err := loadSettings(env(pulled)); err == nil || !strings.Contains(err.Error(), lambdaenv.RetentionPolicy) || !errors.Is(err, retention.ErrUnsupported) {
-		t.Errorf("sinceImagePulled: %v", err)
+	if s, err := loadSettings(env(pulled)); err != nil || s.Retention == nil {
+		t.Errorf("sinceImagePulled: %+v, %v", s, err)
+	}
+	// A policy Berth cannot honour stops the cold start, naming the variable.
+	archive := `{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":30},"action":{"type":"transition","targetStorageClass":"archive"}}]}`
+	if _, err := loadSettings(env(archive)); err == nil || !strings.Contains(err.Error(), lambdaenv.RetentionPolicy) || !errors.Is(err, retention.ErrUnsupported) {
+		t.Errorf("transition: %v", err)
 	}
 	if _, err := loadSettings(env(`{"rules":[}`)); err == nil || !strings.Contains(err.Error(), lambdaenv.RetentionPolicy) {
 		t.Errorf("malformed policy: %v", err)

@@ -124,6 +124,7 @@ func (r *registry) newFunctions() {
 			// Required by the api's auth setup, which only verifies tokens
 			// and never reads the policy: no ssm:GetParameter here.
 			"BERTH_AUTH_POLICY_PARAM": r.policy.ParameterName(),
+			"BERTH_TAG_IMMUTABILITY":  jsii.String(p.TagImmutability),
 		},
 		statements: []awsiam.PolicyStatement{
 			statement("MetadataReadWrite", concat(ddbRead, ddbWrite), table),
@@ -139,6 +140,14 @@ func (r *registry) newFunctions() {
 			// conditioned grant would never apply to them.
 			statement("BlobBucketList", []string{"s3:ListBucket"}, r.bucketARN("")),
 		},
+	}
+	if ti := p.TagImmutability; ti != "" {
+		if !json.Valid([]byte(ti)) {
+			panic("berth: TagImmutability is not valid JSON (an array of tag mutability rules, docs/retention.md)")
+		}
+		if len(ti) > MaxTagImmutabilityBytes {
+			panic(fmt.Sprintf("berth: TagImmutability is %d bytes; the api function's environment leaves room for %d (docs/retention.md)", len(ti), MaxTagImmutabilityBytes))
+		}
 	}
 	oidc, err := json.Marshal(p.OIDCIssuers)
 	if err != nil {

@@ -212,6 +212,7 @@ var variantStack = sync.OnceValue(func() *synthesized {
 		p.ApiMemoryMiB = 2048
 		p.BucketName = "my-berth-blobs"
 		p.RetentionPolicy = variantRetentionPolicy
+		p.TagImmutability = variantTagImmutability
 		p.TokenReservedConcurrency = jsii.Number(0)
 		p.ApiReservedConcurrency = 50
 		p.OriginVerifySecret = "variant-origin-marker"
@@ -221,6 +222,10 @@ var variantStack = sync.OnceValue(func() *synthesized {
 // variantRetentionPolicy keeps one untagged image (ECR's documented example).
 const variantRetentionPolicy = `{"rules":[{"rulePriority":1,"description":"Keep only one untagged image, expire all others",` +
 	`"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}`
+
+// variantTagImmutability keeps every tag but latest of team/** in place.
+const variantTagImmutability = `[{"repositories":["team/**"],"imageTagMutability":"IMMUTABLE_WITH_EXCLUSION",` +
+	`"imageTagMutabilityExclusionFilters":[{"filterType":"WILDCARD","filter":"latest"}]}]`
 
 // kmsCdnStack: SSE-KMS bucket served through CloudFront.
 var kmsCdnStack = sync.OnceValue(func() *synthesized {

@@ -136,8 +136,19 @@ type RegistryProps struct {
 	// "action":{"type":"expire"}}]}. Empty (default): nothing is expired.
 	// It must be valid JSON of at most MaxRetentionPolicyBytes (Lambda keeps
 	// all of a function's variables within 4 KB); the function validates
-	// the rules themselves at cold start and refuses sinceImagePulled.
+	// the rules themselves at cold start and refuses archive storage.
 	RetentionPolicy string
+
+	// TagImmutability is the api function's per-repository tag mutability
+	// rules, a JSON array in the vocabulary of Amazon ECR's
+	// imageTagMutability (BERTH_TAG_IMMUTABILITY, docs/retention.md), for
+	// example [{"repositories":["team/**"],"imageTagMutability":
+	// "IMMUTABLE_WITH_EXCLUSION","imageTagMutabilityExclusionFilters":
+	// [{"filterType":"WILDCARD","filter":"latest"}]}]. Empty (default):
+	// every tag is mutable. It must be valid JSON of at most
+	// MaxTagImmutabilityBytes; the function validates the rules at cold
+	// start and refuses to start with invalid ones.
+	TagImmutability string
 
 	// EdgeUploads deploys the edge upload path (docs/deploy.md, "Edge
 	// uploads"): a CloudFront KeyValueStore with the upload token keys, the
@@ -201,6 +212,11 @@ type RegistryProps struct {
 // all of a function's environment variables, and the cleanup function's
 // others (table and bucket names, log level) take well under 512 bytes.
 const MaxRetentionPolicyBytes = 3584
+
+// MaxTagImmutabilityBytes bounds TagImmutability: the api function's
+// other variables (names, ARNs, the CDN settings) take about 1 KB of
+// Lambda's 4 KB.
+const MaxTagImmutabilityBytes = 2048
 
 // DefaultAuthPolicy grants nothing: the token function fails closed until a
 // policy is set (docs/auth.md, pkg/auth/policy).

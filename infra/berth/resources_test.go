@@ -357,6 +357,36 @@ func TestRetentionPolicy(t *testing.T) {
 	}
 }
 
+// TagImmutability reaches the api function as BERTH_TAG_IMMUTABILITY,
+// empty by default (every tag mutable); malformed or oversized rules fail
+// the synth.
+func TestTagImmutability(t *testing.T) {
+	for name, c := range map[string]struct {
+		stack func() *synthesized
+		want  string
+	}{"default": {defaultStack, ""}, "variant": {variantStack, variantTagImmutability}} {
+		s := use(t, c.stack)
+		_, fn := s.function(t, "ApiFunction")
+		env := fn["Properties"].(obj)["Environment"].(obj)["Variables"].(obj)
+		if got := env["BERTH_TAG_IMMUTABILITY"]; got != c.want {
+			t.Errorf("%s: BERTH_TAG_IMMUTABILITY = %v, want %q", name, got, c.want)
+		}
+	}
+	for name, bad := range map[string]string{
+		"not JSON":  `[{"repositories":`,
+		"too large": `[{"repositories":["` + strings.Repeat("x", berth.MaxTagImmutabilityBytes) + `"]}]`,
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "TagImmutability") {
+					t.Errorf("%s: synth recovered %v, want a TagImmutability error", name, r)
+				}
+			}()
+			synth(func(_ awscdk.Stack, p *berth.RegistryProps) { p.TagImmutability = bad })
+		}()
+	}
+}
+
 func TestAlarms(t *testing.T) {
 	s := use(t, defaultStack)
 	must(t, "api 5xx rate", func() {

@@ -200,7 +200,11 @@ func (s *Store) createManifest(ctx context.Context, p ManifestPut, m Manifest) e
 	now := s.unix()
 	core := []storage.Op{{
 		Kind: storage.OpPut,
-		Item: storage.Item{PK: repoPK(p.Repo), SK: manifestSK(p.Digest), Data: encode(m)},
+		// Touched is the last recorded pull (PullRecord). A manifest never
+		// pulled counts from its push, as in ECR, and starting there means
+		// the pulls of its first day (a CI push, then its deploy) write
+		// nothing.
+		Item: storage.Item{PK: repoPK(p.Repo), SK: manifestSK(p.Digest), Data: encode(m), Touched: now},
 		Cond: storage.IfNotExists,
 	}, {
 		// The catalog entry counts the repository's manifests.
@@ -218,6 +222,10 @@ func (s *Store) createManifest(ctx context.Context, p ManifestPut, m Manifest) e
 		if err != nil {
 			return err
 		}
+		// Marked pulled today like its manifest: a pull through it today
+		// has nothing to record. (A re-tag leaves the mark at 0, so the
+		// first pull through the tag records its manifest.)
+		tagOp.Item.Touched = now
 		core = append(core, tagOp)
 	}
 	refs := make([]storage.Op, 0, len(m.Blobs))
@@ -310,39 +318,56 @@ func (s *Store) compensate(ctx context.Context, ops []storage.Op) {
 
 // ManifestGet returns the manifest stored under digest in repo.
 func (s *Store) ManifestGet(ctx context.Context, repo string, d oci.Digest) (Manifest, error) {
+	m, _, err := s.manifestGet(ctx, repo, d)
+	return m, err
+}
+
+// manifestGet is ManifestGet that also returns the item read (its Touched
+// is the manifest's last recorded pull, see PullRecord).
+func (s *Store) manifestGet(ctx context.Context, repo string, d oci.Digest) (Manifest, storage.Item, error) {
 	it, err := s.items.ItemGet(ctx, repoPK(repo), manifestSK(d))
 	if errors.Is(err, storage.ErrNotFound) {
-		return Manifest{}, fmt.Errorf("%w: %s", ErrManifestUnknown, d)
+		return Manifest{}, it, fmt.Errorf("%w: %s", ErrManifestUnknown, d)
 	}
 	if err != nil {
-		return Manifest{}, err
+		return Manifest{}, it, err
 	}
 	m, err := decode[Manifest](it)
 	m.Digest = d
-	return m, err
+	return m, it, err
 }
 
 // ManifestResolve returns the manifest a reference names. By tag it is one
 // read when the tag carries a copy of the manifest's record, two otherwise
 // (see Tag).
 func (s *Store) ManifestResolve(ctx context.Context, repo string, ref oci.Reference) (Manifest, error) {
+	m, _, err := s.ManifestPull(ctx, repo, ref)
+	return m, err
+}
+
+// ManifestPull is ManifestResolve for a pull: it also returns what
+// PullRecord needs to record the pull, taken from the item the resolve
+// read anyway, so recording costs no read.
+func (s *Store) ManifestPull(ctx context.Context, repo string, ref oci.Reference) (Manifest, Pull, error) {
 	if ref.IsDigest() {
-		return s.ManifestGet(ctx, repo, ref.Digest)
+		m, it, err := s.manifestGet(ctx, repo, ref.Digest)
+		return m, Pull{repo: repo, digest: ref.Digest, touched: it.Touched}, err
 	}
-	t, err := s.TagGet(ctx, repo, ref.Tag)
+	t, it, err := s.tagGet(ctx, repo, ref.Tag)
 	if err != nil {
-		return Manifest{}, err
+		return Manifest{}, Pull{}, err
 	}
+	pull := Pull{repo: repo, digest: t.Digest, tag: ref.Tag, touched: it.Touched, version: it.Version}
 	if t.Manifest != nil {
-		return *t.Manifest, nil
+		return *t.Manifest, pull, nil
 	}
 	m, err := s.ManifestGet(ctx, repo, t.Digest)
 	if errors.Is(err, ErrManifestUnknown) {
 		// Deleted between the two reads, or an old-format tag that a delete
 		// of earlier versions left behind (they removed tags afterwards).
-		return Manifest{}, fmt.Errorf("%w: %s", ErrManifestUnknown, ref.Tag)
+		return Manifest{}, Pull{}, fmt.Errorf("%w: %s", ErrManifestUnknown, ref.Tag)
 	}
-	return m, err
+	return m, pull, err
 }
 
 // ManifestDelete deletes a manifest by digest: its item, its referrer

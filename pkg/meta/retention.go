@@ -14,10 +14,15 @@ type ManifestInfo struct {
 	Digest    oci.Digest
 	MediaType string
 	Size      int64
-	PushedAt  int64        // unix seconds
-	Subject   oci.Digest   // set for referrers
-	Children  []oci.Digest // index children
-	Tags      []string     // sorted
+	PushedAt  int64 // unix seconds
+	// LastPulled is the last recorded pull (unix seconds), or PushedAt
+	// when none was recorded since the push: the later of PushedAt and the
+	// Touched of the manifest item and of its tags. PullRecord records the
+	// first pull of each UTC day, so the last pull may be up to a day later.
+	LastPulled int64
+	Subject    oci.Digest   // set for referrers
+	Children   []oci.Digest // index children
+	Tags       []string     // sorted
 }
 
 // ManifestList returns every manifest of repo, sorted by digest, with its
@@ -41,16 +46,20 @@ func (s *Store) ManifestList(ctx context.Context, repo string) ([]ManifestInfo, 
 		index[d] = len(out)
 		out = append(out, ManifestInfo{
 			Digest: d, MediaType: m.MediaType, Size: m.Size, PushedAt: m.PushedAt,
-			Subject: m.Subject, Children: m.Children,
+			LastPulled: max(m.PushedAt, it.Touched),
+			Subject:    m.Subject, Children: m.Children,
 		})
 	}
-	tags, err := s.TagsByDigest(ctx, repo)
+	tags, pulled, err := s.tagsByDigest(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
 	for d, names := range tags {
 		if i, ok := index[d]; ok {
 			out[i].Tags = names
+			// A pull by tag marks the manifest too, so this only matters
+			// between writers whose clocks differ.
+			out[i].LastPulled = max(out[i].LastPulled, pulled[d])
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Digest < out[j].Digest })
@@ -60,20 +69,28 @@ func (s *Store) ManifestList(ctx context.Context, repo string) ([]ManifestInfo, 
 // TagsByDigest returns the tags of repo grouped by the digest they point
 // at, each group sorted: one paged Query over the TAG# items.
 func (s *Store) TagsByDigest(ctx context.Context, repo string) (map[oci.Digest][]string, error) {
+	out, _, err := s.tagsByDigest(ctx, repo)
+	return out, err
+}
+
+// tagsByDigest is TagsByDigest with, per digest, the latest Touched of
+// its tags (their last recorded pull).
+func (s *Store) tagsByDigest(ctx context.Context, repo string) (map[oci.Digest][]string, map[oci.Digest]int64, error) {
 	items, _, err := s.queryN(ctx, repoPK(repo), pfxTag, "", 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := map[oci.Digest][]string{}
+	out, pulled := map[oci.Digest][]string{}, map[oci.Digest]int64{}
 	for _, it := range items {
 		t, err := decode[tagHead](it)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out[t.Digest] = append(out[t.Digest], strings.TrimPrefix(it.SK, pfxTag))
+		pulled[t.Digest] = max(pulled[t.Digest], it.Touched)
 	}
 	for _, names := range out {
 		sort.Strings(names)
 	}
-	return out, nil
+	return out, pulled, nil
 }

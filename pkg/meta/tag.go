@@ -58,21 +58,28 @@ func tagData(t Tag, m Manifest) []byte {
 // TagGet returns the tag record, with the copy of its manifest when it
 // holds one.
 func (s *Store) TagGet(ctx context.Context, repo, tag string) (Tag, error) {
+	t, _, err := s.tagGet(ctx, repo, tag)
+	return t, err
+}
+
+// tagGet is TagGet that also returns the item read (its Touched and
+// Version decide PullRecord's write).
+func (s *Store) tagGet(ctx context.Context, repo, tag string) (Tag, storage.Item, error) {
 	it, err := s.items.ItemGet(ctx, repoPK(repo), tagSK(tag))
 	if errors.Is(err, storage.ErrNotFound) {
-		return Tag{}, fmt.Errorf("%w: %s", ErrTagUnknown, tag)
+		return Tag{}, it, fmt.Errorf("%w: %s", ErrTagUnknown, tag)
 	}
 	if err != nil {
-		return Tag{}, err
+		return Tag{}, it, err
 	}
 	t, err := decode[Tag](it)
 	if err != nil {
-		return Tag{}, err
+		return Tag{}, it, err
 	}
 	if t.Manifest != nil {
 		t.Manifest.Digest = t.Digest
 	}
-	return t, nil
+	return t, it, nil
 }
 
 // tagOp returns the write that points tag at manifest d, whose record m

@@ -2,11 +2,14 @@ package registry
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/berth-registry/berth/pkg/errcode"
 	"github.com/berth-registry/berth/pkg/meta"
@@ -46,10 +49,11 @@ func (g *Registry) manifestGet(w http.ResponseWriter, r *http.Request, rt route.
 	if err != nil {
 		return err
 	}
-	m, err := g.meta.ManifestResolve(r.Context(), rt.Name, ref)
+	m, pull, err := g.meta.ManifestPull(r.Context(), rt.Name, ref)
 	if err != nil {
 		return err
 	}
+	g.recordPull(r.Context(), rt, pull)
 	h := w.Header()
 	h.Set("Content-Type", m.MediaType)
 	h.Set("Docker-Content-Digest", string(m.Digest))
@@ -76,6 +80,28 @@ func (g *Registry) manifestGet(w http.ResponseWriter, r *http.Request, rt route.
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 	return nil
+}
+
+// pullRecordTimeout bounds the write that records a pull, so a slow or
+// throttled table delays a pull by at most this much.
+const pullRecordTimeout = time.Second
+
+// recordPull records the pull of a manifest (meta.Store.PullRecord: at
+// most one conditional write per manifest and per tag a day, no read).
+// GET and HEAD both count: containerd resolves a tag with HEAD and fetches
+// the manifest by digest, and a kubelet with imagePullPolicy Always only
+// resolves when it has the image; not counting those would call a running
+// image unused. It runs before the response is written, because a Lambda
+// may be frozen as soon as the response is sent, and its failure never
+// fails the pull: a missed record costs at most a day of the image's
+// sinceImagePulled age, and the next pull records it.
+func (g *Registry) recordPull(ctx context.Context, rt route.Route, pull meta.Pull) {
+	ctx, cancel := context.WithTimeout(ctx, pullRecordTimeout)
+	defer cancel()
+	if err := g.meta.PullRecord(ctx, pull); err != nil {
+		g.log.LogAttrs(ctx, slog.LevelWarn, "pull not recorded",
+			slog.String("repo", rt.Name), slog.String("reference", rt.Arg), slog.Any("error", err))
+	}
 }
 
 func (g *Registry) manifestPut(w http.ResponseWriter, r *http.Request, rt route.Route) error {

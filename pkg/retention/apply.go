@@ -94,8 +94,16 @@ type doomed struct {
 	cause  oci.Digest // the expired manifest a cascade follows from
 }
 
-// ApplyRepo applies policy to one repository and returns how many
-// manifests it deleted.
+// plan is what a policy expires in one repository, with the cascades.
+type plan struct {
+	repo     string
+	byDigest map[oci.Digest]meta.ManifestInfo
+	doom     map[oci.Digest]*doomed
+	order    []oci.Digest // discovery order: the rule's expiries, then cascades
+	images   int          // top-level manifests the policy looked at
+}
+
+// planRepo lists repo's manifests and decides what policy expires.
 //
 // The images the policy sees are the repository's top-level manifests:
 // those without a subject (referrers are not images of their own) and not
@@ -105,26 +113,21 @@ type doomed struct {
 //   - the children of an expired index that carry no tag and are not
 //     children of a manifest that stays.
 //
-// A child of a kept index is never deleted. Deletes run parents and
-// referrers first, so a run cut short never leaves an index whose child is
-// gone. If a tag of a manifest about to be deleted changed since the
-// evaluation (a push re-tagged it), the repository is left for the next run.
-// Each delete is meta.ManifestDelete: the manifest, its tags and referrer
-// entry go, blob reference counts drop, and the blob GC reclaims bytes later.
-func ApplyRepo(ctx context.Context, store *meta.Store, policy *Policy, repo string, now time.Time, log *slog.Logger) (int, error) {
+// A child of a kept index is never deleted.
+func planRepo(ctx context.Context, store *meta.Store, policy *Policy, repo string, now time.Time) (*plan, error) {
 	list, err := store.ManifestList(ctx, repo)
 	if err != nil {
-		return 0, fmt.Errorf("list manifests: %w", err)
+		return nil, fmt.Errorf("list manifests: %w", err)
 	}
-	byDigest := make(map[oci.Digest]meta.ManifestInfo, len(list))
+	pl := &plan{repo: repo, byDigest: make(map[oci.Digest]meta.ManifestInfo, len(list)), doom: map[oci.Digest]*doomed{}}
 	parents := map[oci.Digest][]oci.Digest{}
 	referrers := map[oci.Digest][]oci.Digest{}
 	for _, m := range list {
-		byDigest[m.Digest] = m
+		pl.byDigest[m.Digest] = m
 	}
 	for _, m := range list {
 		for _, c := range m.Children {
-			if _, ok := byDigest[c]; ok && !slices.Contains(parents[c], m.Digest) {
+			if _, ok := pl.byDigest[c]; ok && !slices.Contains(parents[c], m.Digest) {
 				parents[c] = append(parents[c], m.Digest)
 			}
 		}
@@ -135,47 +138,159 @@ func ApplyRepo(ctx context.Context, store *meta.Store, policy *Policy, repo stri
 	var images []Image
 	for _, m := range list {
 		if m.Subject == "" && len(parents[m.Digest]) == 0 {
-			images = append(images, Image{Digest: string(m.Digest), Tags: m.Tags, PushedAt: time.Unix(m.PushedAt, 0)})
+			images = append(images, Image{
+				Digest: string(m.Digest), Tags: m.Tags,
+				PushedAt: time.Unix(m.PushedAt, 0), LastPulledAt: time.Unix(pl.lastPulled(m.Digest, map[oci.Digest]bool{}), 0),
+			})
 		}
 	}
-	doom := map[oci.Digest]*doomed{}
-	var order []oci.Digest // discovery order, for stable logs
+	pl.images = len(images)
 	add := func(d oci.Digest, x *doomed) bool {
-		if _, seen := doom[d]; seen {
+		if _, seen := pl.doom[d]; seen {
 			return false
 		}
-		doom[d] = x
-		order = append(order, d)
+		pl.doom[d] = x
+		pl.order = append(pl.order, d)
 		return true
 	}
 	for _, e := range Evaluate(policy, images, now) {
 		r := e.Rule
-		add(oci.Digest(e.Digest), &doomed{info: byDigest[oci.Digest(e.Digest)], rule: &r, reason: ReasonRule})
+		add(oci.Digest(e.Digest), &doomed{info: pl.byDigest[oci.Digest(e.Digest)], rule: &r, reason: ReasonRule})
 	}
 	// Cascade to a fixed point: referrers of doomed manifests, and untagged
 	// children whose parents are all doomed.
 	for changed := true; changed; {
 		changed = false
-		for _, d := range slices.Clone(order) {
-			x := doom[d]
+		for _, d := range slices.Clone(pl.order) {
+			x := pl.doom[d]
 			for _, r := range referrers[d] {
-				if !allIn(parents[r], doom) {
+				if !allIn(parents[r], pl.doom) {
 					continue // also a child of a manifest that stays
 				}
-				changed = add(r, &doomed{info: byDigest[r], rule: x.rule, reason: ReasonReferrer, cause: d}) || changed
+				changed = add(r, &doomed{info: pl.byDigest[r], rule: x.rule, reason: ReasonReferrer, cause: d}) || changed
 			}
 			for _, c := range x.info.Children {
-				child, ok := byDigest[c]
+				child, ok := pl.byDigest[c]
 				if !ok || len(child.Tags) > 0 {
 					continue
 				}
-				if !allIn(parents[c], doom) {
+				if !allIn(parents[c], pl.doom) {
 					continue
 				}
 				changed = add(c, &doomed{info: child, rule: x.rule, reason: ReasonChild, cause: d}) || changed
 			}
 		}
 	}
+	return pl, nil
+}
+
+// lastPulled is the last recorded pull of d or of any manifest below it:
+// a client that pins a platform manifest by digest pulls that child
+// alone, and the index it belongs to is in use all the same.
+func (pl *plan) lastPulled(d oci.Digest, seen map[oci.Digest]bool) int64 {
+	if seen[d] {
+		return 0 // a corrupt cycle; ApplyRepo reports it
+	}
+	seen[d] = true
+	m := pl.byDigest[d]
+	last := m.LastPulled
+	for _, c := range m.Children {
+		if _, ok := pl.byDigest[c]; ok {
+			last = max(last, pl.lastPulled(c, seen))
+		}
+	}
+	return last
+}
+
+// Expired is one manifest a policy deletes, and why: what Preview
+// returns and what Apply logs.
+type Expired struct {
+	Digest      oci.Digest `json:"digest"`
+	Tags        []string   `json:"tags"`
+	MediaType   string     `json:"mediaType,omitempty"`
+	Rule        int        `json:"rule"` // rulePriority of the rule that expires it (or its cause)
+	Description string     `json:"description,omitempty"`
+	Reason      string     `json:"reason"`          // ReasonRule, ReasonChild or ReasonReferrer
+	Cause       oci.Digest `json:"cause,omitempty"` // the expired manifest a cascade follows from
+	Pushed      time.Time  `json:"pushed"`
+	// Pulled is the last recorded pull, or the push when none was
+	// recorded (meta.ManifestInfo.LastPulled).
+	Pulled time.Time `json:"pulled"`
+}
+
+func (x *doomed) expired(d oci.Digest) Expired {
+	return Expired{
+		Digest: d, Tags: append([]string{}, x.info.Tags...), MediaType: x.info.MediaType,
+		Rule: x.rule.RulePriority, Description: x.rule.Description, Reason: x.reason, Cause: x.cause,
+		Pushed: time.Unix(x.info.PushedAt, 0).UTC(), Pulled: time.Unix(x.info.LastPulled, 0).UTC(),
+	}
+}
+
+// RepoPreview is what a policy would expire in one repository.
+type RepoPreview struct {
+	Repository string    `json:"repository"`
+	Images     int       `json:"images"` // top-level manifests the policy looked at
+	Manifests  int       `json:"manifests"`
+	Expired    []Expired `json:"expired"` // in the order Apply finds them: the rules' expiries, oldest first, then cascades
+}
+
+// PreviewRepo evaluates policy on repo as ApplyRepo does at now, and
+// deletes nothing.
+func PreviewRepo(ctx context.Context, store *meta.Store, policy *Policy, repo string, now time.Time) (RepoPreview, error) {
+	pl, err := planRepo(ctx, store, policy, repo, now)
+	if err != nil {
+		return RepoPreview{}, err
+	}
+	out := RepoPreview{Repository: repo, Images: pl.images, Manifests: len(pl.byDigest), Expired: []Expired{}}
+	for _, d := range pl.order {
+		out.Expired = append(out.Expired, pl.doom[d].expired(d))
+	}
+	return out, nil
+}
+
+// Preview evaluates policy on every repository of the catalog (repos
+// nil) or on the repositories named, and deletes nothing.
+func Preview(ctx context.Context, store *meta.Store, policy *Policy, repos []string, now time.Time) ([]RepoPreview, error) {
+	if repos == nil {
+		var err error
+		if repos, _, err = store.Catalog(ctx, "", 0); err != nil {
+			return nil, fmt.Errorf("retention: catalog: %w", err)
+		}
+	} else {
+		for _, repo := range repos {
+			if ok, err := store.RepoExists(ctx, repo); err != nil {
+				return nil, fmt.Errorf("retention: %s: %w", repo, err)
+			} else if !ok {
+				return nil, fmt.Errorf("retention: %w: %s", meta.ErrNameUnknown, repo)
+			}
+		}
+	}
+	out := make([]RepoPreview, 0, len(repos))
+	for _, repo := range repos {
+		p, err := PreviewRepo(ctx, store, policy, repo, now)
+		if err != nil {
+			return out, fmt.Errorf("retention: %s: %w", repo, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// ApplyRepo applies policy to one repository and returns how many
+// manifests it deleted: what PreviewRepo lists (planRepo decides it).
+//
+// Deletes run parents and referrers first, so a run cut short never leaves
+// an index whose child is gone. If a tag of a manifest about to be deleted
+// changed since the evaluation (a push re-tagged it), the repository is
+// left for the next run. Each delete is meta.ManifestDelete: the manifest,
+// its tags and referrer entry go, blob reference counts drop, and the blob
+// GC reclaims bytes later.
+func ApplyRepo(ctx context.Context, store *meta.Store, policy *Policy, repo string, now time.Time, log *slog.Logger) (int, error) {
+	pl, err := planRepo(ctx, store, policy, repo, now)
+	if err != nil {
+		return 0, err
+	}
+	doom, order, byDigest := pl.doom, pl.order, pl.byDigest
 	if len(doom) == 0 {
 		return 0, nil
 	}
@@ -229,16 +344,17 @@ func ApplyRepo(ctx context.Context, store *meta.Store, policy *Policy, repo stri
 				continue // deleted concurrently
 			}
 			deleted++
+			e := x.expired(d)
 			attrs := []slog.Attr{
-				slog.String("repo", repo), slog.String("digest", string(d)), slog.Any("tags", append([]string{}, x.info.Tags...)),
-				slog.Int("rule", x.rule.RulePriority), slog.String("reason", x.reason),
-				slog.Time("pushed", time.Unix(x.info.PushedAt, 0).UTC()),
+				slog.String("repo", repo), slog.String("digest", string(d)), slog.Any("tags", e.Tags),
+				slog.Int("rule", e.Rule), slog.String("reason", e.Reason),
+				slog.Time("pushed", e.Pushed), slog.Time("pulled", e.Pulled),
 			}
-			if x.rule.Description != "" {
-				attrs = append(attrs, slog.String("description", x.rule.Description))
+			if e.Description != "" {
+				attrs = append(attrs, slog.String("description", e.Description))
 			}
-			if x.cause != "" {
-				attrs = append(attrs, slog.String("cause", string(x.cause)))
+			if e.Cause != "" {
+				attrs = append(attrs, slog.String("cause", string(e.Cause)))
 			}
 			log.LogAttrs(ctx, slog.LevelInfo, "retention: expired", attrs...)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
+	"github.com/berth-registry/berth/pkg/driver/dynamo"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/registry"
@@ -49,6 +50,23 @@ func newEnv(t *testing.T, wrap func(storage.Items) storage.Items) *env {
 	e.reg = registry.New(registry.Config{Now: clock}, db.Items, db.Blobs)
 	e.store = meta.New(e.items, meta.WithClock(clock))
 	return e
+}
+
+// eachBackend runs fn on an env over the embedded store and on one whose
+// metadata is in DynamoDB Local (blobs stay on the filesystem: retention
+// never touches them).
+func eachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
+	t.Run("embedded", func(t *testing.T) { fn(t, newEnv(t, nil)) })
+	t.Run("dynamodb", func(t *testing.T) {
+		e := &env{t: t}
+		e.clock.Store(now.UnixNano())
+		clock := func() time.Time { return time.Unix(0, e.clock.Load()) }
+		client := testenv.DynamoDB(t)
+		e.items = dynamo.New(client, testenv.FreshTable(t, client), dynamo.WithClock(clock))
+		e.reg = registry.New(registry.Config{Now: clock}, e.items, testenv.NewEmbedded(t).Blobs)
+		e.store = meta.New(e.items, meta.WithClock(clock))
+		fn(t, e)
+	})
 }
 
 // at sets the clock days before now.
@@ -333,4 +351,69 @@ func TestApplyRetaggedDuringEvaluation(t *testing.T) {
 	if !strings.Contains(buf.String(), "changed during evaluation") {
 		t.Errorf("no warning logged: %s", buf.String())
 	}
+}
+
+// pull GETs ref of repo, as a client pulls it (the pull is recorded).
+func (e *env) pull(repo, ref string) {
+	e.t.Helper()
+	if w := e.do("GET", "/v2/"+repo+"/manifests/"+ref, "", nil); w.Code != http.StatusOK {
+		e.t.Fatalf("pull %s:%s: %d %s", repo, ref, w.Code, w.Body)
+	}
+}
+
+// sinceImagePulled expires what nobody pulled for the rule's days, an
+// image never pulled counting from its push: pulls by tag and by digest
+// both count, and a platform manifest pulled by digest keeps its index.
+func TestApplySinceImagePulled(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		policy, err := retention.Parse([]byte(`{"rules":[
+ {"rulePriority":1,"description":"unused for a month","selection":{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":30},"action":{"type":"expire"}}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := map[oci.Digest]string{}
+		name := func(n string, d oci.Descriptor) oci.Descriptor { names[d.Digest] = n; return d }
+		e.at(100)
+		name("by-tag", e.image("app", "by-tag", "by-tag"))
+		byDigest := name("by-digest", e.image("app", "", "by-digest"))
+		name("stale", e.image("app", "stale", "stale"))
+		name("never", e.image("app", "never", "never"))
+		child := name("child", e.image("app", "", "platform"))
+		name("index", e.index("app", "multi", child))
+		e.at(60)
+		e.pull("app", "stale") // a pull, but long ago
+		e.at(10)
+		name("new", e.image("app", "new", "new")) // pushed, never pulled
+		e.at(3)
+		e.pull("app", "by-tag")
+		e.pull("app", string(byDigest.Digest))
+		e.pull("app", string(child.Digest))
+		e.at(0)
+
+		// The preview lists what Apply then deletes, and deletes nothing.
+		pre, err := retention.PreviewRepo(t.Context(), e.store, policy, "app", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var previewed []string
+		for _, x := range pre.Expired {
+			previewed = append(previewed, names[x.Digest])
+			if want := now.Add(-60 * 24 * time.Hour); names[x.Digest] == "stale" && !x.Pulled.Equal(want) {
+				t.Errorf("stale: pulled %v, want %v", x.Pulled, want)
+			}
+		}
+		slices.Sort(previewed) // pushed at the same time: the order is the digests'
+		if want := []string{"never", "stale"}; !slices.Equal(previewed, want) || pre.Images != 6 || pre.Manifests != 7 {
+			t.Errorf("preview %v (%d images, %d manifests), want %v (6, 7)", previewed, pre.Images, pre.Manifests, want)
+		}
+		rep, err := retention.Apply(t.Context(), e.store, policy, now, slog.New(slog.DiscardHandler))
+		if err != nil || rep.Expired != 2 {
+			t.Fatalf("apply: %+v, %v", rep, err)
+		}
+		if got, want := e.state("app", names), []string{
+			"by-digest[]", "by-tag[by-tag]", "child[]", "index[multi]", "new[new]",
+		}; !slices.Equal(got, want) {
+			t.Errorf("app holds\n %v\nwant\n %v", got, want)
+		}
+	})
 }

@@ -8,10 +8,21 @@ import (
 
 // Image is what a rule looks at: one manifest of a repository.
 type Image struct {
-	Digest       string
-	Tags         []string
-	PushedAt     time.Time
-	LastPulledAt time.Time // zero: never recorded (Berth does not record pulls yet)
+	Digest   string
+	Tags     []string
+	PushedAt time.Time
+	// LastPulledAt is the last recorded pull; zero: never pulled, which
+	// sinceImagePulled counts from PushedAt.
+	LastPulledAt time.Time
+}
+
+// lastPulled is when sinceImagePulled counts img from: its last recorded
+// pull, or its push when none was recorded.
+func (img Image) lastPulled() time.Time {
+	if img.LastPulledAt.After(img.PushedAt) {
+		return img.LastPulledAt
+	}
+	return img.PushedAt
 }
 
 // Expiry is an image a policy expires and the rule that expires it.
@@ -26,8 +37,10 @@ type Expiry struct {
 //   - every rule is evaluated against all images at once; a rule selects
 //     the images that match its tagStatus and tag list and marks, among
 //     them, the ones beyond countNumber (imageCountMoreThan: images sorted
-//     youngest to oldest, the first countNumber kept) or pushed more than
-//     countNumber days before now (sinceImagePushed);
+//     youngest to oldest, the first countNumber kept), pushed more than
+//     countNumber days before now (sinceImagePushed), or last pulled more
+//     than countNumber days before now, an image never pulled counting
+//     from its push (sinceImagePulled);
 //   - an image belongs to the rule with the lowest rulePriority that
 //     selects it: it is expired only when that rule marks it. A lower
 //     priority rule still counts it ("identifies" it) but cannot expire it.
@@ -73,6 +86,9 @@ func Evaluate(p *Policy, images []Image, now time.Time) []Expiry {
 			case CountSinceImagePushed:
 				cutoff := now.Add(-time.Duration(r.Selection.CountNumber) * 24 * time.Hour)
 				marked[ri][i] = img.PushedAt.Before(cutoff)
+			case CountSinceImagePulled:
+				cutoff := now.Add(-time.Duration(r.Selection.CountNumber) * 24 * time.Hour)
+				marked[ri][i] = img.lastPulled().Before(cutoff)
 			}
 		}
 	}

@@ -16,6 +16,12 @@ func img(digest string, age float64, tags ...string) Image {
 	return Image{Digest: digest, Tags: tags, PushedAt: daysAgo(age)}
 }
 
+// pulledAt sets the image's last recorded pull, days before now.
+func pulledAt(i Image, days float64) Image {
+	i.LastPulledAt = daysAgo(days)
+	return i
+}
+
 func mustParse(t *testing.T, doc string) *Policy {
 	t.Helper()
 	p, err := Parse([]byte(doc))
@@ -53,6 +59,9 @@ func TestEvaluate(t *testing.T) {
 	count := func(n int) string { return fmt.Sprintf(`"countType":"imageCountMoreThan","countNumber":%d`, n) }
 	age := func(days int) string {
 		return fmt.Sprintf(`"countType":"sinceImagePushed","countUnit":"days","countNumber":%d`, days)
+	}
+	pulled := func(days int) string {
+		return fmt.Sprintf(`"countType":"sinceImagePulled","countUnit":"days","countNumber":%d`, days)
 	}
 	for _, tc := range []struct {
 		name   string
@@ -162,6 +171,32 @@ func TestEvaluate(t *testing.T) {
 		policy: policy(rule(1, `"tagStatus":"any",`+count(1))),
 		images: []Image{img("b", 1), img("a", 1), img("c", 1)},
 		want:   "a/1 b/1",
+	}, {
+		// Last pulled more than 30 days ago, or never pulled and pushed
+		// more than 30 days ago; pushed long ago but pulled last week
+		// stays, and so does an image pushed yesterday, never pulled.
+		name:   "sinceImagePulled",
+		policy: policy(rule(1, `"tagStatus":"any",`+pulled(30))),
+		images: []Image{
+			pulledAt(img("stale", 90, "v1"), 31), pulledAt(img("used", 90, "v2"), 7),
+			img("never-old", 40), img("never-new", 1, "v3"), pulledAt(img("edge", 60), 29.9),
+		},
+		want: "stale/1 never-old/1",
+	}, {
+		// Rules of both kinds: the first that selects an image owns it.
+		// Releases are kept while pulled in the last 90 days, other tagged
+		// images while pulled in the last 14, untagged ones for 7 days.
+		name: "sinceImagePulled with other rules",
+		policy: policy(
+			rule(1, `"tagStatus":"tagged","tagPatternList":["v*"],`+pulled(90)),
+			rule(2, `"tagStatus":"untagged",`+age(7)),
+			rule(3, `"tagStatus":"any",`+pulled(14))),
+		images: []Image{
+			pulledAt(img("old-release", 400, "v1"), 60), pulledAt(img("dead-release", 400, "v0"), 100),
+			pulledAt(img("branch", 30, "main-1"), 20), pulledAt(img("hot-branch", 30, "main-2"), 1),
+			pulledAt(img("untagged-pulled", 10), 1),
+		},
+		want: "dead-release/1 branch/3 untagged-pulled/2",
 	}, {
 		name:   "empty repository",
 		policy: policy(rule(1, `"tagStatus":"any",`+count(1))),

@@ -231,22 +231,23 @@ func (wr wireRule) rule(i int) (Rule, error) {
 	switch s.CountType {
 	case CountImageCountMoreThan:
 		if s.CountUnit != nil {
-			bad("countUnit is only allowed with countType sinceImagePushed")
+			bad("countUnit is only allowed with countType sinceImagePushed or sinceImagePulled")
 		}
-	case CountSinceImagePushed:
+	case CountSinceImagePushed, CountSinceImagePulled:
+		// ECR takes sinceImagePulled with the transition action only (to
+		// archive storage); Berth has no archive, so it expires
+		// (docs/retention.md, "Where Berth differs from ECR").
 		if s.CountUnit == nil {
-			bad(`countUnit is required with countType sinceImagePushed ("days")`)
+			bad(`countUnit is required with countType %s ("days")`, s.CountType)
 		} else if *s.CountUnit != UnitDays {
 			bad("countUnit %q: want days", *s.CountUnit)
 		}
-	case CountSinceImagePulled:
-		unsupported("countType sinceImagePulled: Berth does not record pulls yet, so it is")
 	case CountSinceImageTransitioned:
 		unsupported("countType sinceImageTransitioned (archive storage) is")
 	case "":
-		bad("selection.countType is required (imageCountMoreThan or sinceImagePushed)")
+		bad("selection.countType is required (imageCountMoreThan, sinceImagePushed or sinceImagePulled)")
 	default:
-		bad("selection.countType %q: want imageCountMoreThan or sinceImagePushed", s.CountType)
+		bad("selection.countType %q: want imageCountMoreThan, sinceImagePushed or sinceImagePulled", s.CountType)
 	}
 	switch {
 	case s.CountNumber == nil:

@@ -89,7 +89,9 @@ func TestParseInvalid(t *testing.T) {
 		{"five wildcards", policy(rule(1, `"tagStatus":"tagged","tagPatternList":["test*1*2*3*4*5*6"],`+count)), "at most 4", false},
 		{"countType missing", policy(rule(1, `"tagStatus":"any","countNumber":1`)), "countType is required", false},
 		{"countType unknown", policy(rule(1, `"tagStatus":"any","countType":"imageCountLessThan","countNumber":1`)), `countType "imageCountLessThan"`, false},
-		{"sinceImagePulled", policy(rule(1, `"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":30`)), "does not record pulls", true},
+		// ECR's own form of a pull rule (archive it) is not Berth's.
+		{"sinceImagePulled transition", `{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":90},"action":{"type":"transition","targetStorageClass":"archive"}}]}`, "transition", true},
+		{"sinceImagePulled without unit", policy(rule(1, `"tagStatus":"any","countType":"sinceImagePulled","countNumber":30`)), "countUnit is required with countType sinceImagePulled", false},
 		{"sinceImageTransitioned", policy(rule(1, `"tagStatus":"any","storageClass":"archive","countType":"sinceImageTransitioned","countUnit":"days","countNumber":30`)), "sinceImageTransitioned", true},
 		{"archive storage class", policy(rule(1, `"tagStatus":"any","storageClass":"archive",`+count)), "storageClass archive", true},
 		{"countUnit missing", policy(rule(1, `"tagStatus":"any","countType":"sinceImagePushed","countNumber":1`)), "countUnit is required", false},
@@ -125,9 +127,9 @@ func TestParseInvalid(t *testing.T) {
 func TestParseReportsAll(t *testing.T) {
 	_, err := Parse([]byte(policy(
 		rule(3, `"tagStatus":"tagged","countType":"imageCountMoreThan","countNumber":0`),
-		rule(4, `"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":9`),
+		rule(4, `"tagStatus":"any","countType":"sinceImageTransitioned","countUnit":"days","countNumber":9`),
 	)))
-	for _, want := range []string{"rule 3: tagStatus \"tagged\" needs", "rule 3: selection.countNumber must be", "rule 4: countType sinceImagePulled"} {
+	for _, want := range []string{"rule 3: tagStatus \"tagged\" needs", "rule 3: selection.countNumber must be", "rule 4: countType sinceImageTransitioned"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not mention %q", err, want)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/berth-registry/berth/functions/internal/edgewire"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/awsbackend"
+	"github.com/berth-registry/berth/pkg/immutability"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
 )
@@ -34,6 +35,9 @@ type Settings struct {
 	// function that verifies multipart direct uploads asynchronously, each
 	// off when empty.
 	EdgeKVSARN, CleanupFunction string
+	// TagImmutability decides which tags may not move
+	// (BERTH_TAG_IMMUTABILITY); nil: every tag is mutable.
+	TagImmutability *immutability.Rules
 }
 
 // Handler builds the function's handler (once per cold start).
@@ -67,6 +71,9 @@ func New(s Settings, log *slog.Logger, items storage.Items, blobs storage.Blobs,
 	// BERTH_AUTH=off: every caller may push and pull everywhere, so a
 	// pusher's HEAD may mount a blob from any repository.
 	regCfg.Open = guard == nil
+	if s.TagImmutability != nil {
+		regCfg.ImmutableTags = s.TagImmutability.Immutable
+	}
 	// Advertised so chunking clients (regctl) send chunks that fit one
 	// invocation; they only ever raise their chunk size to it.
 	regCfg.ChunkMinLength = min(4<<20, s.MaxBodyBytes)

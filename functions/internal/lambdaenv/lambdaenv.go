@@ -38,6 +38,10 @@ const (
 	STSAudience         = "BERTH_STS_AUDIENCE"
 	OIDCIssuers         = "BERTH_OIDC_ISSUERS"
 	RetentionPolicy     = "BERTH_RETENTION_POLICY" // ECR lifecycle policy JSON for cleanup (docs/retention.md)
+	// TagImmutability holds the api function's per-repository tag
+	// immutability rules, a JSON array (pkg/immutability,
+	// docs/retention.md); empty: every tag is mutable.
+	TagImmutability = "BERTH_TAG_IMMUTABILITY"
 	// GCGrace is how long a blob must have been unreferenced before the
 	// cleanup function deletes it (a Go duration; "0" turns GC off).
 	GCGrace          = "BERTH_GC_GRACE"

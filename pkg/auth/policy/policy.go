@@ -46,6 +46,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/berth-registry/berth/pkg/glob"
 )
 
 // Action is a permission.
@@ -161,16 +163,16 @@ type Policy struct {
 
 type rule struct {
 	deny       bool
-	repos      []glob
+	repos      []glob.Pattern
 	principals []principal
 	actions    map[Action]bool
 }
 
 type principal struct {
 	anonymous bool
-	arn       *glob
+	arn       *glob.Pattern
 	issuer    string
-	claims    map[string]glob
+	claims    map[string]glob.Pattern
 }
 
 // Compile validates d and returns its policy.
@@ -202,7 +204,7 @@ func compileRule(r Rule) (rule, error) {
 		return cr, errors.New("repositories, principals and actions are required")
 	}
 	for _, s := range r.Repositories {
-		g, err := compileGlob(s, false)
+		g, err := glob.Path(s)
 		if err != nil {
 			return cr, fmt.Errorf("repository pattern %q: %w", s, err)
 		}
@@ -252,7 +254,7 @@ func compilePrincipal(p Principal) (principal, error) {
 		if !strings.HasPrefix(p.IAM, "arn:") {
 			return principal{}, fmt.Errorf("iam principal %q is not an ARN pattern", p.IAM)
 		}
-		g, err := compileGlob(p.IAM, true)
+		g, err := glob.ARN(p.IAM)
 		if err != nil {
 			return principal{}, fmt.Errorf("iam principal %q: %w", p.IAM, err)
 		}
@@ -264,9 +266,9 @@ func compilePrincipal(p Principal) (principal, error) {
 		if err := checkIdentifying(p.OIDC.Claims); err != nil {
 			return principal{}, fmt.Errorf("oidc principal for %s: %w", p.OIDC.Issuer, err)
 		}
-		cp := principal{issuer: p.OIDC.Issuer, claims: map[string]glob{}}
+		cp := principal{issuer: p.OIDC.Issuer, claims: map[string]glob.Pattern{}}
 		for k, v := range p.OIDC.Claims {
-			g, err := compileGlob(v, false)
+			g, err := glob.Path(v)
 			if err != nil {
 				return principal{}, fmt.Errorf("oidc claim %s pattern %q: %w", k, v, err)
 			}
@@ -317,14 +319,14 @@ func (p principal) matches(id Identity) bool {
 	case p.anonymous:
 		return true
 	case p.arn != nil:
-		return id.ARN != "" && p.arn.match(id.ARN)
+		return id.ARN != "" && p.arn.Match(id.ARN)
 	default:
 		if id.Issuer != p.issuer {
 			return false
 		}
 		for k, g := range p.claims {
 			v, ok := id.Claims[k]
-			if !ok || !g.match(v) {
+			if !ok || !g.Match(v) {
 				return false
 			}
 		}
@@ -341,7 +343,7 @@ func (r rule) applies(id Identity) bool {
 func (p *Policy) Evaluate(id Identity, repo string) []Action {
 	allow, deny := map[Action]bool{}, map[Action]bool{}
 	for _, r := range p.rules {
-		if !slices.ContainsFunc(r.repos, func(g glob) bool { return g.match(repo) }) || !r.applies(id) {
+		if !slices.ContainsFunc(r.repos, func(g glob.Pattern) bool { return g.Match(repo) }) || !r.applies(id) {
 			continue
 		}
 		for a := range r.actions {
@@ -430,9 +432,9 @@ func (p *Policy) Readable(id Identity) Readable {
 		}
 		for _, g := range r.repos {
 			if r.deny {
-				out.Deny = append(out.Deny, g.src)
+				out.Deny = append(out.Deny, g.String())
 			} else {
-				out.Allow = append(out.Allow, g.src)
+				out.Allow = append(out.Allow, g.String())
 			}
 		}
 	}
@@ -444,13 +446,13 @@ func (p *Policy) Readable(id Identity) Readable {
 // closed, the caller may not pull anywhere).
 func (r Readable) Allows(repo string) bool {
 	for _, p := range r.Deny {
-		g, err := compileGlob(p, false)
-		if err != nil || g.match(repo) {
+		g, err := glob.Path(p)
+		if err != nil || g.Match(repo) {
 			return false
 		}
 	}
 	for _, p := range r.Allow {
-		if g, err := compileGlob(p, false); err == nil && g.match(repo) {
+		if g, err := glob.Path(p); err == nil && g.Match(repo) {
 			return true
 		}
 	}

@@ -1,15 +1,25 @@
-package policy
+// Package glob matches the name patterns of Berth's configuration
+// documents: repository names and OIDC claims (Path) in the access policy
+// (pkg/auth/policy) and the tag immutability rules (pkg/immutability), and
+// IAM ARNs (ARN). It imports nothing of ours.
+package glob
 
 import "errors"
 
-// glob is a compiled pattern. In path mode (repository names, OIDC claims)
-// `*` matches within one `/`-separated segment, `**` across segments and `?`
-// one character other than `/`. In ARN mode `*` and `?` follow IAM: `*`
-// matches any run of characters, `/` and `:` included.
-type glob struct {
+// Pattern is a compiled pattern. In path mode (repository names, OIDC
+// claims) `*` matches within one `/`-separated segment, `**` across
+// segments and `?` one character other than `/`. In ARN mode `*` and `?`
+// follow IAM: `*` matches any run of characters, `/` and `:` included.
+type Pattern struct {
 	src    string
 	tokens []tok
 }
+
+// Path compiles a path pattern (repository names, OIDC claims).
+func Path(p string) (Pattern, error) { return compile(p, false) }
+
+// ARN compiles an IAM ARN pattern.
+func ARN(p string) (Pattern, error) { return compile(p, true) }
 
 type tokKind uint8
 
@@ -25,21 +35,21 @@ type tok struct {
 	ch   byte
 }
 
-func compileGlob(p string, arn bool) (glob, error) {
+func compile(p string, arn bool) (Pattern, error) {
 	if p == "" {
-		return glob{}, errors.New("empty pattern")
+		return Pattern{}, errors.New("empty pattern")
 	}
 	var ts []tok
 	for i := 0; i < len(p); i++ {
 		switch c := p[i]; {
 		case c == '*' && i+1 < len(p) && p[i+1] == '*':
 			if arn {
-				return glob{}, errors.New("** is not used in ARN patterns (* already matches everything)")
+				return Pattern{}, errors.New("** is not used in ARN patterns (* already matches everything)")
 			}
 			ts = append(ts, tok{kind: tDStar})
 			i++
 			if i+1 < len(p) && p[i+1] == '*' {
-				return glob{}, errors.New("*** in pattern")
+				return Pattern{}, errors.New("*** in pattern")
 			}
 		case c == '*' && arn:
 			ts = append(ts, tok{kind: tDStar})
@@ -55,11 +65,12 @@ func compileGlob(p string, arn bool) (glob, error) {
 			ts = append(ts, tok{kind: tLit, ch: c})
 		}
 	}
-	return glob{src: p, tokens: ts}, nil
+	return Pattern{src: p, tokens: ts}, nil
 }
 
-// match runs in O(len(tokens)·len(s)) whatever the pattern.
-func (g glob) match(s string) bool {
+// Match reports whether the whole of s matches. It runs in
+// O(len(pattern)·len(s)) whatever the pattern.
+func (g Pattern) Match(s string) bool {
 	n := len(s)
 	// next[j]: tokens[i+1:] match s[j:]; cur[j]: tokens[i:] match s[j:].
 	next := make([]bool, n+1)
@@ -87,4 +98,5 @@ func (g glob) match(s string) bool {
 	return next[0]
 }
 
-func (g glob) String() string { return g.src }
+// String is the pattern as written.
+func (g Pattern) String() string { return g.src }
