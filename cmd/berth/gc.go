@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -92,14 +93,45 @@ func gcAdmin(c gc.Collector) http.HandlerFunc {
 	}
 }
 
-// adminClient is an HTTP client that reaches the admin socket of the
-// server on data directory dir.
-func adminClient(dir string) *http.Client {
-	path := filepath.Join(dir, adminSocket)
-	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+// adminCall POSTs body to path on the admin socket of the server on data
+// directory dir and decodes its JSON answer into out. An error wrapping
+// errNoServer means no server answers there.
+func adminCall(ctx context.Context, dir, path string, body io.Reader, out any) error {
+	sock := filepath.Join(dir, adminSocket)
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
+		return d.DialContext(ctx, "unix", sock)
 	}}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://berth"+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errNoServer, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		return fmt.Errorf("server on %s: %s: %s", dir, resp.Status, bytes.TrimSpace(b))
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("server on %s: %w", dir, err)
+	}
+	return nil
+}
+
+// viaServerOrDirect runs a command against c's store: through the admin
+// socket of the berth serve that holds an embedded data directory, or, for
+// AWS and a directory no server holds, in this process.
+func viaServerOrDirect[T any](c serveConfig, viaServer, direct func() (T, error)) (T, error) {
+	if c.Backend == backendEmbedded {
+		res, err := viaServer()
+		if !errors.Is(err, errNoServer) {
+			return res, err
+		}
+	}
+	return direct()
 }
 
 type gcResult struct {
@@ -144,16 +176,9 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "berth gc: %v\n", err)
 		return errUsage
 	}
-	var (
-		res gcResult
-		err error
-	)
-	if c.Backend == backendEmbedded {
-		res, err = gcViaServer(ctx, c.Data, grace, dryRun)
-	}
-	if c.Backend != backendEmbedded || errors.Is(err, errNoServer) {
-		res, err = gcDirect(ctx, c, grace, dryRun)
-	}
+	res, err := viaServerOrDirect(c,
+		func() (gcResult, error) { return gcViaServer(ctx, c.Data, grace, dryRun) },
+		func() (gcResult, error) { return gcDirect(ctx, c, grace, dryRun) })
 	if err != nil {
 		return err
 	}
@@ -174,26 +199,9 @@ var errNoServer = errors.New("no server on the data directory")
 
 // gcViaServer asks the berth serve running on dir for a pass.
 func gcViaServer(ctx context.Context, dir string, grace time.Duration, dryRun bool) (gcResult, error) {
-	client := adminClient(dir)
-	url := "http://berth/gc?grace=" + grace.String() + "&dry_run=" + strconv.FormatBool(dryRun)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
-	if err != nil {
-		return gcResult{}, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return gcResult{}, fmt.Errorf("%w: %w", errNoServer, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-		return gcResult{}, fmt.Errorf("server on %s: %s: %s", dir, resp.Status, b)
-	}
 	var res gcResult
-	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
-		return gcResult{}, fmt.Errorf("server on %s: %w", dir, err)
-	}
-	return res, nil
+	err := adminCall(ctx, dir, "/gc?grace="+grace.String()+"&dry_run="+strconv.FormatBool(dryRun), nil, &res)
+	return res, err
 }
 
 // gcDirect opens the backend and runs the pass in this process.

@@ -133,13 +133,9 @@ func runPreview(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(pos) == 2 {
 		repo = pos[1]
 	}
-	var rep previewReport
-	if c.Backend == backendEmbedded {
-		rep, err = previewViaServer(ctx, c.Data, raw, repo)
-	}
-	if c.Backend != backendEmbedded || errors.Is(err, errNoServer) {
-		rep, err = previewDirect(ctx, c, raw, repo)
-	}
+	rep, err := viaServerOrDirect(c,
+		func() (previewReport, error) { return previewViaServer(ctx, c.Data, raw, repo) },
+		func() (previewReport, error) { return previewDirect(ctx, c, raw, repo) })
 	if err != nil {
 		return err
 	}
@@ -196,28 +192,13 @@ func previewAdmin(store *meta.Store) http.HandlerFunc {
 
 // previewViaServer asks the berth serve running on dir for the preview.
 func previewViaServer(ctx context.Context, dir string, raw []byte, repo string) (previewReport, error) {
-	u := "http://berth/retention/preview"
+	path := "/retention/preview"
 	if repo != "" {
-		u += "?repo=" + url.QueryEscape(repo)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(raw))
-	if err != nil {
-		return previewReport{}, err
-	}
-	resp, err := adminClient(dir).Do(req)
-	if err != nil {
-		return previewReport{}, fmt.Errorf("%w: %w", errNoServer, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		return previewReport{}, fmt.Errorf("server on %s: %s: %s", dir, resp.Status, bytes.TrimSpace(b))
+		path += "?repo=" + url.QueryEscape(repo)
 	}
 	var rep previewReport
-	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
-		return previewReport{}, fmt.Errorf("server on %s: %w", dir, err)
-	}
-	return rep, nil
+	err := adminCall(ctx, dir, path, bytes.NewReader(raw), &rep)
+	return rep, err
 }
 
 // previewDirect opens the backend and evaluates in this process. It only

@@ -167,20 +167,14 @@ func (c Collector) collect(ctx context.Context, cand meta.Candidate, cutoff int6
 			st.Would = append(st.Would, cand.Digest)
 			return nil
 		}
-		v, err := c.Store.GCTakeOver(ctx, cand.Digest, b.GoneVersion)
-		if errors.Is(err, meta.ErrGCRaced) {
-			st.Raced++
-			return nil
+		ok, err := c.reclaim(ctx, cand.Digest, &cand, st, func() (int64, error) {
+			return c.Store.GCTakeOver(ctx, cand.Digest, b.GoneVersion)
+		})
+		if ok {
+			st.Resumed++
+			st.Deleted++
 		}
-		if err != nil {
-			return err
-		}
-		if err := c.delete(ctx, cand.Digest, v, &cand); err != nil {
-			return err
-		}
-		st.Resumed++
-		st.Deleted++
-		return nil
+		return err
 	case !b.Exists:
 		st.Stale++
 		return c.drop(ctx, cand)
@@ -199,21 +193,31 @@ func (c Collector) collect(ctx context.Context, cand meta.Candidate, cutoff int6
 		st.Bytes += b.Size
 		return nil
 	}
-	v, err := c.Store.GCCondemn(ctx, b)
+	ok, err := c.reclaim(ctx, cand.Digest, &cand, st, func() (int64, error) { return c.Store.GCCondemn(ctx, b) })
+	if ok {
+		st.Deleted++
+		st.Bytes += b.Size
+		c.log().DebugContext(ctx, "gc: deleted blob", slog.String("digest", string(cand.Digest)), slog.Int64("size", b.Size))
+	}
+	return err
+}
+
+// reclaim condemns blob d (condemn returns the GONE mark's version), then
+// deletes its bytes and records that. A blob that changed under the pass
+// counts as raced and is left alone. It reports whether bytes went.
+func (c Collector) reclaim(ctx context.Context, d oci.Digest, cand *meta.Candidate, st *Stats, condemn func() (int64, error)) (bool, error) {
+	v, err := condemn()
 	if errors.Is(err, meta.ErrGCRaced) {
 		st.Raced++
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
-	if err := c.delete(ctx, cand.Digest, v, &cand); err != nil {
-		return err
+	if err := c.delete(ctx, d, v, cand); err != nil {
+		return false, err
 	}
-	st.Deleted++
-	st.Bytes += b.Size
-	c.log().DebugContext(ctx, "gc: deleted blob", slog.String("digest", string(cand.Digest)), slog.Int64("size", b.Size))
-	return nil
+	return true, nil
 }
 
 // delete removes the bytes of a condemned blob, then records it.

@@ -2,10 +2,8 @@ package gc
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 
-	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/storage"
 )
@@ -77,16 +75,12 @@ func (c Collector) orphanPage(ctx context.Context, objs []storage.BlobObject, cu
 				st.OrphanBytes += o.Size
 				continue
 			}
-			v, err := c.Store.GCCondemnOrphan(ctx, o.Digest)
-			if errors.Is(err, meta.ErrGCRaced) {
-				st.Raced++
-				continue
-			}
+			ok, err := c.reclaim(ctx, o.Digest, nil, st, func() (int64, error) { return c.Store.GCCondemnOrphan(ctx, o.Digest) })
 			if err != nil {
 				return err
 			}
-			if err := c.delete(ctx, o.Digest, v, nil); err != nil {
-				return err
+			if !ok {
+				continue
 			}
 			st.Orphans++
 			st.OrphanBytes += o.Size
