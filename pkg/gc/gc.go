@@ -54,6 +54,12 @@ type Collector struct {
 	Orphans      Lister
 	OrphanBudget int
 	OrphanGrace  time.Duration
+	// OnDelete, when set, is told of each blob whose bytes a pass deleted
+	// (size 0 when a pass finished another's deletion and the size is no
+	// longer recorded), after the deletion is recorded: the registry's
+	// event hook (docs/events.md). It cannot fail or slow the pass beyond
+	// its own cost.
+	OnDelete func(ctx context.Context, d oci.Digest, size int64)
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
 	// Log receives one line per pass, and one per deleted blob at debug
@@ -167,7 +173,7 @@ func (c Collector) collect(ctx context.Context, cand meta.Candidate, cutoff int6
 		if err != nil {
 			return err
 		}
-		if err := c.delete(ctx, cand.Digest, v, &cand); err != nil {
+		if err := c.delete(ctx, cand.Digest, v, &cand, b.Size); err != nil {
 			return err
 		}
 		st.Resumed++
@@ -199,7 +205,7 @@ func (c Collector) collect(ctx context.Context, cand meta.Candidate, cutoff int6
 	if err != nil {
 		return err
 	}
-	if err := c.delete(ctx, cand.Digest, v, &cand); err != nil {
+	if err := c.delete(ctx, cand.Digest, v, &cand, b.Size); err != nil {
 		return err
 	}
 	st.Deleted++
@@ -209,12 +215,15 @@ func (c Collector) collect(ctx context.Context, cand meta.Candidate, cutoff int6
 }
 
 // delete removes the bytes of a condemned blob, then records it.
-func (c Collector) delete(ctx context.Context, d oci.Digest, goneVersion int64, cand *meta.Candidate) error {
+func (c Collector) delete(ctx context.Context, d oci.Digest, goneVersion int64, cand *meta.Candidate, size int64) error {
 	if err := c.Blobs.BlobDelete(ctx, d); err != nil {
 		return fmt.Errorf("gc: delete %s: %w", d, err)
 	}
 	if err := c.Store.GCDeleted(ctx, d, goneVersion, cand); err != nil {
 		return fmt.Errorf("gc: record deletion of %s: %w", d, err)
+	}
+	if c.OnDelete != nil {
+		c.OnDelete(ctx, d, size)
 	}
 	return nil
 }

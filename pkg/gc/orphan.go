@@ -85,7 +85,7 @@ func (c Collector) orphanPage(ctx context.Context, objs []storage.BlobObject, cu
 			if err != nil {
 				return err
 			}
-			if err := c.delete(ctx, o.Digest, v, nil); err != nil {
+			if err := c.delete(ctx, o.Digest, v, nil, o.Size); err != nil {
 				return err
 			}
 			st.Orphans++

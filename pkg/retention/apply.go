@@ -40,7 +40,7 @@ const (
 // repositories, and stops starting work when ctx's deadline is less than
 // Reserve away. A failing repository is logged and counted; the others
 // still run, and the joined errors are returned. A nil policy does nothing.
-func Apply(ctx context.Context, store *meta.Store, policy *Policy, now time.Time, log *slog.Logger) (Report, error) {
+func Apply(ctx context.Context, store *meta.Store, policy *Policy, now time.Time, log *slog.Logger, opts ...Option) (Report, error) {
 	var rep Report
 	if policy == nil {
 		return rep, nil
@@ -61,7 +61,7 @@ func Apply(ctx context.Context, store *meta.Store, policy *Policy, now time.Time
 			rep.Stopped, rep.Remaining = true, len(repos)-i
 			break
 		}
-		n, err := ApplyRepo(ctx, store, policy, repo, now, log)
+		n, err := ApplyRepo(ctx, store, policy, repo, now, log, opts...)
 		rep.Expired += n
 		if errors.Is(err, errDeadline) {
 			rep.Stopped, rep.Remaining = true, len(repos)-i
@@ -111,7 +111,8 @@ type doomed struct {
 // evaluation (a push re-tagged it), the repository is left for the next run.
 // Each delete is meta.ManifestDelete: the manifest, its tags and referrer
 // entry go, blob reference counts drop, and the blob GC reclaims bytes later.
-func ApplyRepo(ctx context.Context, store *meta.Store, policy *Policy, repo string, now time.Time, log *slog.Logger) (int, error) {
+func ApplyRepo(ctx context.Context, store *meta.Store, policy *Policy, repo string, now time.Time, log *slog.Logger, opts ...Option) (int, error) {
+	o := collect(opts)
 	list, err := store.ManifestList(ctx, repo)
 	if err != nil {
 		return 0, fmt.Errorf("list manifests: %w", err)
@@ -241,6 +242,10 @@ func ApplyRepo(ctx context.Context, store *meta.Store, policy *Policy, repo stri
 				attrs = append(attrs, slog.String("cause", string(x.cause)))
 			}
 			log.LogAttrs(ctx, slog.LevelInfo, "retention: expired", attrs...)
+			if o.onExpire != nil {
+				o.onExpire(ctx, Expired{Repo: repo, Digest: d, MediaType: x.info.MediaType, Tags: append([]string{}, x.info.Tags...),
+					Rule: x.rule.RulePriority, Reason: x.reason})
+			}
 		}
 		if !progress {
 			// Content addressing makes references acyclic; a cycle here
