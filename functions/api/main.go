@@ -57,6 +57,7 @@ func loadSettings(getenv func(string) string) (apiwire.Settings, error) {
 		EdgeKVSARN:   env.String(lambdaenv.EdgeKVSARN, ""),
 		// Read as written: a name, or an ARN for another account's function.
 		CleanupFunction: env.String(lambdaenv.CleanupFunction, ""),
+		EventBus:        lambdaenv.BusName(env.String(lambdaenv.EventBus, "")),
 	}
 	if env.Bool(lambdaenv.Auth, true) {
 		s.Auth = apiwire.AuthConfig(env.Required(lambdaenv.Service), env.Required(lambdaenv.TokenKMSKeyID),

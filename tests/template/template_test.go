@@ -344,22 +344,24 @@ var grants = map[string]map[string][]string{
 	// KMS access to the token signing key is granted by the key's policy,
 	// not here (TestTokenKeyPolicy).
 	"ApiFunction": {
-		"table":     {"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
+		"table":     {"dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
 		"blobs/*":   {"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"}, // no DeleteObject: only GC deletes bytes; abort for failed >5 GB copies
 		"uploads/*": {"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"},
 		"bucket":    {"s3:ListBucket"},
 		// The asynchronous verify-upload invoke of the cleanup function.
 		"cleanup-function": {"lambda:InvokeFunction"},
+		"event-bus":        {"events:PutEvents"},
 	},
 	"CleanupFunction": {
 		// Query, GetItem, DeleteItem: the upload sweep. UpdateItem: retention,
 		// through meta.ManifestList and ManifestDelete. PutItem and
 		// ConditionCheckItem: registry.Verifier saving a session and
 		// linking the verified blob in one transaction.
-		"table":     {"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
+		"table":     {"dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
 		"uploads/*": {"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject"},
-		"blobs/*":   {"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"},
+		"blobs/*":   {"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"}, // DeleteObject: garbage collection
 		"bucket":    {"s3:ListBucket"},
+		"event-bus": {"events:PutEvents"},
 	},
 	"ScanFunction": {},
 	"TokenFunction": {
@@ -380,6 +382,8 @@ func resourceName(r any) string {
 		return "bucket"
 	case fmt.Sprint(get(r, "Fn::GetAtt")) == "[CleanupFunction Arn]":
 		return "cleanup-function"
+	case str(r, "Fn::Sub") == "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}":
+		return "event-bus"
 	case strings.HasPrefix(str(r, "Fn::Sub"), "${BlobBucket.Arn}/"):
 		return strings.TrimPrefix(str(r, "Fn::Sub"), "${BlobBucket.Arn}/")
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/berth-registry/berth/functions/internal/edgewire"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/awsbackend"
+	"github.com/berth-registry/berth/pkg/events/eventbridge"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
 )
@@ -34,6 +35,9 @@ type Settings struct {
 	// function that verifies multipart direct uploads asynchronously, each
 	// off when empty.
 	EdgeKVSARN, CleanupFunction string
+	// EventBus receives registry events (a name or ARN, "default"); empty:
+	// no events.
+	EventBus string
 }
 
 // Handler builds the function's handler (once per cold start).
@@ -53,6 +57,9 @@ func Handler(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) 
 		guard = setup.Middleware
 	}
 	regCfg := registry.Config{EdgeTokens: edgewire.Tokens(cfg, s.EdgeKVSARN)}
+	if s.EventBus != "" {
+		regCfg.Events = eventbridge.NewFromConfig(cfg, s.EventBus, log)
+	}
 	if s.CleanupFunction != "" {
 		regCfg.StartVerify = edgewire.StartVerify(lambda.NewFromConfig(cfg), s.CleanupFunction)
 	}
