@@ -19,6 +19,7 @@ import (
 	"github.com/berth-registry/berth/pkg/apigw"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/edge"
+	"github.com/berth-registry/berth/pkg/events/hooks"
 	"github.com/berth-registry/berth/pkg/immutability"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
@@ -57,6 +58,19 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 			log.Error("closing storage", slog.Any("error", err))
 		}
 	}()
+	em, closeEvents, err := openEvents(cfg.Events, log)
+	if err != nil {
+		return err
+	}
+	// Deferred before the server and background work stop, so it runs
+	// after them: their last events are delivered too.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := closeEvents(sctx); err != nil {
+			log.Warn("events not delivered before shutdown", slog.Any("error", err))
+		}
+	}()
 
 	regCfg := registry.Config{
 		UploadTTL:      cfg.UploadTTL,
@@ -81,6 +95,11 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 			return fmt.Errorf("--tag-immutability %s: %w", cfg.TagImmutability, err)
 		}
 		regCfg.ImmutableTags = rules.Immutable
+	}
+	var retainOpts []retention.Option
+	if em != nil {
+		regCfg.Events = em
+		retainOpts = append(retainOpts, hooks.Retention(em, nil))
 	}
 	var edgeKeys *edge.MemoryStore
 	if cfg.Edge {
@@ -128,12 +147,16 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	// metadata store shared by the admin socket, the sweep, garbage
 	// collection and retention.
 	store := meta.New(be.items)
+	gcc := collector(store, be, cfg.GCGrace, log)
+	if em != nil {
+		gcc.OnDelete = hooks.GC(em, nil)
+	}
 	if cfg.Backend == backendEmbedded {
 		// Before "listening": whoever sees the server up can reach it.
 		// Without the socket (a path too long for one, a filesystem without
 		// them) the registry still serves; `berth gc` then says the store
 		// is locked.
-		if stopAdmin, err := serveAdmin(cfg.Data, adminMux(collector(store, be, cfg.GCGrace, log), store), log); err != nil {
+		if stopAdmin, err := serveAdmin(cfg.Data, adminMux(gcc, store), log); err != nil {
 			log.Warn("no admin socket: berth gc and berth retention preview cannot reach this server", slog.Any("error", err))
 		} else {
 			defer stopAdmin()
@@ -163,14 +186,14 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	go func() {
 		defer close(gcDone)
 		if cfg.GCInterval > 0 {
-			collector(store, be, cfg.GCGrace, log).Every(bgCtx, cfg.GCInterval)
+			gcc.Every(bgCtx, cfg.GCInterval)
 		}
 	}()
 	retainDone := make(chan struct{})
 	go func() {
 		defer close(retainDone)
 		if policy != nil {
-			retain(bgCtx, store, policy, cfg.RetentionInterval, log)
+			retain(bgCtx, store, policy, cfg.RetentionInterval, log, retainOpts...)
 		}
 	}()
 	defer func() { stopBackground(); <-sweepDone; <-gcDone; <-retainDone }()
@@ -248,11 +271,11 @@ func withAuth(ctx context.Context, cfg serveConfig, reg http.Handler, addr strin
 }
 
 // retain applies the retention policy now and every interval until ctx ends.
-func retain(ctx context.Context, store *meta.Store, policy *retention.Policy, every time.Duration, log *slog.Logger) {
+func retain(ctx context.Context, store *meta.Store, policy *retention.Policy, every time.Duration, log *slog.Logger, opts ...retention.Option) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		rep, err := retention.Apply(ctx, store, policy, time.Now(), log)
+		rep, err := retention.Apply(ctx, store, policy, time.Now(), log, opts...)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("retention", slog.Any("error", err))
 		}

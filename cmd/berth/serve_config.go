@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -67,6 +68,15 @@ type serveConfig struct {
 	ShutdownTimeout time.Duration // how long in-flight requests get on SIGTERM
 	LogLevel        string        // debug | info | warn | error
 	Auth            authConfig
+	Events          eventsConfig
+}
+
+// eventsConfig delivers registry events (docs/events.md) as CloudEvents
+// JSON: posted to a webhook, appended to a file, or both.
+type eventsConfig struct {
+	Webhook    string // URL; empty: no webhook
+	SecretFile string // HMAC key for X-Berth-Signature; empty: unsigned
+	LogFile    string // JSON lines; empty: none
 }
 
 // authConfig turns on Docker token auth (docs/auth.md): a /token endpoint
@@ -175,6 +185,14 @@ func (c *serveConfig) validate() error {
 	if c.LambdaColdStarts && (!c.ViaLambda || c.Backend != backendAWS || c.Auth.PolicyFile != "") {
 		errs = append(errs, errors.New("--lambda-cold-starts needs --via-lambda and --backend aws, without --auth-policy"))
 	}
+	if c.Events.Webhook != "" {
+		if u, err := url.Parse(c.Events.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--events-webhook %q: want an http(s) URL", c.Events.Webhook))
+		}
+	}
+	if c.Events.SecretFile != "" && c.Events.Webhook == "" {
+		errs = append(errs, errors.New("--events-secret-file needs --events-webhook"))
+	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
@@ -221,6 +239,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.Auth.PolicyFile, "auth-policy", "", "turn on token auth with this policy `file` (JSON or YAML; docs/auth.md)")
 	fs.StringVar(&c.Auth.Service, "auth-service", "", "auth: service `name` (token audience; default: the listen address)")
 	fs.StringVar(&c.Auth.KeyFile, "auth-key", "", "auth: token signing key `file`, created if missing (default <data>/token-key.pem)")
+	fs.StringVar(&c.Events.Webhook, "events-webhook", "", "post registry events as CloudEvents JSON to this `URL`, with retries (docs/events.md)")
+	fs.StringVar(&c.Events.SecretFile, "events-secret-file", "", "sign webhook posts (X-Berth-Signature: sha256=HMAC) with the key in this `file`")
+	fs.StringVar(&c.Events.LogFile, "events-log", "", "append registry events as CloudEvents JSON lines to this `file`")
 	fs.StringVar(&c.Auth.OIDCIssuers, "oidc-issuers", "", "auth: trusted OIDC issuers, `JSON` [{\"issuer\":…,\"audience\":…}]")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -58,6 +58,7 @@ func loadSettings(getenv func(string) string) (apiwire.Settings, error) {
 		EdgeKVSARN:   env.String(lambdaenv.EdgeKVSARN, ""),
 		// Read as written: a name, or an ARN for another account's function.
 		CleanupFunction: env.String(lambdaenv.CleanupFunction, ""),
+		EventBus:        lambdaenv.BusName(env.String(lambdaenv.EventBus, "")),
 	}
 	// Invalid rules stop the cold start (fail closed): a function that
 	// would let immutable tags move must not serve.

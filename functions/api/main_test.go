@@ -144,6 +144,18 @@ func TestSettings(t *testing.T) {
 	if err != nil || s.Auth == nil || s.Auth.Realm != "https://registry.example.com/token" || s.Auth.Service != "registry.example.com" {
 		t.Errorf("auth settings %+v, %v", s.Auth, err)
 	}
+	if s.EventBus != "" {
+		t.Errorf("event bus without %s: %q", lambdaenv.EventBus, s.EventBus)
+	}
+	env[lambdaenv.EventBus] = "default"
+	if s, err = loadSettings(getenv(env)); err != nil || s.EventBus != "default" {
+		t.Errorf("event bus %q, %v", s.EventBus, err)
+	}
+	env[lambdaenv.EventBus] = "off"
+	if s, err = loadSettings(getenv(env)); err != nil || s.EventBus != "" {
+		t.Errorf("event bus off: %q, %v", s.EventBus, err)
+	}
+	delete(env, lambdaenv.EventBus)
 	if s.EdgeKVSARN != "" || s.CleanupFunction != "" {
 		t.Errorf("edge settings without their variables: %+v", s)
 	}

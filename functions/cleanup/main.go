@@ -33,7 +33,8 @@ func loadSettings(getenv func(string) string) (cleanupwire.Settings, error) {
 	s := cleanupwire.Settings{
 		Backend: awsbackend.Settings{Table: env.Required(lambdaenv.Table), Bucket: env.Required(lambdaenv.Bucket)},
 		Level:   env.Level(lambdaenv.LogLevel), EdgeKVSARN: env.String(lambdaenv.EdgeKVSARN, ""),
-		GCGrace: env.Duration(lambdaenv.GCGrace, gc.DefaultGrace),
+		GCGrace:  env.Duration(lambdaenv.GCGrace, gc.DefaultGrace),
+		EventBus: lambdaenv.BusName(env.String(lambdaenv.EventBus, "")),
 	}
 	var policyErr error
 	if raw := env.String(lambdaenv.RetentionPolicy, ""); raw != "" {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/driver/boltdb"
 	"github.com/berth-registry/berth/pkg/edge"
+	berthevents "github.com/berth-registry/berth/pkg/events"
 	"github.com/berth-registry/berth/pkg/gc"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
@@ -100,8 +102,17 @@ func TestSettings(t *testing.T) {
 			return map[string]string{lambdaenv.Table: "t", lambdaenv.Bucket: "b", lambdaenv.RetentionPolicy: policy}[k]
 		}
 	}
-	if s, err := loadSettings(env("")); err != nil || s.Retention != nil || s.GCGrace != gc.DefaultGrace {
+	if s, err := loadSettings(env("")); err != nil || s.Retention != nil || s.GCGrace != gc.DefaultGrace || s.EventBus != "" {
 		t.Errorf("no policy: %+v, %v", s, err)
+	}
+	withBus := func(k string) string {
+		if k == lambdaenv.EventBus {
+			return "arn:aws:events:eu-west-1:123456789012:event-bus/berth"
+		}
+		return env("")(k)
+	}
+	if s, err := loadSettings(withBus); err != nil || s.EventBus != "arn:aws:events:eu-west-1:123456789012:event-bus/berth" {
+		t.Errorf("event bus: %+v, %v", s, err)
 	}
 	if s, err := loadSettings(env(retentionPolicy)); err != nil || s.Retention == nil || len(s.Retention.Rules) != 2 {
 		t.Errorf("policy: %+v, %v", s, err)
@@ -317,13 +328,27 @@ func TestGCOnSchedule(t *testing.T) {
 	}
 	store := meta.New(e.Items, meta.WithClock(clock))
 	var logs bytes.Buffer
+	rec := &recorder{}
 	job := cleanupwire.Job{
 		Sweep: sweep.Sweeper{Store: store, Blobs: e.Blobs}, Retention: policy, Now: clock, Log: lambdaenv.Logger(&logs, 0),
-		GC: &gc.Collector{Store: store, Blobs: e.Blobs, Orphans: e.Blobs, Grace: 24 * time.Hour, Now: clock, Log: lambdaenv.Logger(&logs, 0)},
+		GC:     &gc.Collector{Store: store, Blobs: e.Blobs, Orphans: e.Blobs, Grace: 24 * time.Hour, Now: clock, Log: lambdaenv.Logger(&logs, 0)},
+		Events: rec,
 	}
 	ev := events.EventBridgeEvent{ID: "gc"}
 	if err := job.Run(t.Context(), ev); err != nil { // retention expires build-0 and build-1
 		t.Fatal(err)
+	}
+	// One DELETE event per expired image, with its tag and the reason.
+	var expired []string
+	for _, x := range rec.take() {
+		d := x.Detail
+		if x.DetailType != berthevents.DetailImageAction || d.ActionType != "DELETE" || d.Reason != "retention" || d.RetentionRule != 1 || d.RepositoryName != "app" {
+			t.Errorf("retention event %+v", x)
+		}
+		expired = append(expired, strings.Join(d.ImageTags, ","))
+	}
+	if slices.Sort(expired); !slices.Equal(expired, []string{"build-0", "build-1"}) {
+		t.Errorf("retention events for %v", expired)
 	}
 	now.Add(int64(25 * time.Hour))
 	if err := job.Run(t.Context(), ev); err != nil { // GC collects their configs and own layers
@@ -338,6 +363,24 @@ func TestGCOnSchedule(t *testing.T) {
 	}
 	if len(passes) != 2 || passes[0]["deleted"] != 0.0 || passes[1]["deleted"] != 4.0 {
 		t.Fatalf("gc passes %v", passes)
+	}
+	// One blob DELETE event per collected blob.
+	gcEvents := map[string]int64{}
+	for _, x := range rec.take() {
+		if x.DetailType != berthevents.DetailBlobAction || x.Detail.ActionType != "DELETE" || x.Detail.Reason != "gc" {
+			t.Errorf("gc event %+v", x)
+		}
+		gcEvents[x.Detail.BlobDigest] = x.Detail.Size
+	}
+	for _, img := range imgs[:2] {
+		for _, b := range [][]byte{img.Config, img.Layers[1]} {
+			if size, ok := gcEvents[string(oci.FromBytes(oci.SHA256, b))]; !ok || size != int64(len(b)) {
+				t.Errorf("gc event for %s: size %d, sent %v", oci.FromBytes(oci.SHA256, b), size, ok)
+			}
+		}
+	}
+	if len(gcEvents) != 4 {
+		t.Errorf("%d gc events, want 4", len(gcEvents))
 	}
 	have := map[oci.Digest]bool{}
 	objs, _, err := e.Blobs.BlobList(t.Context(), "", 100)
@@ -356,4 +399,25 @@ func TestGCOnSchedule(t *testing.T) {
 			t.Errorf("%s was collected but build-2 references it", d)
 		}
 	}
+}
+
+// recorder keeps the events emitted to it.
+type recorder struct {
+	mu  sync.Mutex
+	evs []berthevents.Event
+}
+
+func (r *recorder) Emit(_ context.Context, ev berthevents.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.evs = append(r.evs, ev)
+}
+
+// take returns the events so far and forgets them.
+func (r *recorder) take() []berthevents.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	evs := r.evs
+	r.evs = nil
+	return evs
 }

@@ -59,7 +59,20 @@ func (r *registry) logGroup(id string) awslogs.LogGroup {
 const (
 	lambdaEnvEdgeKVS         = "BERTH_EDGE_KVS_ARN"
 	lambdaEnvCleanupFunction = "BERTH_CLEANUP_FUNCTION"
+	lambdaEnvEventBus        = "BERTH_EVENT_BUS"
 )
+
+// eventBusARN is the bus registry events go to: Props.EventBus, or the
+// account's default bus in the stack's region.
+func (r *registry) eventBusARN() *string {
+	if r.props.EventBus != nil {
+		return r.props.EventBus.EventBusArn()
+	}
+	return awscdk.Fn_Join(jsii.String(""), &[]*string{
+		jsii.String("arn:"), awscdk.Aws_PARTITION(), jsii.String(":events:"), awscdk.Aws_REGION(),
+		jsii.String(":"), awscdk.Aws_ACCOUNT_ID(), jsii.String(":event-bus/default"),
+	})
+}
 
 // Actions per function. DynamoDB transactions need the per-item actions of
 // their operations; there is no TransactWriteItems action.
@@ -236,6 +249,15 @@ func (r *registry) newFunctions() {
 		cleanup.env[lambdaEnvEdgeKVS] = arn
 		api.statements = append(api.statements, statement("EdgeKeyRead", kvsRead, arn))
 		cleanup.statements = append(cleanup.statements, statement("EdgeKeyRotation", kvsRotate, arn))
+	}
+	if *p.Events {
+		// By ARN, which PutEvents takes as the bus name: it also names a
+		// bus of another account.
+		bus := r.eventBusARN()
+		api.env[lambdaEnvEventBus] = bus
+		cleanup.env[lambdaEnvEventBus] = bus
+		api.statements = append(api.statements, statement("PutRegistryEvents", []string{"events:PutEvents"}, bus))
+		cleanup.statements = append(cleanup.statements, statement("PutRegistryEvents", []string{"events:PutEvents"}, bus))
 	}
 	if r.bktKey != nil {
 		key := r.bktKey.KeyArn()

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscertificatemanager"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/berth-registry/berth/infra/berth"
@@ -216,6 +217,7 @@ var variantStack = sync.OnceValue(func() *synthesized {
 		p.TokenReservedConcurrency = jsii.Number(0)
 		p.ApiReservedConcurrency = 50
 		p.OriginVerifySecret = "variant-origin-marker"
+		p.EventBus = awsevents.NewEventBus(stack, jsii.String("RegistryEvents"), nil)
 	})
 })
 

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscertificatemanager"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudfront"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
@@ -149,6 +150,15 @@ type RegistryProps struct {
 	// MaxTagImmutabilityBytes; the function validates the rules at cold
 	// start and refuses to start with invalid ones.
 	TagImmutability string
+	// Events turns on registry events (BERTH_EVENT_BUS, docs/events.md):
+	// the api function puts one per push, tag delete and manifest delete,
+	// the cleanup function one per retention expiry and GC blob deletion,
+	// each role with events:PutEvents on exactly that bus. Default true.
+	Events *bool
+	// EventBus receives the events. Nil: the account's default bus in the
+	// stack's region. A bus of the registry's own:
+	// awsevents.NewEventBus(stack, jsii.String("RegistryEvents"), nil).
+	EventBus awsevents.IEventBus
 
 	// EdgeUploads deploys the edge upload path (docs/deploy.md, "Edge
 	// uploads"): a CloudFront KeyValueStore with the upload token keys, the
@@ -276,6 +286,9 @@ func (p RegistryProps) withDefaults() RegistryProps {
 	t := true
 	if p.ScanEnabled == nil {
 		p.ScanEnabled = &t
+	}
+	if p.Events == nil {
+		p.Events = &t
 	}
 	if p.DeletionProtection == nil {
 		p.DeletionProtection = &t

@@ -85,12 +85,12 @@ func TestFunctions(t *testing.T) {
 		env             []string
 	}{
 		"ApiFunction": {1024, 30, []string{"BERTH_AUTH", "BERTH_AUTH_POLICY_PARAM", "BERTH_BUCKET", "BERTH_CDN_KEY_PAIR_ID", "BERTH_CDN_PRIVATE_KEY_SECRET",
-			"BERTH_CDN_URL", "BERTH_CLEANUP_FUNCTION", "BERTH_EDGE_KVS_ARN", "BERTH_LOG_LEVEL", "BERTH_MAX_BODY_BYTES", "BERTH_PRESIGN_EXPIRY", "BERTH_SERVICE", "BERTH_TABLE",
+			"BERTH_CDN_URL", "BERTH_CLEANUP_FUNCTION", "BERTH_EDGE_KVS_ARN", "BERTH_EVENT_BUS", "BERTH_LOG_LEVEL", "BERTH_MAX_BODY_BYTES", "BERTH_PRESIGN_EXPIRY", "BERTH_SERVICE", "BERTH_TABLE",
 			"BERTH_TAG_IMMUTABILITY", "BERTH_TOKEN_ISSUER", "BERTH_TOKEN_KMS_KEY_ID", "BERTH_UPLOAD_TTL"}},
 		"TokenFunction": {512, 10, []string{"BERTH_AUTH_POLICY_PARAM", "BERTH_LOG_LEVEL", "BERTH_OIDC_ISSUERS",
 			"BERTH_SERVICE", "BERTH_TOKEN_ISSUER", "BERTH_TOKEN_KMS_KEY_ID", "BERTH_TOKEN_TTL"}},
 		"ScanFunction":    {256, 60, []string{"BERTH_BUCKET", "BERTH_LOG_LEVEL"}},
-		"CleanupFunction": {256, 900, []string{"BERTH_BUCKET", "BERTH_EDGE_KVS_ARN", "BERTH_GC_GRACE", "BERTH_LOG_LEVEL", "BERTH_RETENTION_POLICY", "BERTH_TABLE"}},
+		"CleanupFunction": {256, 900, []string{"BERTH_BUCKET", "BERTH_EDGE_KVS_ARN", "BERTH_EVENT_BUS", "BERTH_GC_GRACE", "BERTH_LOG_LEVEL", "BERTH_RETENTION_POLICY", "BERTH_TABLE"}},
 	}
 	for prefix, w := range want {
 		id, fn := s.function(t, prefix)
@@ -222,6 +222,8 @@ func TestIAMPerFunction(t *testing.T) {
 			"EdgeKeyRead": {[]string{"cloudfront-keyvaluestore:GetKey"}, []string{"RegistryUploadKeys"}},
 			// The asynchronous verify-upload invoke, of the cleanup function only.
 			"InvokeUploadVerifier": {[]string{"lambda:InvokeFunction"}, []string{"RegistryCleanupFunction"}},
+			// Registry events, on the account's default bus only.
+			"PutRegistryEvents": {[]string{"events:PutEvents"}, []string{`":event-bus/default"`}},
 		},
 		"TokenFunction": {
 			"Logs":           {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryTokenFunctionLogs"}},
@@ -247,6 +249,7 @@ func TestIAMPerFunction(t *testing.T) {
 			"VerifyUploadList":     {[]string{"s3:ListBucket"}, []string{`":s3:::",`}},
 			// Garbage collection: the only grant that deletes blob bytes.
 			"GarbageCollection": {[]string{"s3:DeleteObject"}, []string{obj3("blobs/")}},
+			"PutRegistryEvents": {[]string{"events:PutEvents"}, []string{`":event-bus/default"`}},
 		},
 	}
 	s := use(t, defaultStack)

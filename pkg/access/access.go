@@ -37,3 +37,21 @@ func (Open) MayPull(string) bool { return true }
 
 // MayPush implements Checker.
 func (Open) MayPush(string) bool { return true }
+
+// Identified is a Checker that knows who its caller is.
+type Identified interface {
+	// Subject names the caller (a token's subject): a principal, never a
+	// credential.
+	Subject() string
+}
+
+// SubjectOf returns the subject of the caller ctx carries, or "" when it
+// carries none or an anonymous one.
+func SubjectOf(ctx context.Context) string {
+	if c, ok := FromContext(ctx); ok {
+		if id, ok := c.(Identified); ok {
+			return id.Subject()
+		}
+	}
+	return ""
+}

@@ -588,9 +588,13 @@ func FuzzParseScope(f *testing.F) {
 // carries nothing beyond its scopes.
 func TestMountAccess(t *testing.T) {
 	e := newEnv(t)
-	var got access.Checker
+	var (
+		got     access.Checker
+		subject string
+	)
 	guarded := httptest.NewServer(e.setup.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, _ = access.FromContext(r.Context())
+		subject = access.SubjectOf(r.Context())
 		w.WriteHeader(http.StatusOK)
 	})))
 	t.Cleanup(guarded.Close)
@@ -610,6 +614,10 @@ func TestMountAccess(t *testing.T) {
 	}
 	_, pusher := e.fetch(e.proof(ciKey, service), "repository:team/app:pull,push")
 	head(pusher)
+	// The principal, for the actor of registry events; never the token.
+	if !strings.Contains(subject, "ci-push") || strings.Contains(subject, pusher) {
+		t.Errorf("subject %q: want the pusher's principal", subject)
+	}
 	for repo, want := range map[string]bool{"team/app": true, "team/other/lib": true, "public/base": true, "shared/x": false, "elsewhere": false} {
 		if got.MayPull(repo) != want {
 			t.Errorf("pusher MayPull(%s) = %v, want %v", repo, !want, want)

@@ -119,6 +119,9 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // the route's own scopes do not cover (access.Checker).
 type tokenAccess struct{ c *token.Claims }
 
+// Subject is the token's subject, for the actor of registry events.
+func (a tokenAccess) Subject() string { return a.c.Subject }
+
 func (a tokenAccess) MayPush(repo string) bool { return a.c.Allows("repository", repo, "push") }
 
 func (a tokenAccess) MayPull(repo string) bool {

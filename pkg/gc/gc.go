@@ -54,6 +54,12 @@ type Collector struct {
 	Orphans      Lister
 	OrphanBudget int
 	OrphanGrace  time.Duration
+	// OnDelete, when set, is told of each blob whose bytes a pass deleted
+	// (size 0 when a pass finished another's deletion and the size is no
+	// longer recorded), after the deletion is recorded: the registry's
+	// event hook (docs/events.md). It cannot fail or slow the pass beyond
+	// its own cost.
+	OnDelete func(ctx context.Context, d oci.Digest, size int64)
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
 	// Log receives one line per pass, and one per deleted blob at debug
@@ -167,7 +173,7 @@ func (c Collector) collect(ctx context.Context, cand meta.Candidate, cutoff int6
 			st.Would = append(st.Would, cand.Digest)
 			return nil
 		}
-		ok, err := c.reclaim(ctx, cand.Digest, &cand, st, func() (int64, error) {
+		ok, err := c.reclaim(ctx, cand.Digest, b.Size, &cand, st, func() (int64, error) {
 			return c.Store.GCTakeOver(ctx, cand.Digest, b.GoneVersion)
 		})
 		if ok {
@@ -193,7 +199,7 @@ func (c Collector) collect(ctx context.Context, cand meta.Candidate, cutoff int6
 		st.Bytes += b.Size
 		return nil
 	}
-	ok, err := c.reclaim(ctx, cand.Digest, &cand, st, func() (int64, error) { return c.Store.GCCondemn(ctx, b) })
+	ok, err := c.reclaim(ctx, cand.Digest, b.Size, &cand, st, func() (int64, error) { return c.Store.GCCondemn(ctx, b) })
 	if ok {
 		st.Deleted++
 		st.Bytes += b.Size
@@ -202,10 +208,10 @@ func (c Collector) collect(ctx context.Context, cand meta.Candidate, cutoff int6
 	return err
 }
 
-// reclaim condemns blob d (condemn returns the GONE mark's version), then
+// reclaim condemns blob d of size bytes (condemn returns the GONE mark's version), then
 // deletes its bytes and records that. A blob that changed under the pass
 // counts as raced and is left alone. It reports whether bytes went.
-func (c Collector) reclaim(ctx context.Context, d oci.Digest, cand *meta.Candidate, st *Stats, condemn func() (int64, error)) (bool, error) {
+func (c Collector) reclaim(ctx context.Context, d oci.Digest, size int64, cand *meta.Candidate, st *Stats, condemn func() (int64, error)) (bool, error) {
 	v, err := condemn()
 	if errors.Is(err, meta.ErrGCRaced) {
 		st.Raced++
@@ -214,19 +220,22 @@ func (c Collector) reclaim(ctx context.Context, d oci.Digest, cand *meta.Candida
 	if err != nil {
 		return false, err
 	}
-	if err := c.delete(ctx, d, v, cand); err != nil {
+	if err := c.delete(ctx, d, v, cand, size); err != nil {
 		return false, err
 	}
 	return true, nil
 }
 
 // delete removes the bytes of a condemned blob, then records it.
-func (c Collector) delete(ctx context.Context, d oci.Digest, goneVersion int64, cand *meta.Candidate) error {
+func (c Collector) delete(ctx context.Context, d oci.Digest, goneVersion int64, cand *meta.Candidate, size int64) error {
 	if err := c.Blobs.BlobDelete(ctx, d); err != nil {
 		return fmt.Errorf("gc: delete %s: %w", d, err)
 	}
 	if err := c.Store.GCDeleted(ctx, d, goneVersion, cand); err != nil {
 		return fmt.Errorf("gc: record deletion of %s: %w", d, err)
+	}
+	if c.OnDelete != nil {
+		c.OnDelete(ctx, d, size)
 	}
 	return nil
 }

@@ -75,7 +75,7 @@ func (c Collector) orphanPage(ctx context.Context, objs []storage.BlobObject, cu
 				st.OrphanBytes += o.Size
 				continue
 			}
-			ok, err := c.reclaim(ctx, o.Digest, nil, st, func() (int64, error) { return c.Store.GCCondemnOrphan(ctx, o.Digest) })
+			ok, err := c.reclaim(ctx, o.Digest, o.Size, nil, st, func() (int64, error) { return c.Store.GCCondemnOrphan(ctx, o.Digest) })
 			if err != nil {
 				return err
 			}

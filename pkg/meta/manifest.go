@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/storage"
@@ -377,33 +378,56 @@ func (s *Store) ManifestPull(ctx context.Context, repo string, ref oci.Reference
 // invariant 6). A tag moved, deleted or added meanwhile fails the
 // transaction, and the delete reads again.
 func (s *Store) ManifestDelete(ctx context.Context, repo string, d oci.Digest) error {
-	var err error
-	for range writeAttempts {
-		if err = s.manifestDelete(ctx, repo, d); !errors.Is(err, errStale) {
-			return err
-		}
-	}
-	return fmt.Errorf("%w: %w", ErrConflict, err)
+	_, err := s.ManifestRemove(ctx, repo, d)
+	return err
 }
 
-func (s *Store) manifestDelete(ctx context.Context, repo string, d oci.Digest) error {
+// Removed is what ManifestRemove deleted: the manifest's record and the
+// tags that went with it (sorted).
+type Removed struct {
+	Manifest Manifest
+	Tags     []string
+}
+
+// ManifestRemove is ManifestDelete returning what it removed (for the
+// registry's delete event).
+func (s *Store) ManifestRemove(ctx context.Context, repo string, d oci.Digest) (Removed, error) {
+	var (
+		rm  Removed
+		err error
+	)
+	for range writeAttempts {
+		if rm, err = s.manifestDelete(ctx, repo, d); !errors.Is(err, errStale) {
+			return rm, err
+		}
+	}
+	return Removed{}, fmt.Errorf("%w: %w", ErrConflict, err)
+}
+
+func (s *Store) manifestDelete(ctx context.Context, repo string, d oci.Digest) (Removed, error) {
 	it, err := s.items.ItemGet(ctx, repoPK(repo), manifestSK(d))
 	if errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("%w: %s", ErrManifestUnknown, d)
+		return Removed{}, fmt.Errorf("%w: %s", ErrManifestUnknown, d)
 	}
 	if err != nil {
-		return err
+		return Removed{}, err
 	}
 	m, err := decode[Manifest](it)
 	if err != nil {
-		return err
+		return Removed{}, err
 	}
+	m.Digest = d
 	// Read after the manifest: a tag written since then raised the
 	// manifest's version (retag), so the condition below catches it.
 	tags, err := s.tagsOf(ctx, repo, d)
 	if err != nil {
-		return err
+		return Removed{}, err
 	}
+	rm := Removed{Manifest: m}
+	for _, t := range tags {
+		rm.Tags = append(rm.Tags, strings.TrimPrefix(t.SK, pfxTag))
+	}
+	sort.Strings(rm.Tags)
 	now := s.unix()
 	ops := []storage.Op{
 		{Kind: storage.OpDelete, Item: storage.Item{PK: it.PK, SK: it.SK}, Cond: storage.IfVersion(it.Version)},
@@ -432,7 +456,7 @@ func (s *Store) manifestDelete(ctx context.Context, repo string, d oci.Digest) e
 	if excess := len(tagDels) - room; excess > 0 {
 		for start := 0; start < excess; start += storage.MaxTransactOps {
 			if err := s.items.Transact(ctx, tagDels[start:min(start+storage.MaxTransactOps, excess)]); err != nil {
-				return staleIfCond(err)
+				return Removed{}, staleIfCond(err)
 			}
 		}
 		tagDels = tagDels[excess:]
@@ -445,23 +469,23 @@ func (s *Store) manifestDelete(ctx context.Context, repo string, d oci.Digest) e
 	if len(ops)+len(refs)+len(cands) <= storage.MaxTransactOps {
 		ops = append(ops, cands...)
 	} else if err := s.putAll(ctx, cands); err != nil {
-		return err
+		return Removed{}, err
 	}
 	if len(ops)+len(refs) <= storage.MaxTransactOps {
 		ops = append(ops, refs...)
 		refs = nil
 	}
 	if err := s.items.Transact(ctx, ops); err != nil {
-		return staleIfCond(err)
+		return Removed{}, staleIfCond(err)
 	}
 	// Decrements that did not fit: lowering counts after the manifest is
 	// gone can only leave them too high, never too low.
 	for _, op := range refs {
 		if _, err := s.items.ItemAdd(ctx, op.Item, op.Delta, op.Cond); err != nil && !errors.Is(err, storage.ErrConditionFailed) {
-			return err
+			return rm, err
 		}
 	}
-	return nil
+	return rm, nil
 }
 
 // staleIfCond turns a failed condition into errStale: something changed

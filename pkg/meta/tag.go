@@ -143,13 +143,21 @@ func (s *Store) retag(ctx context.Context, repo, tag string, d oci.Digest, it st
 
 // TagDelete removes a tag (the manifest stays).
 func (s *Store) TagDelete(ctx context.Context, repo, tag string) error {
-	if _, err := s.TagGet(ctx, repo, tag); err != nil {
-		return err
+	_, err := s.TagRemove(ctx, repo, tag)
+	return err
+}
+
+// TagRemove is TagDelete returning the record it removed (what the tag
+// pointed at, for the registry's delete event).
+func (s *Store) TagRemove(ctx context.Context, repo, tag string) (Tag, error) {
+	t, err := s.TagGet(ctx, repo, tag)
+	if err != nil {
+		return Tag{}, err
 	}
 	if s.immutable != nil && s.immutable(repo, tag) {
-		return fmt.Errorf("%w: %s:%s", ErrTagImmutable, repo, tag)
+		return Tag{}, fmt.Errorf("%w: %s:%s", ErrTagImmutable, repo, tag)
 	}
-	return s.items.ItemDelete(ctx, repoPK(repo), tagSK(tag), storage.IfNone)
+	return t, s.items.ItemDelete(ctx, repoPK(repo), tagSK(tag), storage.IfNone)
 }
 
 // TagList returns up to n tags of repo sorted lexically after last, and

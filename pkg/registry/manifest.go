@@ -155,6 +155,7 @@ func (g *Registry) manifestPut(w http.ResponseWriter, r *http.Request, rt route.
 	if err != nil {
 		return err
 	}
+	g.emitPush(r.Context(), rt.Name, ref.Tag, dgst, parsed)
 	h := w.Header()
 	h.Set("Location", "/v2/"+rt.Name+"/manifests/"+string(dgst))
 	h.Set("Docker-Content-Digest", string(dgst))
@@ -178,12 +179,17 @@ func (g *Registry) manifestDelete(w http.ResponseWriter, r *http.Request, rt rou
 		return err
 	}
 	if ref.IsDigest() {
-		err = g.meta.ManifestDelete(r.Context(), rt.Name, ref.Digest)
+		rm, err := g.meta.ManifestRemove(r.Context(), rt.Name, ref.Digest)
+		if err != nil {
+			return err
+		}
+		g.emitManifestDelete(r.Context(), rt.Name, rm)
 	} else {
-		err = g.meta.TagDelete(r.Context(), rt.Name, ref.Tag)
-	}
-	if err != nil {
-		return err
+		t, err := g.meta.TagRemove(r.Context(), rt.Name, ref.Tag)
+		if err != nil {
+			return err
+		}
+		g.emitTagDelete(r.Context(), rt.Name, ref.Tag, t)
 	}
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)

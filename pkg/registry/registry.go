@@ -72,6 +72,9 @@ type Config struct {
 	Open bool
 	// ImmutableTags reports tags that may not move once pushed; nil: none.
 	ImmutableTags func(repo, tag string) bool
+	// Events receives an event after each committed push, tag delete and
+	// manifest delete (docs/events.md); nil: none.
+	Events Emitter
 	// Logger receives request and error logs. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.

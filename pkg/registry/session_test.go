@@ -32,7 +32,7 @@ func newEmbedded(t *testing.T, cfg registry.Config) (*registry.Registry, string)
 	return registry.New(cfg, e.Items, e.Blobs), e.Dir
 }
 
-func call(t *testing.T, h http.Handler, method, path string, body []byte, hdr ...string) *httptest.ResponseRecorder {
+func call(t testing.TB, h http.Handler, method, path string, body []byte, hdr ...string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(method, path, bytes.NewReader(body))
 	for i := 0; i+1 < len(hdr); i += 2 {

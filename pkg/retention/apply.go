@@ -40,7 +40,7 @@ const (
 // repositories, and stops starting work when ctx's deadline is less than
 // Reserve away. A failing repository is logged and counted; the others
 // still run, and the joined errors are returned. A nil policy does nothing.
-func Apply(ctx context.Context, store *meta.Store, policy *Policy, now time.Time, log *slog.Logger) (Report, error) {
+func Apply(ctx context.Context, store *meta.Store, policy *Policy, now time.Time, log *slog.Logger, opts ...Option) (Report, error) {
 	var rep Report
 	if policy == nil {
 		return rep, nil
@@ -61,7 +61,7 @@ func Apply(ctx context.Context, store *meta.Store, policy *Policy, now time.Time
 			rep.Stopped, rep.Remaining = true, len(repos)-i
 			break
 		}
-		n, err := ApplyRepo(ctx, store, policy, repo, now, log)
+		n, err := ApplyRepo(ctx, store, policy, repo, now, log, opts...)
 		rep.Expired += n
 		if errors.Is(err, errDeadline) {
 			rep.Stopped, rep.Remaining = true, len(repos)-i
@@ -205,6 +205,8 @@ func (pl *plan) lastPulled(d oci.Digest, seen map[oci.Digest]bool) int64 {
 // Expired is one manifest a policy deletes, and why: what Preview
 // returns and what Apply logs.
 type Expired struct {
+	// Repo is set for OnExpire; Preview groups by repository instead.
+	Repo        string     `json:"-"`
 	Digest      oci.Digest `json:"digest"`
 	Tags        []string   `json:"tags"`
 	MediaType   string     `json:"mediaType,omitempty"`
@@ -285,7 +287,8 @@ func Preview(ctx context.Context, store *meta.Store, policy *Policy, repos []str
 // left for the next run. Each delete is meta.ManifestDelete: the manifest,
 // its tags and referrer entry go, blob reference counts drop, and the blob
 // GC reclaims bytes later.
-func ApplyRepo(ctx context.Context, store *meta.Store, policy *Policy, repo string, now time.Time, log *slog.Logger) (int, error) {
+func ApplyRepo(ctx context.Context, store *meta.Store, policy *Policy, repo string, now time.Time, log *slog.Logger, opts ...Option) (int, error) {
+	o := collect(opts)
 	pl, err := planRepo(ctx, store, policy, repo, now)
 	if err != nil {
 		return 0, err
@@ -357,6 +360,10 @@ func ApplyRepo(ctx context.Context, store *meta.Store, policy *Policy, repo stri
 				attrs = append(attrs, slog.String("cause", string(e.Cause)))
 			}
 			log.LogAttrs(ctx, slog.LevelInfo, "retention: expired", attrs...)
+			if o.onExpire != nil {
+				e.Repo = repo
+				o.onExpire(ctx, e)
+			}
 		}
 		if !progress {
 			// Content addressing makes references acyclic; a cycle here

@@ -351,6 +351,7 @@ var grants = map[string]map[string][]string{
 		"bucket":    {"s3:ListBucket"},
 		// The asynchronous verify-upload invoke of the cleanup function.
 		"cleanup-function": {"lambda:InvokeFunction"},
+		"event-bus":        {"events:PutEvents"},
 	},
 	"CleanupFunction": {
 		// Query, GetItem, DeleteItem: the upload sweep. UpdateItem: retention,
@@ -361,8 +362,9 @@ var grants = map[string]map[string][]string{
 		"table":     {"dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
 		"uploads/*": {"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject"},
 		// DeleteObject: garbage collection, the only grant that deletes bytes.
-		"blobs/*": {"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"},
-		"bucket":  {"s3:ListBucket"},
+		"blobs/*":   {"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"},
+		"bucket":    {"s3:ListBucket"},
+		"event-bus": {"events:PutEvents"},
 	},
 	"ScanFunction": {},
 	"TokenFunction": {
@@ -383,6 +385,8 @@ func resourceName(r any) string {
 		return "bucket"
 	case fmt.Sprint(get(r, "Fn::GetAtt")) == "[CleanupFunction Arn]":
 		return "cleanup-function"
+	case str(r, "Fn::Sub") == "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}":
+		return "event-bus"
 	case strings.HasPrefix(str(r, "Fn::Sub"), "${BlobBucket.Arn}/"):
 		return strings.TrimPrefix(str(r, "Fn::Sub"), "${BlobBucket.Arn}/")
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/berth-registry/berth/functions/internal/edgewire"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/awsbackend"
+	"github.com/berth-registry/berth/pkg/events/eventbridge"
 	"github.com/berth-registry/berth/pkg/immutability"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
@@ -38,6 +39,9 @@ type Settings struct {
 	// TagImmutability decides which tags may not move
 	// (BERTH_TAG_IMMUTABILITY); nil: every tag is mutable.
 	TagImmutability *immutability.Rules
+	// EventBus receives registry events (a name or ARN, "default"); empty:
+	// no events.
+	EventBus string
 }
 
 // Handler builds the function's handler (once per cold start).
@@ -57,6 +61,9 @@ func Handler(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) 
 		guard = setup.Middleware
 	}
 	regCfg := registry.Config{EdgeTokens: edgewire.Tokens(cfg, s.EdgeKVSARN)}
+	if s.EventBus != "" {
+		regCfg.Events = eventbridge.NewFromConfig(cfg, s.EventBus, log)
+	}
 	if s.CleanupFunction != "" {
 		regCfg.StartVerify = edgewire.StartVerify(lambda.NewFromConfig(cfg), s.CleanupFunction)
 	}

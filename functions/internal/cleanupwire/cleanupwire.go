@@ -19,6 +19,9 @@ import (
 	"github.com/berth-registry/berth/pkg/awsbackend"
 	"github.com/berth-registry/berth/pkg/edge"
 	"github.com/berth-registry/berth/pkg/edge/kvs"
+	berthevents "github.com/berth-registry/berth/pkg/events"
+	"github.com/berth-registry/berth/pkg/events/eventbridge"
+	"github.com/berth-registry/berth/pkg/events/hooks"
 	"github.com/berth-registry/berth/pkg/gc"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/registry"
@@ -33,6 +36,9 @@ type Settings struct {
 	Retention  *retention.Policy // nil: no retention
 	EdgeKVSARN string            // empty: no key rotation
 	GCGrace    time.Duration     // 0: no garbage collection
+	// EventBus receives the events of GC and retention deletions (a name
+	// or ARN, "default"); empty: no events.
+	EventBus string
 }
 
 // Handler opens the drivers and returns the function's entry point for
@@ -50,6 +56,9 @@ func Handler(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) 
 		Now:       time.Now,
 		Log:       log,
 	}
+	if s.EventBus != "" {
+		job.Events = eventbridge.NewFromConfig(cfg, s.EventBus, log)
+	}
 	if s.GCGrace > 0 {
 		job.GC = &gc.Collector{Store: store, Blobs: be.Blobs, Orphans: be.Lister, Grace: s.GCGrace, Log: log}
 	}
@@ -66,8 +75,11 @@ type Job struct {
 	Retention *retention.Policy // nil: no retention
 	Keys      edge.KeyAdmin     // nil: no key rotation
 	GC        *gc.Collector     // nil: no garbage collection
-	Now       func() time.Time
-	Log       *slog.Logger
+	// Events receives an event per GC blob deletion and retention expiry;
+	// nil: none.
+	Events berthevents.Emitter
+	Now    func() time.Time
+	Log    *slog.Logger
 }
 
 // Run rotates the upload token keys when Keys is set (first: it is quick,
@@ -96,7 +108,11 @@ func (j Job) Run(ctx context.Context, ev events.EventBridgeEvent) error {
 	// logs its own counts.
 	var gcErr error
 	if j.GC != nil {
-		_, gcErr = j.GC.Pass(ctx)
+		c := *j.GC
+		if j.Events != nil {
+			c.OnDelete = hooks.GC(j.Events, j.Now)
+		}
+		_, gcErr = c.Pass(ctx)
 	}
 	return errors.Join(rotateErr, sweepErr, retainErr, gcErr)
 }
@@ -107,7 +123,11 @@ func (j Job) retain(ctx context.Context, ev events.EventBridgeEvent) error {
 	if j.Retention == nil {
 		return nil
 	}
-	rep, err := retention.Apply(ctx, j.Sweep.Store, j.Retention, j.Now(), log)
+	var opts []retention.Option
+	if j.Events != nil {
+		opts = append(opts, hooks.Retention(j.Events, j.Now))
+	}
+	rep, err := retention.Apply(ctx, j.Sweep.Store, j.Retention, j.Now(), log, opts...)
 	attrs := []slog.Attr{
 		slog.String("event", ev.ID), slog.Int("repositories", rep.Repositories), slog.Int("expired", rep.Expired),
 		slog.Int("failed", rep.Failed), slog.Int("remaining", rep.Remaining), slog.Bool("stopped", rep.Stopped),

@@ -44,7 +44,11 @@ const (
 	TagImmutability = "BERTH_TAG_IMMUTABILITY"
 	// GCGrace is how long a blob must have been unreferenced before the
 	// cleanup function deletes it (a Go duration; "0" turns GC off).
-	GCGrace          = "BERTH_GC_GRACE"
+	GCGrace = "BERTH_GC_GRACE"
+	// EventBus is the EventBridge bus the api and cleanup functions put
+	// registry events on (docs/events.md): a name or ARN, "default" for
+	// the account's default bus; unset or "off": no events.
+	EventBus         = "BERTH_EVENT_BUS"
 	DefaultTokenTTL  = 15 * time.Minute
 	DefaultUploadTTL = time.Hour
 )
@@ -163,6 +167,15 @@ func (r *Reader) Bool(key string, def bool) bool {
 		r.errs = append(r.errs, fmt.Errorf("%s=%q: want on or off", key, v))
 		return def
 	}
+}
+
+// BusName is the value of BERTH_EVENT_BUS as the functions use it: the
+// bus name or ARN, "" for "off" (no events).
+func BusName(v string) string {
+	if v == "off" {
+		return ""
+	}
+	return v
 }
 
 // Level parses debug|info|warn|error, default info.
