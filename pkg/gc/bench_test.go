@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,39 +12,8 @@ import (
 	"github.com/berth-registry/berth/pkg/gc"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
-	"github.com/berth-registry/berth/pkg/storage"
+	"github.com/berth-registry/berth/pkg/storage/storagetest"
 )
-
-// countItems counts metadata requests.
-type countItems struct {
-	storage.Items
-	n atomic.Int64
-}
-
-func (c *countItems) ItemGet(ctx context.Context, pk, sk string) (storage.Item, error) {
-	c.n.Add(1)
-	return c.Items.ItemGet(ctx, pk, sk)
-}
-func (c *countItems) ItemPut(ctx context.Context, it storage.Item, cond storage.Cond) error {
-	c.n.Add(1)
-	return c.Items.ItemPut(ctx, it, cond)
-}
-func (c *countItems) ItemAdd(ctx context.Context, it storage.Item, d int64, cond storage.Cond) (storage.Item, error) {
-	c.n.Add(1)
-	return c.Items.ItemAdd(ctx, it, d, cond)
-}
-func (c *countItems) ItemDelete(ctx context.Context, pk, sk string, cond storage.Cond) error {
-	c.n.Add(1)
-	return c.Items.ItemDelete(ctx, pk, sk, cond)
-}
-func (c *countItems) ItemQuery(ctx context.Context, pk, prefix, after string, limit int) ([]storage.Item, bool, error) {
-	c.n.Add(1)
-	return c.Items.ItemQuery(ctx, pk, prefix, after, limit)
-}
-func (c *countItems) Transact(ctx context.Context, ops []storage.Op) error {
-	c.n.Add(1)
-	return c.Items.Transact(ctx, ops)
-}
 
 // BenchmarkPass measures one pass that deletes 10 blobs, in stores that
 // hold 1,000 and 100,000 referenced blobs (embedded store; the request
@@ -80,7 +48,7 @@ func BenchmarkPass(b *testing.B) {
 				}
 			}
 			now := func() time.Time { return time.Now().Add(2 * time.Hour) }
-			counted := &countItems{Items: e.Items}
+			counted := storagetest.NewProbe(e.Items)
 			c := gc.Collector{Store: meta.New(counted, meta.WithClock(now)), Blobs: e.Blobs, Grace: time.Hour, Now: now}
 			if st, err := c.Pass(ctx); err != nil || st.Deleted != 0 { // settle: every entry so far is referenced
 				b.Fatalf("settle: %+v %v", st, err)
@@ -99,13 +67,15 @@ func BenchmarkPass(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				counted.n.Store(0)
+				counted.Reset()
 				b.StartTimer()
 				st, err := c.Pass(ctx)
 				if err != nil {
 					b.Fatal(err)
 				}
-				requests += counted.n.Load()
+				for _, n := range counted.Reset() {
+					requests += int64(n)
+				}
 				deleted += int64(st.Deleted)
 			}
 			b.ReportMetric(float64(requests)/float64(b.N), "requests/pass")

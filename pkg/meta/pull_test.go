@@ -9,6 +9,7 @@ import (
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/storage"
+	"github.com/berth-registry/berth/pkg/storage/storagetest"
 )
 
 // clock is a settable test clock.
@@ -29,9 +30,9 @@ var pullDay0 = time.Date(2026, 11, 20, 23, 0, 0, 0, time.UTC)
 
 // pull resolves ref and records the pull as a GET does, and returns the
 // driver calls both took.
-func pull(t *testing.T, s *meta.Store, p *probe, repo string, ref oci.Reference) map[string]int {
+func pull(t *testing.T, s *meta.Store, p *storagetest.Probe, repo string, ref oci.Reference) map[string]int {
 	t.Helper()
-	p.reset()
+	p.Reset()
 	_, rec, err := s.ManifestPull(t.Context(), repo, ref)
 	if err != nil {
 		t.Fatalf("pull %s %v: %v", repo, ref, err)
@@ -39,7 +40,7 @@ func pull(t *testing.T, s *meta.Store, p *probe, repo string, ref oci.Reference)
 	if err := s.PullRecord(t.Context(), rec); err != nil {
 		t.Fatalf("record pull %s %v: %v", repo, ref, err)
 	}
-	return p.reset()
+	return p.Reset()
 }
 
 func lastPulled(t *testing.T, s *meta.Store, repo string, d oci.Digest) time.Time {
@@ -76,7 +77,7 @@ func wantCalls(t *testing.T, what string, got, want map[string]int) {
 func TestPullRecordOncePerDay(t *testing.T) {
 	eachBackend(t, func(t *testing.T, items storage.Items) {
 		c := newClock(pullDay0)
-		p := newProbe(items)
+		p := storagetest.NewProbe(items)
 		s := meta.New(p, meta.WithClock(c.now))
 		a, _ := manifestWith(t, s, "r", 2, "a")
 		putTagged(t, s, a, "v1")

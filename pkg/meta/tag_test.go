@@ -16,6 +16,7 @@ import (
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/storage"
+	"github.com/berth-registry/berth/pkg/storage/storagetest"
 )
 
 // eachBackend runs fn on the embedded store (bbolt) and on DynamoDB Local:
@@ -28,103 +29,16 @@ func eachBackend(t *testing.T, fn func(t *testing.T, items storage.Items)) {
 	})
 }
 
-// probe counts the calls a Store makes to its driver, and can run a hook
-// before the nth call of a method: another writer's change, landing
-// exactly between what the Store read and what it writes.
-type probe struct {
-	storage.Items
-	mu    sync.Mutex
-	calls map[string]int
-	hook  func(method string, n int)
-}
-
-func newProbe(items storage.Items) *probe { return &probe{Items: items, calls: map[string]int{}} }
-
-func (p *probe) note(method string) {
-	p.mu.Lock()
-	p.calls[method]++
-	n, hook := p.calls[method], p.hook
-	p.mu.Unlock()
-	if hook != nil {
-		hook(method, n)
-	}
-}
-
-// before arms the hook: fn runs before the nth call of method counted from
-// now (the counts restart).
-func (p *probe) before(method string, n int, fn func()) {
-	p.reset()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.hook = func(m string, i int) {
-		if m == method && i == n {
-			fn()
-		}
-	}
-}
-
-func (p *probe) disarm() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.hook = nil
-}
-
-// reset clears the counts and returns what they were.
-func (p *probe) reset() map[string]int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	old := p.calls
-	p.calls = map[string]int{}
-	return old
-}
-
-func (p *probe) ItemGet(ctx context.Context, pk, sk string) (storage.Item, error) {
-	p.note("ItemGet")
-	return p.Items.ItemGet(ctx, pk, sk)
-}
-
-func (p *probe) ItemPut(ctx context.Context, it storage.Item, c storage.Cond) error {
-	p.note("ItemPut")
-	return p.Items.ItemPut(ctx, it, c)
-}
-
-func (p *probe) ItemAdd(ctx context.Context, it storage.Item, d int64, c storage.Cond) (storage.Item, error) {
-	p.note("ItemAdd")
-	return p.Items.ItemAdd(ctx, it, d, c)
-}
-
-func (p *probe) ItemDelete(ctx context.Context, pk, sk string, c storage.Cond) error {
-	p.note("ItemDelete")
-	return p.Items.ItemDelete(ctx, pk, sk, c)
-}
-
-func (p *probe) ItemQuery(ctx context.Context, pk, prefix, after string, limit int) ([]storage.Item, bool, error) {
-	p.note("ItemQuery")
-	return p.Items.ItemQuery(ctx, pk, prefix, after, limit)
-}
-
-func (p *probe) Transact(ctx context.Context, ops []storage.Op) error {
-	p.note("Transact")
-	return p.Items.Transact(ctx, ops)
-}
-
-// ItemGetBatch keeps the driver's batch read visible to the Store (both
-// drivers have one), counted as one call.
-func (p *probe) ItemGetBatch(ctx context.Context, keys []storage.Key) ([]storage.Item, error) {
-	p.note("ItemGetBatch")
-	return p.Items.(storage.ItemBatchGetter).ItemGetBatch(ctx, keys)
-}
-
 // resolveCost resolves repo:tag through s (over p) and returns the
 // manifest and the driver calls it took.
-func resolveCost(t *testing.T, s *meta.Store, p *probe, repo, tag string) (meta.Manifest, map[string]int) {
+func resolveCost(t *testing.T, s *meta.Store, p *storagetest.Probe, repo, tag string) (meta.Manifest, map[string]int) {
 	t.Helper()
-	p.reset()
+	p.Reset()
 	m, err := s.ManifestResolve(t.Context(), repo, oci.Reference{Tag: tag})
 	if err != nil {
 		t.Fatalf("resolve %s:%s: %v", repo, tag, err)
 	}
-	return m, p.reset()
+	return m, p.Reset()
 }
 
 // wantSame fails unless the manifest resolved by tag is the one stored
@@ -189,7 +103,7 @@ func wantTagUnknown(t *testing.T, s *meta.Store, repo, tag string) {
 // manifest, a tag move, an immutable tag re-pushed, an external body.
 func TestTagResolveOneRead(t *testing.T) {
 	eachBackend(t, func(t *testing.T, items storage.Items) {
-		p := newProbe(items)
+		p := storagetest.NewProbe(items)
 		s := meta.New(p, meta.WithImmutableTags(func(_, tag string) bool { return tag == "release" }))
 		a, _ := manifestWith(t, s, "r", 2, "a")
 		b, _ := manifestWith(t, s, "r", 1, "b")
@@ -203,9 +117,9 @@ func TestTagResolveOneRead(t *testing.T) {
 		putTagged(t, s, a, "release")    // immutable, new
 		putTagged(t, s, a, "release")    // immutable, same digest again
 		putTagged(t, s, ext, "external") // body stored as a blob
-		p.reset()
+		p.Reset()
 		putTagged(t, s, a, "again")
-		if c := p.reset(); !reflect.DeepEqual(c, map[string]int{"ItemGetBatch": 1, "Transact": 1}) {
+		if c := p.Reset(); !reflect.DeepEqual(c, map[string]int{"ItemGetBatch": 1, "Transact": 1}) {
 			t.Errorf("re-tag cost %v, want one batch read and one transaction", c)
 		}
 		for tag, d := range map[string]oci.Digest{"v1": a.Digest, "latest": a.Digest, "moved": a.Digest, "release": a.Digest, "again": a.Digest, "external": ext.Digest} {
@@ -232,7 +146,7 @@ func TestTagResolveOneRead(t *testing.T) {
 func TestTagOldFormat(t *testing.T) {
 	eachBackend(t, func(t *testing.T, items storage.Items) {
 		ctx := t.Context()
-		p := newProbe(items)
+		p := storagetest.NewProbe(items)
 		s := meta.New(p)
 		a, _ := manifestWith(t, s, "old", 1, "a")
 		if err := s.ManifestPut(ctx, a); err != nil {
@@ -283,7 +197,7 @@ func TestTagCopyTooLarge(t *testing.T) {
 	eachBackend(t, func(t *testing.T, items storage.Items) {
 		ctx := t.Context()
 		now := time.Unix(1_800_000_000, 0)
-		p := newProbe(items)
+		p := storagetest.NewProbe(items)
 		s := meta.New(p, meta.WithClock(func() time.Time { return now }))
 		// About 1,200 referenced digests beside an inline body near
 		// InlineLimit is what it takes to fill a record (docs/dynamodb.md).
@@ -390,19 +304,19 @@ func TestRetagRacesDelete(t *testing.T) {
 		other := meta.New(items) // the concurrent writer, not probed
 
 		t.Run("delete lands first", func(t *testing.T) {
-			p := newProbe(items)
+			p := storagetest.NewProbe(items)
 			s := meta.New(p)
 			a, ds := manifestWith(t, s, "race1", 2, "race1a")
 			putTagged(t, s, a, "v1")
 			// The re-tag read the manifest; before its transaction the
 			// manifest and its tag are deleted.
-			p.before("Transact", 1, func() {
+			p.Before("Transact", 1, func() {
 				if err := other.ManifestDelete(ctx, "race1", a.Digest); err != nil {
 					t.Errorf("delete: %v", err)
 				}
 			})
 			putTagged(t, s, a, "v2")
-			p.disarm()
+			p.Disarm()
 			// The re-tag found the manifest gone and pushed it anew (its
 			// blobs are still linked): delete, then put.
 			wantTagUnknown(t, s, "race1", "v1")
@@ -420,13 +334,13 @@ func TestRetagRacesDelete(t *testing.T) {
 		})
 
 		t.Run("retag lands first", func(t *testing.T) {
-			p := newProbe(items)
+			p := storagetest.NewProbe(items)
 			s := meta.New(p)
 			a, ds := manifestWith(t, s, "race2", 2, "race2a")
 			putTagged(t, s, a, "v1")
 			// The delete read the manifest and its tags; before its
 			// transaction a new tag points at the manifest.
-			p.before("Transact", 1, func() {
+			p.Before("Transact", 1, func() {
 				a.Tag = "v2"
 				if err := other.ManifestPut(ctx, a); err != nil {
 					t.Errorf("re-tag: %v", err)
@@ -435,8 +349,8 @@ func TestRetagRacesDelete(t *testing.T) {
 			if err := s.ManifestDelete(ctx, "race2", a.Digest); err != nil {
 				t.Fatal(err)
 			}
-			p.disarm()
-			if c := p.reset(); c["Transact"] != 2 {
+			p.Disarm()
+			if c := p.Reset(); c["Transact"] != 2 {
 				t.Errorf("delete made %d transactions, want 2 (one refused, one after reading again)", c["Transact"])
 			}
 			wantTagUnknown(t, s, "race2", "v1")
@@ -453,13 +367,13 @@ func TestRetagRacesDelete(t *testing.T) {
 		})
 
 		t.Run("tag moved away during delete", func(t *testing.T) {
-			p := newProbe(items)
+			p := storagetest.NewProbe(items)
 			s := meta.New(p)
 			a, _ := manifestWith(t, s, "race3", 1, "race3a")
 			b, _ := manifestWith(t, s, "race3", 1, "race3b")
 			putTagged(t, s, a, "v1")
 			putTagged(t, s, b, "other")
-			p.before("Transact", 1, func() {
+			p.Before("Transact", 1, func() {
 				b.Tag = "v1"
 				if err := other.ManifestPut(ctx, b); err != nil {
 					t.Errorf("move: %v", err)
@@ -468,7 +382,7 @@ func TestRetagRacesDelete(t *testing.T) {
 			if err := s.ManifestDelete(ctx, "race3", a.Digest); err != nil {
 				t.Fatal(err)
 			}
-			p.disarm()
+			p.Disarm()
 			// The delete must not take the tag that now names b with it.
 			m, _ := resolveCost(t, s, p, "race3", "v1")
 			wantSame(t, s, "race3", b.Digest, m)
@@ -476,25 +390,24 @@ func TestRetagRacesDelete(t *testing.T) {
 		})
 
 		t.Run("writer keeps winning", func(t *testing.T) {
-			p := newProbe(items)
+			p := storagetest.NewProbe(items)
 			s := meta.New(p)
 			a, _ := manifestWith(t, s, "race4", 1, "race4a")
 			putTagged(t, s, a, "v0")
 			// Every delete transaction loses to a new re-tag: the delete
 			// gives up with ErrConflict and leaves a consistent state.
-			p.reset()
-			p.hook = func(method string, n int) {
+			p.Hook(func(method string, n int) {
 				if method == "Transact" {
 					a.Tag = fmt.Sprintf("v%d", n)
 					if err := other.ManifestPut(ctx, a); err != nil {
 						t.Errorf("re-tag: %v", err)
 					}
 				}
-			}
+			})
 			if err := s.ManifestDelete(ctx, "race4", a.Digest); !errors.Is(err, meta.ErrConflict) {
 				t.Fatalf("delete under constant re-tags: %v", err)
 			}
-			p.disarm()
+			p.Disarm()
 			checkNoOrphanTags(t, s, "race4")
 		})
 	})
@@ -506,7 +419,7 @@ func TestRetagRacesDelete(t *testing.T) {
 func TestManifestDeleteManyTags(t *testing.T) {
 	eachBackend(t, func(t *testing.T, items storage.Items) {
 		ctx := t.Context()
-		p := newProbe(items)
+		p := storagetest.NewProbe(items)
 		s := meta.New(p)
 		other := meta.New(items)
 		a, ds := manifestWith(t, s, "many", 2, "a")
@@ -536,7 +449,7 @@ func TestManifestDeleteManyTags(t *testing.T) {
 		}
 		// Between the excess tags' transaction and the final one, another
 		// writer tags the manifest once more.
-		p.before("Transact", 2, func() {
+		p.Before("Transact", 2, func() {
 			a.Tag = "late"
 			if err := other.ManifestPut(ctx, a); err != nil {
 				t.Errorf("late tag: %v", err)
@@ -545,10 +458,10 @@ func TestManifestDeleteManyTags(t *testing.T) {
 		if err := s.ManifestDelete(ctx, "many", a.Digest); err != nil {
 			t.Fatal(err)
 		}
-		p.disarm()
+		p.Disarm()
 		// 120 tags + manifest + catalog: 22 excess, the final transaction
 		// refused once (the late tag), then 99 + 2 again: 1 excess.
-		if c := p.reset(); c["Transact"] != 4 {
+		if c := p.Reset(); c["Transact"] != 4 {
 			t.Errorf("delete made %d transactions, want 4", c["Transact"])
 		}
 		left, _, err := items.ItemQuery(ctx, "REPO#many", "TAG#", "", 1000)

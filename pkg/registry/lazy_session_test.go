@@ -20,6 +20,7 @@ import (
 	"github.com/berth-registry/berth/pkg/edge"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
+	"github.com/berth-registry/berth/pkg/storage/storagetest"
 )
 
 // Sessions stored by their first write (issue 10): an upload POST stores
@@ -28,59 +29,12 @@ import (
 // "Upload sessions"). Every case runs on the embedded store and on
 // DynamoDB Local + versitygw.
 
-// countItems counts the metadata driver's calls by method.
-type countItems struct {
-	storage.Items
-	mu    sync.Mutex
-	calls map[string]int
-}
-
-func (c *countItems) add(m string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.calls[m]++
-}
-
-// take returns the calls since the last take.
-func (c *countItems) take() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := c.calls
-	c.calls = map[string]int{}
-	return out
-}
-
-func (c *countItems) ItemGet(ctx context.Context, pk, sk string) (storage.Item, error) {
-	c.add("ItemGet")
-	return c.Items.ItemGet(ctx, pk, sk)
-}
-func (c *countItems) ItemPut(ctx context.Context, it storage.Item, cond storage.Cond) error {
-	c.add("ItemPut")
-	return c.Items.ItemPut(ctx, it, cond)
-}
-func (c *countItems) ItemAdd(ctx context.Context, it storage.Item, d int64, cond storage.Cond) (storage.Item, error) {
-	c.add("ItemAdd")
-	return c.Items.ItemAdd(ctx, it, d, cond)
-}
-func (c *countItems) ItemDelete(ctx context.Context, pk, sk string, cond storage.Cond) error {
-	c.add("ItemDelete")
-	return c.Items.ItemDelete(ctx, pk, sk, cond)
-}
-func (c *countItems) ItemQuery(ctx context.Context, pk, prefix, after string, limit int) ([]storage.Item, bool, error) {
-	c.add("ItemQuery")
-	return c.Items.ItemQuery(ctx, pk, prefix, after, limit)
-}
-func (c *countItems) Transact(ctx context.Context, ops []storage.Op) error {
-	c.add("Transact")
-	return c.Items.Transact(ctx, ops)
-}
-
 // lazyEnv is a registry on a test clock over counted metadata and hooked
 // blob drivers.
 type lazyEnv struct {
 	g     http.Handler
 	clk   *clock
-	items *countItems
+	items *storagetest.Probe
 	blobs *hookBlobs
 }
 
@@ -92,7 +46,7 @@ func lazyBackends(cfg registry.Config) map[string]func(t *testing.T) *lazyEnv {
 		return c
 	}
 	mk := func(clk *clock, items storage.Items, blobs storage.Blobs) *lazyEnv {
-		e := &lazyEnv{clk: clk, items: &countItems{Items: items, calls: map[string]int{}}, blobs: &hookBlobs{Blobs: blobs}}
+		e := &lazyEnv{clk: clk, items: storagetest.NewProbe(items), blobs: &hookBlobs{Blobs: blobs}}
 		cfg.UploadTTL, cfg.Now = time.Hour, clk.now
 		e.g = registry.New(cfg, e.items, e.blobs)
 		return e
@@ -197,9 +151,9 @@ func allMethods(t *testing.T, g http.Handler, loc string) []*httptest.ResponseRe
 // stands for answers exactly what a stored session without bytes answers.
 func TestLazyPostWritesNothing(t *testing.T) {
 	runLazy(t, func(t *testing.T, e *lazyEnv) {
-		e.items.take()
+		e.items.Reset()
 		loc := e.post(t, "lazy")
-		if calls := e.items.take(); len(calls) != 0 {
+		if calls := e.items.Reset(); len(calls) != 0 {
 			t.Fatalf("POST made metadata requests %v, want none", calls)
 		}
 		e.expectStored(t, 0, 0, 0)
@@ -209,7 +163,7 @@ func TestLazyPostWritesNothing(t *testing.T) {
 			virtual.Header().Get("Location") != loc || !strings.HasSuffix(loc, "/"+virtual.Header().Get("Docker-Upload-UUID")) {
 			t.Fatalf("GET of a session not written yet: %d %v", virtual.Code, virtual.Header())
 		}
-		if calls := e.items.take(); !maps.Equal(calls, map[string]int{"ItemGet": 1}) {
+		if calls := e.items.Reset(); !maps.Equal(calls, map[string]int{"ItemGet": 1}) {
 			t.Errorf("GET made %v, want one ItemGet", calls)
 		}
 
@@ -232,12 +186,12 @@ func TestLazyPatchCreates(t *testing.T) {
 	runLazy(t, func(t *testing.T, e *lazyEnv) {
 		loc := e.post(t, "lazy")
 		blob := []byte("the whole blob in one PATCH")
-		e.items.take()
+		e.items.Reset()
 		rec := call(t, e.g, "PATCH", loc, blob)
 		if rec.Code != http.StatusAccepted || rec.Header().Get("Range") != fmt.Sprintf("0-%d", len(blob)-1) {
 			t.Fatalf("PATCH: %d %v %s", rec.Code, rec.Header(), rec.Body)
 		}
-		if calls := e.items.take(); !maps.Equal(calls, map[string]int{"Transact": 1, "ItemPut": 1}) {
+		if calls := e.items.Reset(); !maps.Equal(calls, map[string]int{"Transact": 1, "ItemPut": 1}) {
 			t.Errorf("first PATCH made %v, want one Transact (create, leased) and one ItemPut (save, released)", calls)
 		}
 		e.expectStored(t, 1, 0, 1)
@@ -245,11 +199,11 @@ func TestLazyPatchCreates(t *testing.T) {
 			t.Fatalf("GET after PATCH: %d %v", rec.Code, rec.Header())
 		}
 		d := "sha256:" + sha256hex(blob)
-		e.items.take()
+		e.items.Reset()
 		if rec := call(t, e.g, "PUT", loc+"?digest="+d, nil); rec.Code != http.StatusCreated {
 			t.Fatalf("close: %d %s", rec.Code, rec.Body)
 		}
-		if calls := e.items.take(); !maps.Equal(calls, map[string]int{"ItemAdd": 1, "Transact": 1}) {
+		if calls := e.items.Reset(); !maps.Equal(calls, map[string]int{"ItemAdd": 1, "Transact": 1}) {
 			t.Errorf("closing PUT made %v, want one ItemAdd (lease) and one Transact (link + end)", calls)
 		}
 		e.expectStored(t, 0, 1, 0)
@@ -382,11 +336,11 @@ func TestLazyIDBounds(t *testing.T) {
 func TestLazyDeleteUnwritten(t *testing.T) {
 	runLazy(t, func(t *testing.T, e *lazyEnv) {
 		loc := e.post(t, "gone")
-		e.items.take()
+		e.items.Reset()
 		if rec := call(t, e.g, "DELETE", loc, nil); rec.Code != http.StatusNoContent {
 			t.Fatalf("DELETE: %d %s", rec.Code, rec.Body)
 		}
-		if calls := e.items.take(); calls["ItemPut"] != 1 || calls["Transact"] != 0 {
+		if calls := e.items.Reset(); calls["ItemPut"] != 1 || calls["Transact"] != 0 {
 			t.Errorf("DELETE of a session not written made %v, want one ItemPut (the tombstone)", calls)
 		}
 		e.expectStored(t, 0, 1, 0)
@@ -429,16 +383,16 @@ func TestStoredAtPost(t *testing.T) {
 	// A keyring without a key: sessions are stored as on the edge path,
 	// and the Location is the API's own (edgeLocation).
 	runLazyWith(t, registry.Config{EdgeTokens: edge.NewKeyring(edge.NewMemoryStore(), 0)}, func(t *testing.T, e *lazyEnv) {
-		e.items.take()
+		e.items.Reset()
 		loc := e.post(t, "edge")
-		if calls := e.items.take(); !maps.Equal(calls, map[string]int{"Transact": 1}) {
+		if calls := e.items.Reset(); !maps.Equal(calls, map[string]int{"Transact": 1}) {
 			t.Fatalf("POST with the edge path made %v, want one Transact", calls)
 		}
 		blob := []byte("through the API after all")
 		if rec := call(t, e.g, "PATCH", loc, blob); rec.Code != http.StatusAccepted {
 			t.Fatalf("PATCH: %d %s", rec.Code, rec.Body)
 		}
-		if calls := e.items.take(); !maps.Equal(calls, map[string]int{"ItemAdd": 1, "ItemPut": 1}) {
+		if calls := e.items.Reset(); !maps.Equal(calls, map[string]int{"ItemAdd": 1, "ItemPut": 1}) {
 			t.Errorf("PATCH of a session stored at the POST made %v, want one ItemAdd (lease) and one ItemPut (save)", calls)
 		}
 		if rec := call(t, e.g, "PUT", loc+"?digest=sha256:"+sha256hex(blob), nil); rec.Code != http.StatusCreated {

@@ -37,7 +37,7 @@ func TestPullRecorded(t *testing.T) {
 		tag, digest := "/v2/app/manifests/v1", "/v2/app/manifests/"+string(img.Digest)
 		pull := func(h http.Handler, method, path string) map[string]int {
 			t.Helper()
-			e.items.take()
+			e.items.Reset()
 			rec := call(t, h, method, path, nil, "Accept", "application/vnd.oci.image.manifest.v1+json")
 			if rec.Code != http.StatusOK || rec.Header().Get("Docker-Content-Digest") != string(img.Digest) {
 				t.Fatalf("%s %s: %d %v %s", method, path, rec.Code, rec.Header(), rec.Body)
@@ -45,7 +45,7 @@ func TestPullRecorded(t *testing.T) {
 			if method == http.MethodGet && rec.Body.String() != string(img.Manifest) {
 				t.Fatalf("GET %s: body %q", path, rec.Body)
 			}
-			return e.items.take()
+			return e.items.Reset()
 		}
 		read := map[string]int{"ItemGet": 1}
 		want := func(what string, got, want map[string]int) {
