@@ -153,11 +153,7 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(fs.Output(), "usage: berth gc [flags]\n\nRuns one garbage collection pass: deletes blobs no manifest has referenced for the grace period,\nand stored bytes no metadata points at (docs/gc.md). On the embedded backend a running\nberth serve on the same --data runs the pass for it. Flags:\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.Data, "data", "./.berth", "data `directory` of the embedded backend")
-	fs.StringVar(&c.Backend, "backend", backendEmbedded, "storage backend: embedded or aws")
-	fs.StringVar(&c.AWS.Bucket, "bucket", "", "aws: S3 bucket `name`")
-	fs.StringVar(&c.AWS.Table, "table", "", "aws: DynamoDB table `name`")
-	fs.BoolVar(&c.AWS.S3PathStyle, "s3-path-style", false, "aws: path-style S3 addressing (emulators)")
+	c.storeFlags(fs)
 	fs.DurationVar(&grace, "grace", gc.DefaultGrace, "how long a blob must have been unreferenced")
 	fs.BoolVar(&dryRun, "dry-run", false, "print what the pass would delete and change nothing")
 	fs.BoolVar(&asJSON, "json", false, "print the pass's counts as JSON")

@@ -93,11 +93,7 @@ func runPreview(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			"evaluates it. Flags:\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.Data, "data", "./.berth", "data `directory` of the embedded backend")
-	fs.StringVar(&c.Backend, "backend", backendEmbedded, "storage backend: embedded or aws")
-	fs.StringVar(&c.AWS.Bucket, "bucket", "", "aws: S3 bucket `name`")
-	fs.StringVar(&c.AWS.Table, "table", "", "aws: DynamoDB table `name`")
-	fs.BoolVar(&c.AWS.S3PathStyle, "s3-path-style", false, "aws: path-style S3 addressing (emulators)")
+	c.storeFlags(fs)
 	fs.BoolVar(&asJSON, "json", false, "print the preview as JSON")
 	// Flags may follow the arguments (berth retention preview p.json app --json).
 	var pos []string

@@ -211,12 +211,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:5000", "listen address `HOST:PORT` (port 0 picks a free port)")
-	fs.StringVar(&c.Data, "data", "./.berth", "data `directory` of the embedded backend")
-	fs.StringVar(&c.Backend, "backend", backendEmbedded, "storage backend: embedded or aws")
-	fs.StringVar(&c.AWS.Bucket, "bucket", "", "aws: S3 bucket `name`")
-	fs.StringVar(&c.AWS.Table, "table", "", "aws: DynamoDB table `name`")
+	c.storeFlags(fs)
 	fs.BoolVar(&c.AWS.Create, "create", false, "aws: create the bucket and table when missing")
-	fs.BoolVar(&c.AWS.S3PathStyle, "s3-path-style", false, "aws: path-style S3 addressing (emulators)")
 	fs.DurationVar(&c.AWS.PresignExpiry, "presign-expiry", awsbackend.DefaultPresignExpiry, "aws: lifetime of presigned blob URLs")
 	fs.BoolVar(&c.AWS.NoRedirect, "no-redirect", false, "aws: serve blob bytes instead of redirecting to S3")
 	fs.StringVar(&c.AWS.CloudFront.URL, "cdn-url", "", "aws: CloudFront `URL` whose origin is the bucket; blob GETs redirect to signed URLs under it")
@@ -259,6 +255,16 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, errUsage
 	}
 	return c, nil
+}
+
+// storeFlags registers the flags that name the store (berth serve, berth
+// gc, berth retention preview).
+func (c *serveConfig) storeFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Data, "data", "./.berth", "data `directory` of the embedded backend")
+	fs.StringVar(&c.Backend, "backend", backendEmbedded, "storage backend: embedded or aws")
+	fs.StringVar(&c.AWS.Bucket, "bucket", "", "aws: S3 bucket `name`")
+	fs.StringVar(&c.AWS.Table, "table", "", "aws: DynamoDB table `name`")
+	fs.BoolVar(&c.AWS.S3PathStyle, "s3-path-style", false, "aws: path-style S3 addressing (emulators)")
 }
 
 func parseLevel(s string) (slog.Level, error) {
