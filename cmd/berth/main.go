@@ -26,6 +26,7 @@ commands:
   login     log in to a registry with this shell's AWS credentials (see berth login -h)
   push      push an OCI layout, OCI archive or docker save tar to a registry (see berth push -h)
   copy      copy an image with its referrers from any registry (see berth copy -h)
+  ls        list a repository's images: tags, size, pushed at/by, last pulled (see berth ls -h)
   gc        run one garbage collection pass (see berth gc -h)
   retention preview what a retention policy would expire (see berth retention preview -h)
   version   print the version
@@ -55,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runPush(ctx, args[1:], stdout, stderr)
 	case "copy":
 		err = runCopy(ctx, args[1:], stdout, stderr)
+	case "ls":
+		err = runLs(ctx, args[1:], stdout, stderr)
 	case "gc":
 		err = runGC(ctx, args[1:], stdout, stderr)
 	case "retention":

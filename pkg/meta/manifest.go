@@ -47,6 +47,9 @@ type Manifest struct {
 	Blobs        []oci.Digest      `json:"blobs,omitempty"`    // distinct referenced blobs (refcounted)
 	Children     []oci.Digest      `json:"children,omitempty"` // index children
 	PushedAt     int64             `json:"at_push"`
+	// PushedBy is the principal that pushed it (an IAM principal ARN or an
+	// OIDC subject; empty without authentication).
+	PushedBy string `json:"by,omitempty"`
 }
 
 // InlineLimit is the largest manifest body kept in its metadata item; larger
@@ -63,6 +66,9 @@ type ManifestPut struct {
 	Body     []byte // the exact bytes pushed
 	External bool   // Body has already been stored as blob Digest (too big to inline)
 	Parsed   *oci.Manifest
+	// PushedBy is the pusher's principal, recorded with a new manifest (a
+	// re-put keeps the first pusher, as it keeps the first push time).
+	PushedBy string
 }
 
 // ManifestPut stores a manifest, its tag, its blob references and its
@@ -120,6 +126,7 @@ func (s *Store) manifestPut(ctx context.Context, p ManifestPut) error {
 		Annotations:  p.Parsed.Annotations,
 		Blobs:        blobs,
 		PushedAt:     s.unix(),
+		PushedBy:     p.PushedBy,
 	}
 	if !p.External {
 		m.Body = p.Body

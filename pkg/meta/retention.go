@@ -2,6 +2,7 @@ package meta
 
 import (
 	"context"
+	"encoding/json"
 	"sort"
 	"strings"
 
@@ -15,14 +16,22 @@ type ManifestInfo struct {
 	MediaType string
 	Size      int64
 	PushedAt  int64 // unix seconds
+	PushedBy  string
 	// LastPulled is the last recorded pull (unix seconds), or PushedAt
 	// when none was recorded since the push: the later of PushedAt and the
 	// Touched of the manifest item and of its tags. PullRecord records the
 	// first pull of each UTC day, so the last pull may be up to a day later.
 	LastPulled int64
-	Subject    oci.Digest   // set for referrers
-	Children   []oci.Digest // index children
-	Tags       []string     // sorted
+	Subject    oci.Digest // set for referrers
+	// ArtifactType is the manifest's artifactType (referrers, artifacts).
+	ArtifactType string
+	// ContentSize is what pulling the image transfers: the manifest, its
+	// config and its layers. It is the manifest's own size for an index
+	// and for a body kept outside its item (over InlineLimit), which this
+	// listing does not read.
+	ContentSize int64
+	Children    []oci.Digest // index children
+	Tags        []string     // sorted
 }
 
 // ManifestList returns every manifest of repo, sorted by digest, with its
@@ -45,9 +54,10 @@ func (s *Store) ManifestList(ctx context.Context, repo string) ([]ManifestInfo, 
 		d := oci.Digest(strings.TrimPrefix(it.SK, pfxMan))
 		index[d] = len(out)
 		out = append(out, ManifestInfo{
-			Digest: d, MediaType: m.MediaType, Size: m.Size, PushedAt: m.PushedAt,
+			Digest: d, MediaType: m.MediaType, Size: m.Size, PushedAt: m.PushedAt, PushedBy: m.PushedBy,
 			LastPulled: max(m.PushedAt, it.Touched),
-			Subject:    m.Subject, Children: m.Children,
+			Subject:    m.Subject, Children: m.Children, ArtifactType: m.ArtifactType,
+			ContentSize: contentSize(m),
 		})
 	}
 	tags, pulled, err := s.tagsByDigest(ctx, repo)
@@ -93,4 +103,32 @@ func (s *Store) tagsByDigest(ctx context.Context, repo string) (map[oci.Digest][
 		sort.Strings(names)
 	}
 	return out, pulled, nil
+}
+
+// contentSize is ManifestInfo.ContentSize for m: the sum of the sizes the
+// inline body declares. Every referenced blob was checked against its
+// declared size when the manifest was pushed, so the body is the truth.
+func contentSize(m Manifest) int64 {
+	total := m.Size
+	if m.Body == nil {
+		return total
+	}
+	var body struct {
+		Config *struct {
+			Size int64 `json:"size"`
+		} `json:"config"`
+		Layers []struct {
+			Size int64 `json:"size"`
+		} `json:"layers"`
+	}
+	if json.Unmarshal(m.Body, &body) != nil {
+		return total
+	}
+	if body.Config != nil {
+		total += body.Config.Size
+	}
+	for _, l := range body.Layers {
+		total += l.Size
+	}
+	return total
 }

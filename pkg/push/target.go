@@ -382,3 +382,41 @@ func (t *Target) PutManifest(ctx context.Context, ref string, mediaType string, 
 func bytesBody(b []byte) func() (io.Reader, int64, error) {
 	return func() (io.Reader, int64, error) { return bytes.NewReader(b), int64(len(b)), nil }
 }
+
+// Repo is an authorized connection to one repository for requests that
+// are not transfers (berth ls, berth scan): the client carries a token
+// with the scopes asked for, and paths are relative to Base.
+type Repo struct {
+	// Base is scheme://host of the registry.
+	Base string
+	// Name is the repository's name.
+	Name string
+	// Client sends requests with the registry's credentials.
+	Client *http.Client
+}
+
+// Open resolves credentials for repository's registry and gets a token
+// with pull scope on it.
+func (c Conn) Open(ctx context.Context, repository string) (*Repo, error) {
+	var opts []name.Option
+	if c.PlainHTTP || c.Insecure {
+		opts = append(opts, name.Insecure)
+	}
+	repo, err := name.NewRepository(repository, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("repository %q: %w", repository, err)
+	}
+	auth, err := c.keychain().Resolve(repo.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
+	}
+	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, c.baseTransport(), []string{repo.Scope(transport.PullScope)})
+	if err != nil {
+		return nil, fmt.Errorf("authenticate to %s: %w", repo.RegistryStr(), err)
+	}
+	return &Repo{
+		Base:   c.scheme(repo.RegistryStr()) + "://" + repo.RegistryStr(),
+		Name:   repo.RepositoryStr(),
+		Client: &http.Client{Transport: transport.NewUserAgent(rt, c.userAgent())},
+	}, nil
+}

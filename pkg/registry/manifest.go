@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/berth-registry/berth/pkg/access"
 	"github.com/berth-registry/berth/pkg/errcode"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
@@ -138,7 +139,7 @@ func (g *Registry) manifestPut(w http.ResponseWriter, r *http.Request, rt route.
 			return fmt.Errorf("store manifest body: %w", err)
 		}
 	}
-	put := meta.ManifestPut{Repo: rt.Name, Tag: ref.Tag, Digest: dgst, Body: body, External: external, Parsed: parsed}
+	put := meta.ManifestPut{Repo: rt.Name, Tag: ref.Tag, Digest: dgst, Body: body, External: external, Parsed: parsed, PushedBy: access.SubjectOf(r.Context())}
 	err = g.meta.ManifestPut(r.Context(), put)
 	var missing *meta.MissingError
 	if errors.As(err, &missing) && missing.Kind == "blob" && errors.Is(err, meta.ErrBlobUnknown) {

@@ -155,6 +155,7 @@ func New(cfg Config, items storage.Items, blobs storage.Blobs) *Registry {
 		route.UploadStart: {"POST": g.uploadStart},
 		route.Upload:      {"GET": g.uploadStatus, "PATCH": g.uploadPatch, "PUT": g.uploadPut, "DELETE": g.uploadCancel},
 		route.Referrers:   {"GET": g.referrers},
+		route.Images:      {"GET": g.imageList},
 	}
 	return g
 }

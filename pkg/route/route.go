@@ -24,9 +24,14 @@ const (
 	UploadStart      // /v2/<name>/blobs/uploads/
 	Upload           // /v2/<name>/blobs/uploads/<id>
 	Referrers        // /v2/<name>/referrers/<digest>
+	// Images is Berth's image listing (docs/images.md): every manifest of the
+	// repository with its tags, size, pusher and last pull. "_berth" can
+	// never be part of a repository name (components start with [a-z0-9]),
+	// which is how OCI extensions are named.
+	Images // /v2/<name>/_berth/images
 )
 
-var kindNames = [...]string{"unknown", "base", "catalog", "tags", "manifest", "blob", "upload-start", "upload", "referrers"}
+var kindNames = [...]string{"unknown", "base", "catalog", "tags", "manifest", "blob", "upload-start", "upload", "referrers", "images"}
 
 func (k Kind) String() string { return kindNames[k] }
 
@@ -73,6 +78,8 @@ func Parse(path string) (Route, error) {
 		r, nameSegs = Route{Kind: Tags}, 2
 	case at(2) == "manifests":
 		r, nameSegs = Route{Kind: Manifest, Arg: at(1)}, 2
+	case at(2) == "_berth" && at(1) == "images":
+		r, nameSegs = Route{Kind: Images}, 2
 	case at(2) == "referrers":
 		r, nameSegs = Route{Kind: Referrers, Arg: at(1)}, 2
 	case at(3) == "blobs" && at(2) == "uploads" && at(1) == "":
@@ -90,7 +97,7 @@ func Parse(path string) (Route, error) {
 		return Route{}, ErrNoRoute
 	}
 	r.Name = strings.Join(segs[:n-nameSegs], "/")
-	if r.Arg == "" && r.Kind != UploadStart && r.Kind != Tags {
+	if r.Arg == "" && r.Kind != UploadStart && r.Kind != Tags && r.Kind != Images {
 		return Route{}, ErrNoRoute
 	}
 	if !oci.ValidName(r.Name) {

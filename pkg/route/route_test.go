@@ -22,6 +22,9 @@ func TestParse(t *testing.T) {
 		{"/v2/foo/blobs/uploads", Route{Kind: UploadStart, Name: "foo"}, nil},
 		{"/v2/foo/blobs/uploads/xyz", Route{Kind: Upload, Name: "foo", Arg: "xyz"}, nil},
 		{"/v2/foo/referrers/sha256:abc", Route{Kind: Referrers, Name: "foo", Arg: "sha256:abc"}, nil},
+		{"/v2/a/b/_berth/images", Route{Kind: Images, Name: "a/b"}, nil},
+		{"/v2/_berth/images", Route{}, ErrNoRoute},
+		{"/v2/a/_berth/images/x", Route{}, ErrNoRoute},
 		// names that contain endpoint words are matched from the right
 		{"/v2/x/manifests/y/manifests/z", Route{Kind: Manifest, Name: "x/manifests/y", Arg: "z"}, nil},
 		{"/v2/blobs/blobs/uploads/", Route{Kind: UploadStart, Name: "blobs"}, nil},
