@@ -15,6 +15,7 @@ import (
 	lambdart "github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
 
+	"github.com/berth-registry/berth/functions/internal/afterresponse"
 	"github.com/berth-registry/berth/functions/internal/apiwire"
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/apigw"
@@ -30,6 +31,21 @@ func main() {
 		os.Exit(1)
 	}
 	ctx := context.Background()
+	// Events go out after the response (docs/events.md "Overhead"); if
+	// the extension cannot register, before it, as without the extension.
+	var ext *afterresponse.Extension
+	if s.EventBus != "" {
+		if ext, err = afterresponse.Register(ctx, os.Getenv("AWS_LAMBDA_RUNTIME_API"), log); err != nil {
+			log.Warn("events are delivered before each response", slog.Any("error", err))
+		} else {
+			s.AfterResponse = ext
+			go func() {
+				if err := ext.Run(ctx); err != nil {
+					log.Error("after-response extension stopped; events are delivered before each response from now on", slog.Any("error", err))
+				}
+			}()
+		}
+	}
 	var h http.Handler
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err == nil {
@@ -39,7 +55,11 @@ func main() {
 		log.Error("init", slog.Any("error", err))
 		os.Exit(1)
 	}
-	lambdart.Start(apigw.Handler(h))
+	handler := apigw.Handler(h)
+	if ext != nil {
+		handler = afterresponse.Wrap(ext, handler)
+	}
+	lambdart.Start(handler)
 }
 
 func loadSettings(getenv func(string) string) (apiwire.Settings, error) {

@@ -33,6 +33,20 @@ type RuntimeAPI struct {
 	Stderr io.Writer
 	polled chan struct{}
 	once   sync.Once
+	// exts are the registered extensions (the Extensions API, 2020-01-01):
+	// like Lambda, the next invocation goes to the runtime only once every
+	// extension has asked for its next event, and each gets an INVOKE
+	// event with every invocation.
+	exts []*extension
+}
+
+// extension is one registered extension.
+type extension struct {
+	id string
+	// ready holds a token while the extension waits for its next event:
+	// it is done with the previous invocation.
+	ready  chan struct{}
+	events chan []byte
 }
 
 type invocation struct {
@@ -65,6 +79,8 @@ func NewRuntimeAPI() (*RuntimeAPI, error) {
 	mux.HandleFunc("POST /2018-06-01/runtime/invocation/{id}/response", rt.response)
 	mux.HandleFunc("POST /2018-06-01/runtime/invocation/{id}/error", rt.error)
 	mux.HandleFunc("POST /2018-06-01/runtime/init/error", rt.initError)
+	mux.HandleFunc("POST /2020-01-01/extension/register", rt.extRegister)
+	mux.HandleFunc("GET /2020-01-01/extension/event/next", rt.extNext)
 	rt.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = rt.srv.Serve(ln) }()
 	return rt, nil
@@ -132,11 +148,27 @@ func (rt *RuntimeAPI) Invoke(ctx context.Context, payload []byte) ([]byte, error
 
 func (rt *RuntimeAPI) next(w http.ResponseWriter, r *http.Request) {
 	rt.once.Do(func() { close(rt.polled) })
+	// Frozen until every extension is done with the last invocation.
+	rt.mu.Lock()
+	exts := rt.exts
+	rt.mu.Unlock()
+	for _, x := range exts {
+		select {
+		case <-x.ready:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	select {
 	case inv := <-rt.queue:
 		rt.mu.Lock()
 		rt.current = inv
 		rt.mu.Unlock()
+		invoke, _ := json.Marshal(map[string]any{"eventType": "INVOKE", "requestId": inv.id, "deadlineMs": inv.deadline.UnixMilli(),
+			"invokedFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:berth-local"})
+		for _, x := range exts {
+			x.events <- invoke
+		}
 		h := w.Header()
 		h.Set("Content-Type", "application/json")
 		h.Set("Lambda-Runtime-Aws-Request-Id", inv.id)
@@ -260,4 +292,66 @@ func (rt *RuntimeAPI) initError(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = w.Write([]byte(`{"status":"OK"}`))
+}
+
+// extRegister registers an extension for INVOKE events. Like Lambda it
+// accepts registrations only during init (before the runtime's first
+// poll), and refuses SHUTDOWN, which internal extensions cannot have (an
+// external one, a separate process in /opt/extensions, is not emulated).
+func (rt *RuntimeAPI) extRegister(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Events []string `json:"events"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if json.Unmarshal(b, &body) != nil || r.Header.Get("Lambda-Extension-Name") == "" {
+		http.Error(w, `{"errorMessage":"invalid registration","errorType":"InvalidRequest"}`, http.StatusBadRequest)
+		return
+	}
+	for _, ev := range body.Events {
+		if ev != "INVOKE" {
+			http.Error(w, `{"errorMessage":"internal extensions register for INVOKE only","errorType":"InvalidRequest"}`, http.StatusBadRequest)
+			return
+		}
+	}
+	select {
+	case <-rt.polled:
+		http.Error(w, `{"errorMessage":"registration after init","errorType":"InvalidState"}`, http.StatusForbidden)
+		return
+	default:
+	}
+	rt.mu.Lock()
+	x := &extension{id: "ext-" + strconv.Itoa(len(rt.exts)+1), ready: make(chan struct{}, 1), events: make(chan []byte, 1)}
+	rt.exts = append(rt.exts, x)
+	rt.mu.Unlock()
+	w.Header().Set("Lambda-Extension-Identifier", x.id)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte(`{"functionName":"berth-local","functionVersion":"$LATEST","handler":"bootstrap"}`))
+}
+
+// extNext marks the extension done with the last invocation and answers
+// with its next event.
+func (rt *RuntimeAPI) extNext(w http.ResponseWriter, r *http.Request) {
+	id := r.Header.Get("Lambda-Extension-Identifier")
+	rt.mu.Lock()
+	var x *extension
+	for _, e := range rt.exts {
+		if e.id == id {
+			x = e
+		}
+	}
+	rt.mu.Unlock()
+	if x == nil {
+		http.Error(w, `{"errorMessage":"unknown extension","errorType":"Extension.UnknownExtensionIdentifier"}`, http.StatusForbidden)
+		return
+	}
+	select {
+	case x.ready <- struct{}{}:
+	default:
+	}
+	select {
+	case ev := <-x.events:
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(ev)
+	case <-r.Context().Done():
+	}
 }

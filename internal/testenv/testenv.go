@@ -112,6 +112,11 @@ func DynamoDB(t testing.TB, opts ...func(*dynamodb.Options)) *dynamodb.Client {
 	return DynamoDBClient(DynamoDBEndpoint(t), opts...)
 }
 
+// DynamoDBCredentials are the access key and secret the test clients use:
+// DynamoDB Local keeps tables per access key, so a process that must see
+// the tests' tables (a function binary) uses the same.
+func DynamoDBCredentials() (accessKey, secret string) { return dynamoKey, dynamoSec }
+
 // DynamoDBClient returns a client for the DynamoDB at endpoint with the
 // test credentials.
 func DynamoDBClient(endpoint string, opts ...func(*dynamodb.Options)) *dynamodb.Client {

@@ -16,6 +16,7 @@ import (
 	"github.com/berth-registry/berth/functions/internal/edgewire"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/awsbackend"
+	"github.com/berth-registry/berth/pkg/events"
 	"github.com/berth-registry/berth/pkg/events/eventbridge"
 	"github.com/berth-registry/berth/pkg/immutability"
 	"github.com/berth-registry/berth/pkg/registry"
@@ -42,6 +43,10 @@ type Settings struct {
 	// EventBus receives registry events (a name or ARN, "default"); empty:
 	// no events.
 	EventBus string
+	// AfterResponse, when set, delivers the events after each
+	// invocation's response was sent (the Lambda extension in
+	// functions/internal/afterresponse) instead of before it; nil: before.
+	AfterResponse events.Deferrer
 }
 
 // Handler builds the function's handler (once per cold start).
@@ -62,7 +67,11 @@ func Handler(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) 
 	}
 	regCfg := registry.Config{EdgeTokens: edgewire.Tokens(cfg, s.EdgeKVSARN)}
 	if s.EventBus != "" {
-		regCfg.Events = eventbridge.NewFromConfig(cfg, s.EventBus, log)
+		var em events.Emitter = eventbridge.NewFromConfig(cfg, s.EventBus, log)
+		if s.AfterResponse != nil {
+			em = events.Deferred{Emitter: em, Deferrer: s.AfterResponse}
+		}
+		regCfg.Events = em
 	}
 	if s.CleanupFunction != "" {
 		regCfg.StartVerify = edgewire.StartVerify(lambda.NewFromConfig(cfg), s.CleanupFunction)
