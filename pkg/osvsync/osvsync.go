@@ -29,7 +29,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
@@ -60,12 +60,10 @@ const (
 	MetaSourceURL          = "source-url"
 )
 
-// Store is the part of the S3 client a Syncer uses: HEAD to read the
-// stored export's source ETag, and the uploader's calls.
-type Store interface {
-	manager.UploadAPIClient
-	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
-}
+// Store is the part of the S3 client a Syncer uses: the transfer
+// manager's calls, HeadObject among them (the stored export's source
+// ETag).
+type Store = transfermanager.S3APIClient
 
 // Config is a Syncer's configuration; zero values take the defaults.
 type Config struct {
@@ -83,7 +81,7 @@ type Config struct {
 	// MaxBytes bounds one export; 0 is DefaultMaxBytes.
 	MaxBytes int64
 	// PartSize and Concurrency of the multipart upload: memory use is
-	// about (Concurrency+1) × PartSize. 0: 8 MiB and 2.
+	// about (Concurrency+2) × PartSize. 0: 8 MiB and 2.
 	PartSize    int64
 	Concurrency int
 	// Reserve: no new export is started with less than this left before
@@ -95,9 +93,9 @@ type Config struct {
 
 // Syncer copies the configured exports into the bucket.
 type Syncer struct {
-	cfg      Config
-	store    Store
-	uploader *manager.Uploader
+	cfg   Config
+	store Store
+	tm    *transfermanager.Client
 }
 
 // New returns a Syncer over store with cfg's defaults filled in.
@@ -134,10 +132,15 @@ func New(store Store, cfg Config) *Syncer {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	up := manager.NewUploader(store, func(u *manager.Uploader) {
-		u.PartSize, u.Concurrency = cfg.PartSize, cfg.Concurrency
+	tm := transfermanager.New(store, func(o *transfermanager.Options) {
+		// Parts from the first byte on: one part buffered before the
+		// decision, not the default 16 MiB threshold.
+		o.PartSizeBytes, o.MultipartUploadThreshold, o.Concurrency = cfg.PartSize, cfg.PartSize, cfg.Concurrency
+		// An upload that failed (a bad download among them) is aborted
+		// even when the failure was the context's.
+		o.FailTimeout = 30 * time.Second
 	})
-	return &Syncer{cfg: cfg, store: store, uploader: up}
+	return &Syncer{cfg: cfg, store: store, tm: tm}
 }
 
 // Key is the bucket key of an ecosystem's export under prefix.
@@ -276,7 +279,7 @@ func (s *Syncer) one(ctx context.Context, eco string) Result {
 	if lm := resp.Header.Get("Last-Modified"); lm != "" {
 		meta[MetaSourceLastModified] = lm
 	}
-	if _, err := s.uploader.Upload(ctx, &s3.PutObjectInput{
+	if _, err := s.tm.UploadObject(ctx, &transfermanager.UploadObjectInput{
 		Bucket:      aws.String(s.cfg.Bucket),
 		Key:         aws.String(key),
 		Body:        body,
