@@ -105,7 +105,10 @@ func compact(r *osvRecord, intern func(string) string) (*record, []osvAffectedEn
 	if r.Withdrawn != "" || len(r.Affected) == 0 {
 		return nil, nil
 	}
-	rec := &record{id: r.ID, aliases: r.Aliases, summary: r.Summary}
+	rec := &record{id: r.ID, summary: r.Summary}
+	if len(r.Aliases) > 0 {
+		rec.aliases = r.Aliases
+	}
 	if rec.summary == "" && r.Details != "" {
 		line, _, _ := strings.Cut(strings.TrimSpace(r.Details), "\n")
 		rec.summary = truncate(strings.TrimSpace(line), maxSummary)

@@ -84,6 +84,16 @@ func label(s string) inventory.Severity {
 	return inventory.SeverityUnknown
 }
 
+// ScoreVector computes the base score of a CVSS v3.0, v3.1 or v4.0
+// vector ("CVSS:3.1/AV:N/…"); ok is false for anything else. Report
+// writers use it to give a rating its number.
+func ScoreVector(vector string) (score float64, ok bool) {
+	if !strings.HasPrefix(vector, "CVSS:") {
+		return 0, false
+	}
+	return cvssScore("CVSS_V3", vector)
+}
+
 // cvssScore computes the base score of a CVSS v3.0, v3.1 or v4.0 vector
 // (OSV severity types CVSS_V3 and CVSS_V4); v2 vectors and anything
 // unparsable are skipped. A bare number (some databases put the score
