@@ -126,9 +126,10 @@ func (r *registry) newScanning() {
 	r.newOsvSchedule()
 
 	// Pushes of images and indexes, not of the scanner's own artifacts.
-	// artifact-media-type is absent from a plain image push, and an
-	// anything-but matches only a field that is there, hence exists:false
-	// beside it (values in one list are alternatives).
+	// artifact-media-type is an image's config media type, an artifact's
+	// artifactType, and absent from an index push; an anything-but
+	// matches only a field that is there, hence exists:false beside it
+	// (values in one list are alternatives).
 	rule := awsevents.NewRule(r.Construct, jsii.String("ScanOnPush"), &awsevents.RuleProps{
 		Description: jsii.String("Berth: scan each pushed image (not the scanner's SBOM and report artifacts)"),
 		EventBus:    p.EventBus,

@@ -28,8 +28,8 @@ var scanBusStack = sync.OnceValue(func() *synthesized {
 // The push rule sends image pushes to the scan function and nothing else:
 // the registry's source and detail-type, PUSH only, and no push of the
 // scanner's own SBOM or report (which would invoke the scanner for each
-// report it attaches). A plain image push has no artifact-media-type, so
-// the pattern must match its absence.
+// report it attaches). An index push has no artifact-media-type, so the
+// pattern must match its absence too.
 func TestScanOnPushRule(t *testing.T) {
 	s := use(t, defaultStack)
 	_, rule := s.one(t, "AWS::Events::Rule")

@@ -1,0 +1,304 @@
+package scanwire_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/berth-registry/berth/functions/internal/lambdaenv"
+	"github.com/berth-registry/berth/functions/internal/scanwire"
+	"github.com/berth-registry/berth/internal/scanfixture"
+	"github.com/berth-registry/berth/internal/scanfixture/osvfixture"
+	"github.com/berth-registry/berth/internal/testenv"
+	"github.com/berth-registry/berth/pkg/awsbackend"
+	"github.com/berth-registry/berth/pkg/inventory"
+	"github.com/berth-registry/berth/pkg/oci"
+	"github.com/berth-registry/berth/pkg/registry"
+	"github.com/berth-registry/berth/pkg/registry/registrytest"
+	"github.com/berth-registry/berth/pkg/sbom"
+	"github.com/berth-registry/berth/pkg/scan"
+)
+
+// fixtureIndexer answers for the fixture's layers what the fixture says
+// indexing them finds (the indexer itself is pkg/layerindex's, tested
+// there): the handler's wiring is what is under test here.
+type fixtureIndexer struct {
+	layers    map[oci.Digest]scanfixture.Layer
+	osRelease map[string]string
+	calls     int
+}
+
+func (f *fixtureIndexer) Index(_ context.Context, d oci.Descriptor, r io.Reader) (*inventory.Layer, error) {
+	f.calls++
+	l := &inventory.Layer{Schema: inventory.Schema, Digest: d.Digest, MediaType: d.MediaType, Size: d.Size, Indexer: "fixture/1"}
+	fl, ok := f.layers[d.Digest]
+	if !ok {
+		l.NotLayer = true
+		return l, nil
+	}
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return nil, err
+	}
+	l.Packages, l.OSRelease, l.Entries = fl.Packages, f.osRelease, 2
+	for _, p := range fl.Packages {
+		l.Files = append(l.Files, p.Path)
+	}
+	return l, nil
+}
+
+// env is a scan function over the emulators (DynamoDB Local, versitygw)
+// with the alpine fixture pushed and the fixture OSV data synced.
+type env struct {
+	handler func(context.Context, json.RawMessage) error
+	scanner *scan.Scanner
+	reg     http.Handler
+	bucket  string
+	img     *scanfixture.Image
+	ix      *fixtureIndexer
+	logs    *bytes.Buffer
+}
+
+func newEnv(t *testing.T) env {
+	t.Helper()
+	testenv.UseEmulators(t)
+	s3c, _ := testenv.S3(t)
+	bucket := testenv.FreshBucket(t, s3c)
+	table := testenv.FreshTable(t, testenv.DynamoDB(t))
+	cfg, err := config.LoadDefaultConfig(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := awsbackend.Settings{Table: table, Bucket: bucket, S3PathStyle: true}
+
+	img, err := scanfixture.Alpine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := &fixtureIndexer{layers: map[oci.Digest]scanfixture.Layer{}, osRelease: map[string]string{"ID": "alpine", "VERSION_ID": "3.20.3"}}
+	for _, l := range img.Layers {
+		ix.layers[l.Descriptor.Digest] = l
+	}
+	var logs bytes.Buffer
+	log := lambdaenv.Logger(&logs, slog.LevelDebug)
+	sc, err := scanwire.New(t.Context(), cfg, scanwire.Settings{Backend: backend, DataDir: t.TempDir()}, ix, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The api function's side: the image is pushed through a registry on
+	// the same table and bucket.
+	served := backend
+	served.NoRedirect = true // the test reads the report's bytes back
+	be, err := awsbackend.Open(t.Context(), cfg, served, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.New(registry.Config{Open: true}, be.Items, be.Blobs)
+	for _, b := range img.Blobs() {
+		registrytest.PushBlob(t, reg, "scanfixture/alpine", b)
+	}
+	registrytest.PutManifest(t, reg, "scanfixture/alpine", "3.20", img.ManifestDescriptor.MediaType, img.Manifest)
+
+	// What the osvsync function would have stored.
+	data, err := osvfixture.Host()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := data.WriteZip(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, eco := range []string{"Alpine", "Debian", "Go", "PyPI"} {
+		b, err := os.ReadFile(dir + "/" + eco + "/all.zip")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s3c.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("osv/" + eco + "/all.zip"), Body: bytes.NewReader(b)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return env{handler: scanwire.Handler(sc, bucket, log), scanner: sc, reg: reg, bucket: bucket, img: img, ix: ix, logs: &logs}
+}
+
+// sample reads events/<name> and applies the replacements.
+func sample(t *testing.T, name string, replace ...string) json.RawMessage {
+	t.Helper()
+	b, err := os.ReadFile("../../../events/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return json.RawMessage(strings.NewReplacer(replace...).Replace(string(b)))
+}
+
+// The three events of the scan function, as AWS delivers them (the
+// samples under events/ with this test's bucket and digests), against
+// the emulators: the S3 notification indexes the layer and stores its
+// index, the push event attaches an SBOM and a vulnerability report as
+// referrers of the image, the osvsync function's request re-matches.
+func TestHandlerEvents(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	layer := e.img.Layers[0].Descriptor
+
+	// 1. S3 ObjectCreated for the layer blob (the sample's first record,
+	// retargeted; its second, a malformed key, is logged and dropped).
+	ev := sample(t, "scan-s3-object-created.json",
+		"berth-blobs-123456789012-eu-west-1", e.bucket,
+		"44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", layer.Digest.Encoded())
+	if err := e.handler(ctx, ev); err != nil {
+		t.Fatalf("S3 event: %v\n%s", err, e.logs)
+	}
+	idx, err := e.scanner.LayerIndex(ctx, layer.Digest)
+	if err != nil {
+		t.Fatalf("no layer index stored: %v\n%s", err, e.logs)
+	}
+	if idx.NotLayer || len(idx.Packages) != 3 || idx.Digest != layer.Digest {
+		t.Errorf("stored index %+v", idx)
+	}
+	if !strings.Contains(e.logs.String(), "scan: not a blob key") {
+		t.Errorf("malformed key not reported:\n%s", e.logs)
+	}
+	// The same event again (S3 delivers at least once): not re-read.
+	if err := e.handler(ctx, ev); err != nil || e.ix.calls != 1 {
+		t.Errorf("redelivery indexed again: %d calls, %v", e.ix.calls, err)
+	}
+
+	// 2. The registry's push event for the manifest.
+	push := sample(t, "scan-image-push.json",
+		"team/api", "scanfixture/alpine",
+		"sha256:8f2b2f6f3a6a4c0f6f5d0b7e6c1e2d9b0a4f3e2d1c0b9a8f7e6d5c4b3a291817", string(e.img.ManifestDescriptor.Digest))
+	if err := e.handler(ctx, push); err != nil {
+		t.Fatalf("push event: %v\n%s", err, e.logs)
+	}
+	refs := referrers(t, e.reg, "scanfixture/alpine", e.img.ManifestDescriptor.Digest)
+	types := []string{}
+	var reportDigest oci.Digest
+	for _, r := range refs {
+		types = append(types, r.ArtifactType)
+		if r.ArtifactType == sbom.ArtifactTypeReport {
+			reportDigest = r.Digest
+		}
+	}
+	slices.Sort(types)
+	if !slices.Equal(types, []string{sbom.ArtifactTypeSBOM, sbom.ArtifactTypeReport}) {
+		t.Fatalf("referrers %v, want an SBOM and a report\n%s", types, e.logs)
+	}
+	findings := reportFindings(t, e.reg, "scanfixture/alpine", reportDigest)
+	if !slices.Equal(findings, []string{"BERTH-TEST-APK-1 libcrypto3"}) {
+		t.Errorf("report findings %v", findings)
+	}
+
+	// The push events of the scanner's own artifacts ask nothing (the
+	// rule leaves them out; the handler would skip them too).
+	own := sample(t, "scan-image-push.json", "application/vnd.oci.image.config.v1+json", sbom.ArtifactTypeSBOM)
+	before := e.logs.Len()
+	if err := e.handler(ctx, own); err != nil || !strings.Contains(e.logs.String()[before:], "nothing to do") {
+		t.Errorf("own artifact push: %v\n%s", err, e.logs.String()[before:])
+	}
+
+	// 3. The re-match request: the data has not changed since the scan,
+	// so the one record is current and nothing is re-attached.
+	if err := e.handler(ctx, sample(t, "scan-rematch.json")); err != nil {
+		t.Fatalf("rematch: %v\n%s", err, e.logs)
+	}
+	var line map[string]any
+	for l := range strings.Lines(e.logs.String()) {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "scan: rematch" {
+			line = m
+		}
+	}
+	if line == nil || line["records"] != 1.0 || line["current"] != 1.0 {
+		t.Errorf("rematch log %v", line)
+	}
+	if got := referrers(t, e.reg, "scanfixture/alpine", e.img.ManifestDescriptor.Digest); len(got) != 2 {
+		t.Errorf("%d referrers after the re-match, want 2", len(got))
+	}
+
+	// Events of other shapes and sources are dropped, not retried.
+	for _, raw := range []string{`{"foo":1}`, `{"detail-type":"Berth Image Action","source":"someone.else","detail":{}}`, `not json`} {
+		if err := e.handler(ctx, json.RawMessage(raw)); err != nil {
+			t.Errorf("%s: %v", raw, err)
+		}
+	}
+}
+
+// Without OSV data in the bucket a push fails (and Lambda retries it)
+// rather than attach a report that calls the image clean.
+func TestPushWithoutDataFails(t *testing.T) {
+	e := newEnv(t)
+	s3c, _ := testenv.S3(t)
+	for _, eco := range []string{"Alpine", "Debian", "Go", "PyPI"} {
+		if _, err := s3c.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: aws.String(e.bucket), Key: aws.String("osv/" + eco + "/all.zip")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	push := sample(t, "scan-image-push.json",
+		"team/api", "scanfixture/alpine",
+		"sha256:8f2b2f6f3a6a4c0f6f5d0b7e6c1e2d9b0a4f3e2d1c0b9a8f7e6d5c4b3a291817", string(e.img.ManifestDescriptor.Digest))
+	err := e.handler(t.Context(), push)
+	if err == nil || !strings.Contains(err.Error(), "no OSV data") {
+		t.Errorf("push without data: %v", err)
+	}
+	if got := referrers(t, e.reg, "scanfixture/alpine", e.img.ManifestDescriptor.Digest); len(got) != 0 {
+		t.Errorf("referrers attached without data: %v", got)
+	}
+}
+
+func referrers(t *testing.T, h http.Handler, repo string, d oci.Digest) []oci.Descriptor {
+	t.Helper()
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/v2/"+repo+"/referrers/"+string(d), nil))
+	if w.Code != http.StatusOK {
+		t.Fatalf("referrers: %d %s", w.Code, w.Body)
+	}
+	var idx struct {
+		Manifests []oci.Descriptor `json:"manifests"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &idx); err != nil {
+		t.Fatal(err)
+	}
+	return idx.Manifests
+}
+
+// reportFindings reads the report artifact back: "<id> <package>" each.
+func reportFindings(t *testing.T, h http.Handler, repo string, d oci.Digest) []string {
+	t.Helper()
+	get := func(path string) []byte {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		if w.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
+		}
+		return w.Body.Bytes()
+	}
+	var m struct {
+		Layers []oci.Descriptor `json:"layers"`
+	}
+	if err := json.Unmarshal(get("/v2/"+repo+"/manifests/"+string(d)), &m); err != nil || len(m.Layers) != 1 {
+		t.Fatalf("report manifest: %v", err)
+	}
+	fs, err := sbom.ParseReport(get("/v2/" + repo + "/blobs/" + string(m.Layers[0].Digest)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range fs {
+		out = append(out, fmt.Sprintf("%s %s", f.ID, f.Package.Name))
+	}
+	slices.Sort(out)
+	return out
+}
