@@ -52,11 +52,12 @@ func TestResourceCounts(t *testing.T) {
 			"AWS::CloudFront::KeyGroup": 1, "AWS::CloudFront::OriginAccessControl": 1, "AWS::CloudFront::PublicKey": 1,
 			"AWS::CloudFront::KeyValueStore": 1, "AWS::CloudFront::Function": 1,
 			// Scanning: the scan and osvsync functions, their roles and
-			// log groups, the sync schedule and its role, the push rule
-			// and its invoke permission, two alarms per function.
+			// log groups, the sync schedule and its role, the push and
+			// delete rules and their invoke permissions, two alarms per
+			// function.
 			"AWS::CloudWatch::Alarm": 12, "AWS::DynamoDB::Table": 1, "AWS::IAM::Role": 7, "AWS::KMS::Key": 1,
-			"AWS::Lambda::Function": 5, "AWS::Lambda::Permission": 6, "AWS::Logs::LogGroup": 6, "AWS::S3::Bucket": 1,
-			"AWS::S3::BucketPolicy": 1, "AWS::SSM::Parameter": 1, "AWS::Scheduler::Schedule": 2, "AWS::Events::Rule": 1,
+			"AWS::Lambda::Function": 5, "AWS::Lambda::Permission": 7, "AWS::Logs::LogGroup": 6, "AWS::S3::Bucket": 1,
+			"AWS::S3::BucketPolicy": 1, "AWS::SSM::Parameter": 1, "AWS::Scheduler::Schedule": 2, "AWS::Events::Rule": 2,
 			"AWS::SecretsManager::Secret": 1, "AWS::SNS::Topic": 0, "Custom::S3BucketNotifications": 0,
 		},
 		// Scan off, KMS bucket, no CloudFront key pair (the edge path still
@@ -240,7 +241,7 @@ func TestIAMPerFunction(t *testing.T) {
 			"Logs":                   {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryScanFunctionLogs"}},
 			"ScanMetadata":           {[]string{"dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"}, []string{"RegistryTable"}},
 			"LayerReadReferrerWrite": {[]string{"s3:GetObject", "s3:PutObject"}, []string{obj3("blobs/")}},
-			"LayerIndexes":           {[]string{"s3:GetObject", "s3:PutObject"}, []string{obj3("scan/")}},
+			"LayerIndexes":           {[]string{"s3:DeleteObject", "s3:GetObject", "s3:PutObject"}, []string{obj3("scan/")}},
 			"OsvDataRead":            {[]string{"s3:GetObject"}, []string{obj3("osv/")}},
 			"ScanBucketList":         {[]string{"s3:ListBucket"}, []string{`":s3:::",`}},
 			"PutRegistryEvents":      {[]string{"events:PutEvents"}, []string{`":event-bus/default"`}},

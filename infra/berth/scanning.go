@@ -47,7 +47,8 @@ const (
 //     blobs (empty config, document, manifest) through the registry,
 //     which stores every blob under blobs/. No DeleteObject: superseded
 //     reports are unlinked, their bytes left to garbage collection.
-//   - scan/*: the layer indexes, read and written whole.
+//   - scan/*: the layer indexes, read and written whole, and deleted
+//     when garbage collection deleted their blob.
 //   - osv/*: the synced OSV exports, read only.
 //   - ListBucket on the bucket: without it S3 answers a GetObject of a
 //     missing key (a layer not indexed yet, no OSV export) with 403 instead
@@ -76,7 +77,7 @@ func (r *registry) scanSpec(common map[string]*string) fnSpec {
 		statements: []awsiam.PolicyStatement{
 			statement("ScanMetadata", concat(ddbRead, ddbWrite), table),
 			statement("LayerReadReferrerWrite", []string{"s3:GetObject", "s3:PutObject"}, r.bucketARN("/"+BlobPrefix+"*")),
-			statement("LayerIndexes", []string{"s3:GetObject", "s3:PutObject"}, r.bucketARN("/"+ScanPrefix+"*")),
+			statement("LayerIndexes", []string{"s3:DeleteObject", "s3:GetObject", "s3:PutObject"}, r.bucketARN("/"+ScanPrefix+"*")),
 			statement("OsvDataRead", []string{"s3:GetObject"}, r.bucketARN("/"+OsvPrefix+"*")),
 			statement("ScanBucketList", []string{"s3:ListBucket"}, r.bucketARN("")),
 			statement("PutRegistryEvents", []string{"events:PutEvents"}, r.eventBusARN()),
@@ -90,7 +91,8 @@ func (r *registry) scanSpec(common map[string]*string) fnSpec {
 
 // newScanning adds what scanning needs besides the scan function and its
 // bucket notification (newFunctions, notifyScan): the osvsync function
-// and its schedule, and the rule that sends image pushes to the scanner.
+// and its schedule, and the rules that send image pushes and deletions to
+// the scanner.
 func (r *registry) newScanning() {
 	p := &r.props
 	if !*p.ScanEnabled {
@@ -145,10 +147,23 @@ func (r *registry) newScanning() {
 			},
 		},
 	})
-	rule.AddTarget(awseventstargets.NewLambdaFunction(scan, &awseventstargets.LambdaFunctionProps{
+	target := awseventstargets.NewLambdaFunction(scan, &awseventstargets.LambdaFunctionProps{
 		RetryAttempts: jsii.Number(2),
 		MaxEventAge:   awscdk.Duration_Hours(jsii.Number(6)),
-	}))
+	})
+	rule.AddTarget(target)
+	// Deletions: a deleted manifest's scan record goes, and so does the
+	// layer index of a blob garbage collection deleted (scan.JobOf);
+	// without them indexes of collected layers would stay forever.
+	awsevents.NewRule(r.Construct, jsii.String("ScanOnDelete"), &awsevents.RuleProps{
+		Description: jsii.String("Berth: forget the scans of deleted manifests and the indexes of collected blobs"),
+		EventBus:    p.EventBus,
+		EventPattern: &awsevents.EventPattern{
+			Source:     jsii.Strings("berth.registry"),
+			DetailType: jsii.Strings("Berth Image Action", "Berth Blob Action"),
+			Detail:     &map[string]interface{}{"action-type": []interface{}{"DELETE"}},
+		},
+	}).AddTarget(target)
 
 	for _, name := range []string{FnScan, FnOsvSync} {
 		cdknag.NagSuppressions_AddResourceSuppressions(r.fns[name].Role(), &[]*cdknag.NagPackSuppression{{

@@ -32,8 +32,18 @@ var scanBusStack = sync.OnceValue(func() *synthesized {
 // pattern must match its absence too.
 func TestScanOnPushRule(t *testing.T) {
 	s := use(t, defaultStack)
-	_, rule := s.one(t, "AWS::Events::Rule")
-	p := rule["Properties"].(obj)
+	rules := map[string]obj{}
+	for id, r := range s.resources("AWS::Events::Rule") {
+		rules[cdkName(id)] = r["Properties"].(obj)
+	}
+	p, del := rules["ScanOnPush"], rules["ScanOnDelete"]
+	if p == nil || del == nil || len(rules) != 2 {
+		t.Fatalf("rules %v", keys(toObj(rules)))
+	}
+	wantDel := obj{"source": arr{"berth.registry"}, "detail-type": arr{"Berth Image Action", "Berth Blob Action"}, "detail": obj{"action-type": arr{"DELETE"}}}
+	if !reflect.DeepEqual(del["EventPattern"], wantDel) || !strings.Contains(jsonText(del["Targets"]), "RegistryScanFunction") {
+		t.Errorf("delete rule %s", jsonText(del))
+	}
 	want := obj{
 		"source":      arr{"berth.registry"},
 		"detail-type": arr{"Berth Image Action"},
@@ -58,25 +68,26 @@ func TestScanOnPushRule(t *testing.T) {
 	if rp := jsonText(targets[0].(obj)["RetryPolicy"]); !strings.Contains(rp, `"MaximumRetryAttempts":2`) {
 		t.Errorf("retry policy %s", rp)
 	}
-	// EventBridge may invoke the scan function for this rule only.
-	var found bool
+	// EventBridge may invoke the scan function for these rules only.
+	var found []string
 	for _, perm := range s.resources("AWS::Lambda::Permission") {
 		pp := perm["Properties"].(obj)
 		if pp["Principal"] == "events.amazonaws.com" {
-			found = true
-			if !strings.Contains(jsonText(pp["FunctionName"]), "RegistryScanFunction") || !strings.Contains(jsonText(pp["SourceArn"]), "RegistryScanOnPush") {
+			found = append(found, jsonText(pp["SourceArn"]))
+			if !strings.Contains(jsonText(pp["FunctionName"]), "RegistryScanFunction") || !strings.Contains(jsonText(pp["SourceArn"]), "RegistryScanOn") {
 				t.Errorf("events permission %s", jsonText(pp))
 			}
 		}
 	}
-	if !found {
-		t.Error("no permission for EventBridge to invoke the scan function")
+	if len(found) != 2 {
+		t.Errorf("EventBridge invoke permissions %v, want one per rule", found)
 	}
 
 	v := use(t, scanBusStack)
-	_, vrule := v.one(t, "AWS::Events::Rule")
-	if bus := jsonText(vrule["Properties"].(obj)["EventBusName"]); !strings.Contains(bus, "RegistryEvents") {
-		t.Errorf("own bus: rule on %s", bus)
+	for id, vrule := range v.resources("AWS::Events::Rule") {
+		if bus := jsonText(vrule["Properties"].(obj)["EventBusName"]); !strings.Contains(bus, "RegistryEvents") {
+			t.Errorf("own bus: rule %s on %s", id, bus)
+		}
 	}
 	if st := v.statements(t, "ScanFunction")["PutRegistryEvents"]; st == nil || !strings.Contains(resourceText(st)[0], "RegistryEvents") {
 		t.Errorf("own bus: scan PutEvents %v", st)

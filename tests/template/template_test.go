@@ -373,7 +373,7 @@ var grants = map[string]map[string][]string{
 	"ScanFunction": {
 		"table":     {"dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
 		"blobs/*":   {"s3:GetObject", "s3:PutObject"},
-		"scan/*":    {"s3:GetObject", "s3:PutObject"},
+		"scan/*":    {"s3:DeleteObject", "s3:GetObject", "s3:PutObject"},
 		"osv/*":     {"s3:GetObject"},
 		"bucket":    {"s3:ListBucket"},
 		"event-bus": {"events:PutEvents"},
