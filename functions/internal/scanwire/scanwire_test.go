@@ -12,11 +12,15 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/functions/internal/scanwire"
@@ -69,6 +73,7 @@ type env struct {
 	img     *scanfixture.Image
 	ix      *fixtureIndexer
 	logs    *bytes.Buffer
+	calls   *iamCalls
 }
 
 func newEnv(t *testing.T) env {
@@ -93,7 +98,10 @@ func newEnv(t *testing.T) env {
 	}
 	var logs bytes.Buffer
 	log := lambdaenv.Logger(&logs, slog.LevelDebug)
-	sc, err := scanwire.New(t.Context(), cfg, scanwire.Settings{Backend: backend, DataDir: t.TempDir()}, ix, log)
+	calls := &iamCalls{seen: map[string]bool{}}
+	scanCfg := cfg.Copy()
+	scanCfg.APIOptions = append(scanCfg.APIOptions, calls.record)
+	sc, err := scanwire.New(t.Context(), scanCfg, scanwire.Settings{Backend: backend, DataDir: t.TempDir()}, ix, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +138,7 @@ func newEnv(t *testing.T) env {
 			t.Fatal(err)
 		}
 	}
-	return env{handler: scanwire.Handler(sc, bucket, log), scanner: sc, reg: reg, bucket: bucket, img: img, ix: ix, logs: &logs}
+	return env{handler: scanwire.Handler(sc, bucket, log), scanner: sc, reg: reg, bucket: bucket, img: img, ix: ix, logs: &logs, calls: calls}
 }
 
 // sample reads events/<name> and applies the replacements.
@@ -228,6 +236,17 @@ func TestHandlerEvents(t *testing.T) {
 		t.Errorf("%d referrers after the re-match, want 2", len(got))
 	}
 
+	// Every AWS call the scanner made is allowed by the scan function's
+	// role (infra/berth/scanning.go, template.yaml): the grants are
+	// checked against what the code does, not only written down.
+	for _, c := range e.calls.list() {
+		action, resource, _ := strings.Cut(c, " ")
+		if !slices.Contains(scanGrants[resource], action) {
+			t.Errorf("the scanner calls %s on %s, which the scan role does not allow", action, resource)
+		}
+	}
+	t.Logf("IAM actions used: %v", e.calls.list())
+
 	// Events of other shapes and sources are dropped, not retried.
 	for _, raw := range []string{`{"foo":1}`, `{"detail-type":"Berth Image Action","source":"someone.else","detail":{}}`, `not json`} {
 		if err := e.handler(ctx, json.RawMessage(raw)); err != nil {
@@ -301,4 +320,103 @@ func reportFindings(t *testing.T, h http.Handler, repo string, d oci.Digest) []s
 	}
 	slices.Sort(out)
 	return out
+}
+
+// scanGrants is the scan role's policy (infra/berth/scanning.go scanSpec,
+// template.yaml ScanFunction), by resource.
+var scanGrants = map[string][]string{
+	"table": {"dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem",
+		"dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
+	"blobs/*":  {"s3:GetObject", "s3:PutObject"},
+	"scan/*":   {"s3:DeleteObject", "s3:GetObject", "s3:PutObject"},
+	"osv/*":    {"s3:GetObject"},
+	"bucket":   {"s3:ListBucket"},
+	"eventbus": {"events:PutEvents"},
+}
+
+// iamCalls records the IAM action and resource of each AWS call, as
+// "<action> <resource>" (resource as in scanGrants).
+type iamCalls struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (c *iamCalls) list() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for k := range c.seen {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (c *iamCalls) add(action, resource string) {
+	c.mu.Lock()
+	c.seen[action+" "+resource] = true
+	c.mu.Unlock()
+}
+
+// prefix names an object key's grant: "blobs/*" for blobs/sha256/….
+func prefix(key *string) string {
+	first, _, _ := strings.Cut(aws.ToString(key), "/")
+	return first + "/*"
+}
+
+func (c *iamCalls) record(stack *middleware.Stack) error {
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("iamCalls", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+		op := awsmiddleware.GetOperationName(ctx)
+		switch p := in.Parameters.(type) {
+		case *dynamodb.TransactWriteItemsInput:
+			// IAM authorizes each contained item action.
+			for _, it := range p.TransactItems {
+				switch {
+				case it.Put != nil:
+					c.add("dynamodb:PutItem", "table")
+				case it.Update != nil:
+					c.add("dynamodb:UpdateItem", "table")
+				case it.Delete != nil:
+					c.add("dynamodb:DeleteItem", "table")
+				case it.ConditionCheck != nil:
+					c.add("dynamodb:ConditionCheckItem", "table")
+				}
+			}
+		case *dynamodb.TransactGetItemsInput:
+			c.add("dynamodb:GetItem", "table")
+		case *s3.GetObjectInput:
+			c.add("s3:GetObject", prefix(p.Key))
+		case *s3.HeadObjectInput:
+			c.add("s3:GetObject", prefix(p.Key))
+		case *s3.PutObjectInput:
+			c.add("s3:PutObject", prefix(p.Key))
+		case *s3.CreateMultipartUploadInput:
+			c.add("s3:PutObject", prefix(p.Key))
+		case *s3.UploadPartInput:
+			c.add("s3:PutObject", prefix(p.Key))
+		case *s3.CompleteMultipartUploadInput:
+			c.add("s3:PutObject", prefix(p.Key))
+		case *s3.AbortMultipartUploadInput:
+			c.add("s3:AbortMultipartUpload", prefix(p.Key))
+		case *s3.CopyObjectInput:
+			c.add("s3:PutObject", prefix(p.Key))
+			_, src, _ := strings.Cut(aws.ToString(p.CopySource), "/")
+			c.add("s3:GetObject", prefix(&src))
+		case *s3.DeleteObjectInput:
+			c.add("s3:DeleteObject", prefix(p.Key))
+		case *s3.ListObjectsV2Input:
+			c.add("s3:ListBucket", "bucket")
+		default:
+			svc := strings.ToLower(awsmiddleware.GetServiceID(ctx))
+			switch svc {
+			case "dynamodb":
+				c.add("dynamodb:"+op, "table")
+			case "eventbridge":
+				c.add("events:"+op, "eventbus")
+			default:
+				c.add(svc+":"+op, "?")
+			}
+		}
+		return next.HandleInitialize(ctx, in)
+	}), middleware.After)
 }
