@@ -192,6 +192,10 @@ func (ix *Indexer) Index(ctx context.Context, d oci.Descriptor, r io.Reader) (*i
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if len(head) == 0 {
+		l.Error = "empty blob"
+		return l, nil
+	}
 	comp := sniff(head)
 	if comp == compUnknown {
 		if d.MediaType == "" {
