@@ -86,9 +86,17 @@ type DB struct {
 	// dirs maps each top-level directory name to its data files, sorted.
 	dirs map[string][]dataFile
 
-	mu     sync.Mutex
-	loaded map[string]*dirIndex // by directory name
-	stats  Stats
+	// mu guards stats; each directory's loading is guarded by its own
+	// dirState, so loading Debian's export does not hold up a match that
+	// needs only the (already loaded) Go records.
+	mu    sync.Mutex
+	state map[string]*dirState // by directory name; fixed at Open
+	stats Stats
+}
+
+type dirState struct {
+	mu  sync.Mutex
+	idx *dirIndex // nil until loaded
 }
 
 type dataFile struct {
@@ -132,7 +140,7 @@ func Open(fsys fs.FS, opts ...Option) (*DB, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	db := &DB{fsys: fsys, cfg: cfg, dirs: map[string][]dataFile{}, loaded: map[string]*dirIndex{}}
+	db := &DB{fsys: fsys, cfg: cfg, dirs: map[string][]dataFile{}, state: map[string]*dirState{}}
 	top, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		return nil, fmt.Errorf("vulndb: list data: %w", err)
@@ -183,6 +191,7 @@ func Open(fsys fs.FS, opts ...Option) (*DB, error) {
 		}
 		if len(files) > 0 {
 			db.dirs[d.Name()] = files
+			db.state[d.Name()] = &dirState{}
 		}
 	}
 	// fs.ReadDir and fs.WalkDir visit in lexical order, so the hash input
@@ -261,15 +270,16 @@ func (db *DB) dirsFor(base string) []string {
 	return out
 }
 
-// load reads one ecosystem directory, once. The lock is held while
-// loading: concurrent matches that need the same data wait for it rather
-// than read it twice, and a failed load (an I/O error, a cancelled
-// context) is not cached, so the next Match tries again.
+// load reads one ecosystem directory, once. The directory's lock is
+// held while loading: concurrent matches that need the same data wait
+// for it rather than read it twice. A failed load (an I/O error, a
+// cancelled context) is not kept, so the next Match tries again.
 func (db *DB) load(ctx context.Context, dir string) (*dirIndex, error) {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	if idx, ok := db.loaded[dir]; ok {
-		return idx, nil
+	st := db.state[dir]
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.idx != nil {
+		return st.idx, nil
 	}
 	l := &loader{
 		db:     db,
@@ -297,7 +307,9 @@ func (db *DB) load(ctx context.Context, dir string) (*dirIndex, error) {
 		}
 		l.stats.Files++
 	}
-	db.loaded[dir] = l.idx
+	st.idx = l.idx
+	db.mu.Lock()
+	defer db.mu.Unlock()
 	db.stats.Loaded = append(db.stats.Loaded, dir)
 	sort.Strings(db.stats.Loaded)
 	db.stats.Files += l.stats.Files

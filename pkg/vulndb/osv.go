@@ -120,7 +120,15 @@ func compact(r *osvRecord, intern func(string) string) (*record, []osvAffectedEn
 		if a.Package.Ecosystem == "" || a.Package.Name == "" {
 			continue
 		}
-		e := &entry{rec: rec, ecosystem: intern(a.Package.Ecosystem), versions: a.Versions}
+		e := &entry{rec: rec, ecosystem: intern(a.Package.Ecosystem)}
+		if len(a.Versions) > 0 {
+			// Enumerated versions repeat across an ecosystem's records
+			// ("1.0.0" in thousands of them): one copy each.
+			e.versions = make([]string, len(a.Versions))
+			for i, v := range a.Versions {
+				e.versions[i] = intern(v)
+			}
+		}
 		for _, rg := range a.Ranges {
 			var semver bool
 			switch rg.Type {
@@ -136,13 +144,13 @@ func compact(r *osvRecord, intern func(string) string) (*record, []osvAffectedEn
 			for _, ev := range rg.Events {
 				switch {
 				case ev.Introduced != "":
-					spec.events = append(spec.events, event{evIntroduced, ev.Introduced})
+					spec.events = append(spec.events, event{evIntroduced, intern(ev.Introduced)})
 				case ev.Fixed != "":
-					spec.events = append(spec.events, event{evFixed, ev.Fixed})
+					spec.events = append(spec.events, event{evFixed, intern(ev.Fixed)})
 				case ev.LastAffected != "":
-					spec.events = append(spec.events, event{evLastAffected, ev.LastAffected})
+					spec.events = append(spec.events, event{evLastAffected, intern(ev.LastAffected)})
 				case ev.Limit != "":
-					spec.events = append(spec.events, event{evLimit, ev.Limit})
+					spec.events = append(spec.events, event{evLimit, intern(ev.Limit)})
 				}
 			}
 			if len(spec.events) > 0 {

@@ -37,7 +37,7 @@ func fix(v string) map[string]string   { return map[string]string{"fixed": v} }
 func last(v string) map[string]string  { return map[string]string{"last_affected": v} }
 func limit(v string) map[string]string { return map[string]string{"limit": v} }
 
-func mustJSON(t *testing.T, v any) []byte {
+func mustJSON(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -47,7 +47,7 @@ func mustJSON(t *testing.T, v any) []byte {
 }
 
 // zipOf builds an all.zip from named entries.
-func zipOf(t *testing.T, entries map[string][]byte) []byte {
+func zipOf(t testing.TB, entries map[string][]byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
@@ -97,7 +97,7 @@ func layouts(t *testing.T, byEco map[string][]rec) map[string]fs.FS {
 	return map[string]fs.FS{"zip": zipped, "loose": loose}
 }
 
-func open(t *testing.T, fsys fs.FS, opts ...Option) *DB {
+func open(t testing.TB, fsys fs.FS, opts ...Option) *DB {
 	t.Helper()
 	db, err := Open(fsys, opts...)
 	if err != nil {
