@@ -29,6 +29,7 @@ import (
 	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/awsbackend"
 	"github.com/berth-registry/berth/pkg/inventory"
+	"github.com/berth-registry/berth/pkg/layerindex"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/registry/registrytest"
@@ -76,7 +77,10 @@ type env struct {
 	calls   *iamCalls
 }
 
-func newEnv(t *testing.T) env {
+func newEnv(t *testing.T) env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the scanner's indexer (nil: the fixture's).
+func newEnvWith(t testing.TB, indexer scan.Indexer) env {
 	t.Helper()
 	testenv.UseEmulators(t)
 	s3c, _ := testenv.S3(t)
@@ -101,7 +105,11 @@ func newEnv(t *testing.T) env {
 	calls := &iamCalls{seen: map[string]bool{}}
 	scanCfg := cfg.Copy()
 	scanCfg.APIOptions = append(scanCfg.APIOptions, calls.record)
-	sc, err := scanwire.New(t.Context(), scanCfg, scanwire.Settings{Backend: backend, DataDir: t.TempDir()}, ix, log)
+	var use scan.Indexer = ix
+	if indexer != nil {
+		use = indexer
+	}
+	sc, err := scanwire.New(t.Context(), scanCfg, scanwire.Settings{Backend: backend, DataDir: t.TempDir()}, use, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +149,40 @@ func newEnv(t *testing.T) env {
 	return env{handler: scanwire.Handler(sc, bucket, log), scanner: sc, reg: reg, bucket: bucket, img: img, ix: ix, logs: &logs, calls: calls}
 }
 
+// The deployed wiring (functions/scan) with the real indexer: the S3
+// event indexes the alpine fixture's layer with pkg/layerindex, and the
+// push event's report holds exactly the fixture's expected finding.
+func TestHandlerRealIndexer(t *testing.T) {
+	e := newEnvWith(t, layerindex.New(layerindex.Limits{TempDir: t.TempDir()}))
+	layer := e.img.Layers[0].Descriptor
+	ev := sample(t, "scan-s3-object-created.json",
+		"berth-blobs-123456789012-eu-west-1", e.bucket,
+		"44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", layer.Digest.Encoded())
+	if err := e.handler(t.Context(), ev); err != nil {
+		t.Fatalf("S3 event: %v\n%s", err, e.logs)
+	}
+	idx, err := e.scanner.LayerIndex(t.Context(), layer.Digest)
+	if err != nil || idx.Error != "" || len(idx.Packages) != len(e.img.Layers[0].Packages) {
+		t.Fatalf("index %+v, %v", idx, err)
+	}
+	push := sample(t, "scan-image-push.json", "team/api", "scanfixture/alpine",
+		"sha256:8f2b2f6f3a6a4c0f6f5d0b7e6c1e2d9b0a4f3e2d1c0b9a8f7e6d5c4b3a291817", string(e.img.ManifestDescriptor.Digest))
+	if err := e.handler(t.Context(), push); err != nil {
+		t.Fatalf("push event: %v\n%s", err, e.logs)
+	}
+	for _, r := range referrers(t, e.reg, "scanfixture/alpine", e.img.ManifestDescriptor.Digest) {
+		if r.ArtifactType == sbom.ArtifactTypeReport {
+			if got := reportFindings(t, e.reg, "scanfixture/alpine", r.Digest); !slices.Equal(got, []string{"BERTH-TEST-APK-1 libcrypto3"}) {
+				t.Errorf("findings %v", got)
+			}
+			return
+		}
+	}
+	t.Errorf("no report attached\n%s", e.logs)
+}
+
 // sample reads events/<name> and applies the replacements.
-func sample(t *testing.T, name string, replace ...string) json.RawMessage {
+func sample(t testing.TB, name string, replace ...string) json.RawMessage {
 	t.Helper()
 	b, err := os.ReadFile("../../../events/" + name)
 	if err != nil {
@@ -277,7 +317,7 @@ func TestPushWithoutDataFails(t *testing.T) {
 	}
 }
 
-func referrers(t *testing.T, h http.Handler, repo string, d oci.Digest) []oci.Descriptor {
+func referrers(t testing.TB, h http.Handler, repo string, d oci.Digest) []oci.Descriptor {
 	t.Helper()
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest("GET", "/v2/"+repo+"/referrers/"+string(d), nil))
@@ -294,7 +334,7 @@ func referrers(t *testing.T, h http.Handler, repo string, d oci.Digest) []oci.De
 }
 
 // reportFindings reads the report artifact back: "<id> <package>" each.
-func reportFindings(t *testing.T, h http.Handler, repo string, d oci.Digest) []string {
+func reportFindings(t testing.TB, h http.Handler, repo string, d oci.Digest) []string {
 	t.Helper()
 	get := func(path string) []byte {
 		w := httptest.NewRecorder()
