@@ -1,19 +1,28 @@
 package scanwire_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
@@ -459,4 +468,149 @@ func (c *iamCalls) record(stack *middleware.Stack) error {
 		}
 		return next.HandleInitialize(ctx, in)
 	}), middleware.After)
+}
+
+// BenchmarkScanLayer200MiB runs the scan function's S3 path (the handler,
+// pkg/layerindex reading the blob from versitygw, the index stored) on a
+// 200 MiB layer: a dpkg database and Debian's os-release, 400 Python
+// distributions, and 190 one-MiB files half random, half text (so gzip
+// shrinks it about as much as real layers). It reports MB/s of the blob
+// as stored and of the tar, packages/s, and the peak Go heap in use.
+func BenchmarkScanLayer200MiB(b *testing.B) {
+	e := newEnvWith(b, layerindex.New(layerindex.Limits{TempDir: b.TempDir()}))
+	path := filepath.Join(b.TempDir(), "layer.tar.gz")
+	tarSize, err := writeBigLayer(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := sha256.New()
+	blobSize, _ := io.Copy(h, f)
+	d := oci.Digest("sha256:" + hex.EncodeToString(h.Sum(nil)))
+	_, _ = f.Seek(0, io.SeekStart)
+	s3c, _ := testenv.S3(b)
+	if _, err := s3c.PutObject(b.Context(), &s3.PutObjectInput{Bucket: aws.String(e.bucket), Key: aws.String("blobs/sha256/" + d.Encoded()), Body: f, ContentLength: aws.Int64(blobSize)}); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	ev := sample(b, "scan-s3-object-created.json",
+		"berth-blobs-123456789012-eu-west-1", e.bucket,
+		"44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", d.Encoded())
+
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	runtime.GC()
+	var pkgs int
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		if err := e.scanner.DeleteLayerIndex(b.Context(), d); err != nil {
+			b.Fatal(err)
+		}
+		if err := e.handler(b.Context(), ev); err != nil {
+			b.Fatal(err)
+		}
+		idx, err := e.scanner.LayerIndex(b.Context(), d)
+		if err != nil || idx.Error != "" {
+			b.Fatalf("index: %v %+v", err, idx)
+		}
+		pkgs = len(idx.Packages)
+	}
+	per := time.Since(start).Seconds() / float64(b.N)
+	close(stop)
+	<-done
+	b.ReportMetric(float64(blobSize)/1e6/per, "blobMB/s")
+	b.ReportMetric(float64(tarSize)/1e6/per, "tarMB/s")
+	b.ReportMetric(float64(pkgs)/per, "packages/s")
+	b.ReportMetric(float64(peak.Load())/(1<<20), "peakHeapMiB")
+	b.ReportMetric(float64(blobSize)/1e6, "blobMB")
+	b.ReportMetric(float64(pkgs), "packages")
+}
+
+// writeBigLayer writes the benchmark layer (gzip, default level) to path
+// and returns the tar's size.
+func writeBigLayer(path string) (int64, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	zw := gzip.NewWriter(f)
+	cw := &countWriter{w: zw}
+	tw := tar.NewWriter(cw)
+	add := func(name string, body []byte) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg, ModTime: time.Unix(1700000000, 0)}); err != nil {
+			return err
+		}
+		_, err := tw.Write(body)
+		return err
+	}
+	status, err := os.ReadFile(scanfixture.HostDpkgStatus)
+	if err != nil {
+		return 0, err
+	}
+	if err := add("etc/os-release", []byte("ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n")); err != nil {
+		return 0, err
+	}
+	if err := add("var/lib/dpkg/status", status); err != nil {
+		return 0, err
+	}
+	for i := range 400 {
+		name := fmt.Sprintf("pkg%03d", i)
+		if err := add(fmt.Sprintf("usr/lib/python3.11/site-packages/%s-1.%d.0.dist-info/METADATA", name, i), scanfixture.PythonMetadata(name, fmt.Sprintf("1.%d.0", i), "bench")); err != nil {
+			return 0, err
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	text := bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog 0123456789\n"), 1<<19/55+1)[:1<<19]
+	buf := make([]byte, 1<<20)
+	for i := range 190 {
+		for j := 0; j < 1<<19; j += 8 {
+			v := rng.Uint64()
+			for k := range 8 {
+				buf[j+k] = byte(v >> (8 * k))
+			}
+		}
+		copy(buf[1<<19:], text)
+		if err := add(fmt.Sprintf("opt/app/data/%03d.bin", i), buf); err != nil {
+			return 0, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return 0, err
+	}
+	if err := zw.Close(); err != nil {
+		return 0, err
+	}
+	return cw.n, nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
