@@ -130,6 +130,7 @@ var contextKeys = []string{
 	"auth", "tokenSigningKeyArn", "tokenTtl", "authPolicyFile", "oidcIssuers",
 	"throttleRateLimit", "throttleBurstLimit", "tokenReservedConcurrency", "apiReservedConcurrency",
 	"originVerifySecret", "alarmTopicArn", "api5xxRatePercent",
+	"scanEphemeralStorageMiB", "osvSyncMemoryMiB", "osvSyncSchedule", "osvEcosystems",
 }
 
 // readSettings checks and converts the berth:* entries of ctx (all of the
@@ -180,6 +181,17 @@ func readSettings(ctx map[string]any) (settings, error) {
 		r.fail("logLevel", "is %q; want debug, info, warn or error", p.LogLevel)
 	}
 	p.ScanEnabled = r.flag("scan")
+	// Lambda's /tmp: 512 MiB to 10 GiB.
+	p.ScanEphemeralStorageMiB = r.number("scanEphemeralStorageMiB", 512, 10240, true)
+	p.OsvSyncMemoryMiB = r.number("osvSyncMemoryMiB", 128, 10240, true)
+	p.OsvSyncSchedule = r.str("osvSyncSchedule")
+	if v := r.str("osvEcosystems"); v != "" {
+		for e := range strings.SplitSeq(v, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				p.OsvEcosystems = append(p.OsvEcosystems, e)
+			}
+		}
+	}
 	p.EdgeUploads = r.flag("edgeUploads")
 	p.LambdaEdge = r.flag("lambdaEdge")
 	p.EdgeFunctionFile = r.str("edgeFunctionFile")

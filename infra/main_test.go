@@ -180,7 +180,7 @@ func TestReadSettingsRefuses(t *testing.T) {
 // checks that the token function trusts GitHub Actions.
 func TestSynthTrustsGitHub(t *testing.T) {
 	dist := t.TempDir()
-	for _, fn := range []string{berth.FnAPI, berth.FnToken, berth.FnScan, berth.FnCleanup} {
+	for _, fn := range []string{berth.FnAPI, berth.FnToken, berth.FnScan, berth.FnCleanup, berth.FnOsvSync} {
 		if err := os.MkdirAll(filepath.Join(dist, fn), 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -37,7 +37,10 @@ func TestEventBus(t *testing.T) {
 	}
 
 	off := use(t, func() *synthesized {
-		return synth(func(_ awscdk.Stack, p *berth.RegistryProps) { p.Events = jsii.Bool(false) })
+		// Scanning needs events (TestScanNeedsEvents).
+		return synth(func(_ awscdk.Stack, p *berth.RegistryProps) {
+			p.Events, p.ScanEnabled = jsii.Bool(false), jsii.Bool(false)
+		})
 	})
 	for _, fn := range []string{"ApiFunction", "CleanupFunction", "TokenFunction"} {
 		_, f := off.function(t, fn)

@@ -23,6 +23,8 @@ type fnSpec struct {
 	env         map[string]*string
 	statements  []awsiam.PolicyStatement
 	reserved    float64 // reserved concurrency; 0: none
+	// ephemeralMiB is the size of /tmp; 0: Lambda's default 512 MiB.
+	ephemeralMiB float64
 }
 
 // logicalID turns a function name into its logical id prefix: api → ApiFunction.
@@ -93,7 +95,8 @@ func concat(lists ...[]string) []string {
 	return out
 }
 
-// newFunctions creates the four functions (three with scanning off), each
+// newFunctions creates the four functions (three with scanning off; the
+// fifth, osvsync, comes with scanning: newScanning), each
 // with its own log group and a role holding only its own statements.
 func (r *registry) newFunctions() {
 	p := &r.props
@@ -186,14 +189,7 @@ func (r *registry) newFunctions() {
 		},
 	}
 	r.grantTokenKey(&token, &api)
-	// The scan function validates and logs blob events; it reads and
-	// stores nothing yet (scanning arrives with its own issue, which
-	// adds blob reads and report writes here).
-	scan := fnSpec{
-		name: FnScan, description: "Berth layer scanner (S3 ObjectCreated on blobs/)", memory: p.ScanMemoryMiB,
-		timeout: awscdk.Duration_Minutes(jsii.Number(1)),
-		env:     map[string]*string{"BERTH_BUCKET": common["BERTH_BUCKET"], "BERTH_LOG_LEVEL": common["BERTH_LOG_LEVEL"]},
-	}
+	scan := r.scanSpec(common) // scanning.go
 	// The cleanup function sweeps expired upload sessions (Query the
 	// UPLOADS# index, GetItem each session, abort its staging, then one
 	// transaction turns the session into a tombstone, an UpdateItem, and
@@ -302,6 +298,10 @@ func (r *registry) newFunction(s fnSpec) awslambda.Function {
 	if s.reserved > 0 { // 0 would disable the function: it means none here
 		reserved = jsii.Number(s.reserved)
 	}
+	var tmp awscdk.Size
+	if s.ephemeralMiB > 0 {
+		tmp = awscdk.Size_Mebibytes(jsii.Number(s.ephemeralMiB))
+	}
 	return awslambda.NewFunction(r.Construct, jsii.String(id), &awslambda.FunctionProps{
 		ReservedConcurrentExecutions: reserved,
 		Description:                  jsii.String(s.description),
@@ -310,6 +310,7 @@ func (r *registry) newFunction(s fnSpec) awslambda.Function {
 		Handler:                      jsii.String("bootstrap"),
 		Code:                         awslambda.Code_FromAsset(jsii.String(r.assetDir(s.name)), nil),
 		MemorySize:                   jsii.Number(s.memory),
+		EphemeralStorageSize:         tmp,
 		Timeout:                      s.timeout,
 		Environment:                  &s.env,
 		Role:                         role,

@@ -71,7 +71,7 @@ var codeDir = sync.OnceValue(func() string {
 	if err != nil {
 		panic(err)
 	}
-	for _, fn := range []string{berth.FnAPI, berth.FnToken, berth.FnScan, berth.FnCleanup} {
+	for _, fn := range []string{berth.FnAPI, berth.FnToken, berth.FnScan, berth.FnCleanup, berth.FnOsvSync} {
 		if err := os.MkdirAll(filepath.Join(dir, fn), 0o755); err != nil {
 			panic(err)
 		}

@@ -1,6 +1,7 @@
 package berth_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,6 +26,7 @@ type model struct {
 	routes    []string            // "ANY /v2/{proxy+} -> ApiFunction"
 	schedules []string            // "rate(1 hour) -> CleanupFunction"
 	notify    []string            // "s3:ObjectCreated:* prefix=blobs/ -> ScanFunction"
+	rules     []string            // EventBridge rules: `{"detail":…,"source":…} -> ScanFunction`
 	table     []string            // "key PK HASH", "billing PAY_PER_REQUEST", ...
 	bucket    []string            // "sse AES256", "tls-only", ...
 	edge      []string            // edge upload path resources: "AWS::CloudFront::Function", "behaviour /_upload/*"
@@ -236,6 +238,12 @@ func cdkModel(s *synthesized) *model {
 		p := m(r["Properties"])
 		md.schedules = append(md.schedules, str(p["ScheduleExpression"])+" -> "+refName(m(p["Target"])["Arn"], cdkName))
 	}
+	for _, r := range s.resources("AWS::Events::Rule") {
+		p := m(r["Properties"])
+		for _, tg := range list(p["Targets"]) {
+			md.rules = append(md.rules, patternText(p["EventPattern"])+" -> "+refName(m(tg)["Arn"], cdkName))
+		}
+	}
 	var policies []map[string]interface{}
 	for _, r := range s.resources("AWS::S3::BucketPolicy") {
 		policies = append(policies, m(r["Properties"]))
@@ -257,6 +265,12 @@ func cdkModel(s *synthesized) *model {
 		}
 	}
 	return md
+}
+
+// patternText is an event pattern as canonical JSON (sorted keys).
+func patternText(p interface{}) string {
+	b, _ := json.Marshal(p)
+	return string(b)
 }
 
 // edgeModel lists the edge upload path's pieces in either template: the
@@ -304,7 +318,9 @@ func fromYAML(n *yaml.Node) interface{} {
 		v = a
 	case yaml.ScalarNode:
 		var s interface{}
-		if err := n.Decode(&s); err != nil || strings.HasPrefix(n.Tag, "!") {
+		// Standard tags (!!bool, !!int) decode to their types; the short
+		// intrinsic tags (!Ref) keep the text.
+		if err := n.Decode(&s); err != nil || strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
 			s = n.Value
 		}
 		v = s
@@ -367,6 +383,15 @@ func samModel(doc map[string]interface{}) (*model, []string) {
 	md := &model{functions: map[string]*fnModel{}}
 	var problems []string
 	global := m(m(doc["Globals"])["Function"])
+	// A parameter's default stands for its !Ref (the schedules).
+	param := func(v interface{}) interface{} {
+		if ref, ok := m(v)["Ref"].(string); ok {
+			if d, ok := m(m(doc["Parameters"])[ref])["Default"]; ok {
+				return d
+			}
+		}
+		return v
+	}
 	res := m(doc["Resources"])
 	var policies []map[string]interface{}
 	for _, r := range res {
@@ -432,7 +457,9 @@ func samModel(doc map[string]interface{}) (*model, []string) {
 					if expr == nil {
 						expr = ep["Schedule"] // Schedule (EventBridge rule)
 					}
-					md.schedules = append(md.schedules, str(expr)+" -> "+id)
+					md.schedules = append(md.schedules, str(param(expr))+" -> "+id)
+				case "EventBridgeRule":
+					md.rules = append(md.rules, patternText(ep["Pattern"])+" -> "+id)
 				case "S3":
 					var filter []string
 					for _, rule := range list(m(m(ep["Filter"])["S3Key"])["Rules"]) {
@@ -510,6 +537,7 @@ func compare(sam, cdk *model) []string {
 	report("routes", sam.routes, cdk.routes)
 	report("schedules", sam.schedules, cdk.schedules)
 	report("S3 notifications", sam.notify, cdk.notify)
+	report("event rules", sam.rules, cdk.rules)
 	report("table", sam.table, cdk.table)
 	report("bucket", sam.bucket, cdk.bucket)
 	report("edge", sam.edge, cdk.edge)

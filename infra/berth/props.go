@@ -71,18 +71,33 @@ type RegistryProps struct {
 	// Function memory in MiB, the same defaults as template.yaml: api 1024
 	// (about 0.6 vCPU: a 4.4 MB chunk is base64-decoded, hashed and sent to
 	// S3 well within a second), token 512 (TLS handshakes to STS and JWKS,
-	// ECDSA checks), scan 256 (it validates and logs events until layer
-	// indexing lands), cleanup 256 (network-bound).
-	ApiMemoryMiB, TokenMemoryMiB, ScanMemoryMiB, CleanupMemoryMiB float64
+	// ECDSA checks), scan 2048 (about 1.2 vCPU for decompressing and
+	// walking layers, and room for the OSV records of the ecosystems an
+	// image needs; docs/deploy.md "Deploying scanning"), cleanup 256
+	// (network-bound), osvsync 256 (a streamed copy, network-bound).
+	ApiMemoryMiB, TokenMemoryMiB, ScanMemoryMiB, CleanupMemoryMiB, OsvSyncMemoryMiB float64
 	// LogRetention of every log group (functions, API access log).
 	// Default ONE_MONTH.
 	LogRetention awslogs.RetentionDays
 	// LogLevel is BERTH_LOG_LEVEL: debug, info, warn or error. Default info.
 	LogLevel string
 
-	// ScanEnabled deploys the scan function and the blobs/ ObjectCreated
-	// notification. Default true.
+	// ScanEnabled deploys vulnerability scanning (docs/deploy.md,
+	// "Deploying scanning"): the scan function with the blobs/
+	// ObjectCreated notification and a rule for image push events, and the
+	// osvsync function on OsvSyncSchedule. It needs Events. Default true.
 	ScanEnabled *bool
+	// ScanEphemeralStorageMiB is the scan function's /tmp, which caches
+	// the OSV exports the images need (downloaded on first use, kept while
+	// warm). Default 2048.
+	ScanEphemeralStorageMiB float64
+	// OsvSyncSchedule runs the osvsync function (an EventBridge Scheduler
+	// expression). Default "rate(6 hours)".
+	OsvSyncSchedule string
+	// OsvEcosystems are the OSV ecosystems synced (BERTH_OSV_ECOSYSTEMS),
+	// as OSV spells them. Nil: Debian, Ubuntu, Alpine, Red Hat, Rocky
+	// Linux, AlmaLinux, Go, PyPI, npm, Maven, crates.io.
+	OsvEcosystems []string
 
 	// GCGrace (BERTH_GC_GRACE, a Go duration) is how long a blob must have
 	// been unreferenced before the cleanup function deletes it; "0" turns
@@ -252,7 +267,9 @@ func (p RegistryProps) withDefaults() RegistryProps {
 	}
 	setF(&p.ApiMemoryMiB, 1024)
 	setF(&p.TokenMemoryMiB, 512)
-	setF(&p.ScanMemoryMiB, 256)
+	setF(&p.ScanMemoryMiB, 2048)
+	setF(&p.ScanEphemeralStorageMiB, 2048)
+	setF(&p.OsvSyncMemoryMiB, 256)
 	setF(&p.CleanupMemoryMiB, 256)
 	setF(&p.StagingExpirationDays, 1)
 	setF(&p.ThrottleRateLimit, 500)
@@ -266,6 +283,7 @@ func (p RegistryProps) withDefaults() RegistryProps {
 		p.LogRetention = awslogs.RetentionDays_ONE_MONTH
 	}
 	setS(&p.LogLevel, "info")
+	setS(&p.OsvSyncSchedule, "rate(6 hours)")
 	setS(&p.UploadTTL, "1h")
 	setS(&p.GCGrace, "24h")
 	setS(&p.PresignExpiry, "20m")

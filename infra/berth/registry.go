@@ -107,6 +107,7 @@ func NewRegistry(scope constructs.Construct, id *string, props *RegistryProps) R
 	r.newAPI()
 	r.newCDN()
 	r.newSchedule()
+	r.newScanning() // before the alarms, which cover every function
 	r.newAlarms()
 	r.suppressNagFindings()
 

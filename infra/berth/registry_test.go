@@ -51,9 +51,13 @@ func TestResourceCounts(t *testing.T) {
 			"AWS::ApiGatewayV2::Stage": 1, "AWS::CloudFront::CachePolicy": 1, "AWS::CloudFront::Distribution": 1,
 			"AWS::CloudFront::KeyGroup": 1, "AWS::CloudFront::OriginAccessControl": 1, "AWS::CloudFront::PublicKey": 1,
 			"AWS::CloudFront::KeyValueStore": 1, "AWS::CloudFront::Function": 1,
-			"AWS::CloudWatch::Alarm": 10, "AWS::DynamoDB::Table": 1, "AWS::IAM::Role": 5, "AWS::KMS::Key": 1,
-			"AWS::Lambda::Function": 4, "AWS::Lambda::Permission": 5, "AWS::Logs::LogGroup": 5, "AWS::S3::Bucket": 1,
-			"AWS::S3::BucketPolicy": 1, "AWS::SSM::Parameter": 1, "AWS::Scheduler::Schedule": 1,
+			// Scanning: the scan and osvsync functions, their roles and
+			// log groups, the sync schedule and its role, the push and
+			// delete rules and their invoke permissions, two alarms per
+			// function.
+			"AWS::CloudWatch::Alarm": 12, "AWS::DynamoDB::Table": 1, "AWS::IAM::Role": 7, "AWS::KMS::Key": 1,
+			"AWS::Lambda::Function": 5, "AWS::Lambda::Permission": 7, "AWS::Logs::LogGroup": 6, "AWS::S3::Bucket": 1,
+			"AWS::S3::BucketPolicy": 1, "AWS::SSM::Parameter": 1, "AWS::Scheduler::Schedule": 2, "AWS::Events::Rule": 2,
 			"AWS::SecretsManager::Secret": 1, "AWS::SNS::Topic": 0, "Custom::S3BucketNotifications": 0,
 		},
 		// Scan off, KMS bucket, no CloudFront key pair (the edge path still
@@ -64,6 +68,7 @@ func TestResourceCounts(t *testing.T) {
 			"AWS::CloudFront::CachePolicy": 0, "AWS::SecretsManager::Secret": 0, "AWS::KMS::Key": 2,
 			"AWS::Lambda::Function": 3, "AWS::Lambda::Permission": 4, "AWS::Logs::LogGroup": 4, "AWS::IAM::Role": 4,
 			"AWS::CloudWatch::Alarm": 8, "AWS::SNS::Topic": 1, "Custom::S3BucketNotifications": 0,
+			"AWS::Events::Rule": 0, "AWS::Scheduler::Schedule": 1,
 		},
 	}
 	for name, s := range map[string]*synthesized{"default": use(t, defaultStack), "variant": use(t, variantStack)} {
@@ -89,7 +94,8 @@ func TestFunctions(t *testing.T) {
 			"BERTH_TAG_IMMUTABILITY", "BERTH_TOKEN_ISSUER", "BERTH_TOKEN_KMS_KEY_ID", "BERTH_UPLOAD_TTL"}},
 		"TokenFunction": {512, 10, []string{"BERTH_AUTH_POLICY_PARAM", "BERTH_LOG_LEVEL", "BERTH_OIDC_ISSUERS",
 			"BERTH_SERVICE", "BERTH_TOKEN_ISSUER", "BERTH_TOKEN_KMS_KEY_ID", "BERTH_TOKEN_TTL"}},
-		"ScanFunction":    {256, 60, []string{"BERTH_BUCKET", "BERTH_LOG_LEVEL"}},
+		"ScanFunction":    {2048, 900, []string{"BERTH_BUCKET", "BERTH_EVENT_BUS", "BERTH_LOG_LEVEL", "BERTH_TABLE"}},
+		"OsvsyncFunction": {256, 900, []string{"BERTH_BUCKET", "BERTH_LOG_LEVEL", "BERTH_OSV_ECOSYSTEMS", "BERTH_SCAN_FUNCTION"}},
 		"CleanupFunction": {256, 900, []string{"BERTH_BUCKET", "BERTH_EDGE_KVS_ARN", "BERTH_EVENT_BUS", "BERTH_GC_GRACE", "BERTH_LOG_LEVEL", "BERTH_RETENTION_POLICY", "BERTH_TABLE"}},
 	}
 	for prefix, w := range want {
@@ -229,9 +235,23 @@ func TestIAMPerFunction(t *testing.T) {
 			"Logs":           {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryTokenFunctionLogs"}},
 			"AuthPolicyRead": {[]string{"ssm:GetParameter"}, []string{"RegistryAuthPolicy"}},
 		},
-		// Scan validates and logs events; it reads nothing yet.
+		// Scan: layers in, referrers out through the registry, indexes,
+		// OSV data read-only (scanning.go says why each).
 		"ScanFunction": {
-			"Logs": {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryScanFunctionLogs"}},
+			"Logs":                   {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryScanFunctionLogs"}},
+			"ScanMetadata":           {[]string{"dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"}, []string{"RegistryTable"}},
+			"LayerReadReferrerWrite": {[]string{"s3:GetObject", "s3:PutObject"}, []string{obj3("blobs/")}},
+			"LayerIndexes":           {[]string{"s3:DeleteObject", "s3:GetObject", "s3:PutObject"}, []string{obj3("scan/")}},
+			"OsvDataRead":            {[]string{"s3:GetObject"}, []string{obj3("osv/")}},
+			"ScanBucketList":         {[]string{"s3:ListBucket"}, []string{`":s3:::",`}},
+			"PutRegistryEvents":      {[]string{"events:PutEvents"}, []string{`":event-bus/default"`}},
+		},
+		// The OSV sync: its prefix only, and the re-match request.
+		"OsvsyncFunction": {
+			"Logs":           {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryOsvsyncFunctionLogs"}},
+			"OsvDataWrite":   {[]string{"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"}, []string{obj3("osv/")}},
+			"OsvBucketList":  {[]string{"s3:ListBucket"}, []string{`":s3:::",`}},
+			"RequestRematch": {[]string{"lambda:InvokeFunction"}, []string{"RegistryScanFunction"}},
 		},
 		"CleanupFunction": {
 			"Logs":                {[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []string{"RegistryCleanupFunctionLogs"}},

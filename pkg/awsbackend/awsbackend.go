@@ -106,6 +106,9 @@ type Backend struct {
 	// Lister lists the bucket's blobs (garbage collection's orphan pass),
 	// whatever wraps Blobs.
 	Lister storage.BlobLister
+	// Objects stores the scanner's layer indexes beside the blobs
+	// (storage.Objects, docs/scanning.md), whatever wraps Blobs.
+	Objects storage.Objects
 
 	// For Check.
 	creds  aws.CredentialsProvider
@@ -159,7 +162,7 @@ func Open(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) (*B
 			log.InfoContext(ctx, "storage ready", slog.String("bucket", s.Bucket), slog.String("table", s.Table))
 		}
 	}
-	be := &Backend{Items: items, Blobs: blobs, Lister: blobs, creds: cfg.Credentials, s3: s3c, bucket: s.Bucket, region: cfg.Region}
+	be := &Backend{Items: items, Blobs: blobs, Lister: blobs, Objects: blobs, creds: cfg.Credentials, s3: s3c, bucket: s.Bucket, region: cfg.Region}
 	if s.NoRedirect {
 		be.Blobs = s3blob.WithoutRedirect(blobs)
 	}

@@ -32,12 +32,21 @@ const (
 	// apart from image actions so that a rule written for ECR's DELETE
 	// events never sees a repository-less blob deletion.
 	DetailBlobAction = "Berth Blob Action"
-	// DetailImageScan is reserved for "scan completed" (the scanner is not
-	// built yet); its detail will mirror ECR's "ECR Image Scan".
+	// DetailImageScan: the scanner finished (or failed) a scan of an image
+	// manifest (docs/scanning.md). Its detail mirrors ECR's "ECR Image
+	// Scan": scan-status, repository-name, image-digest, image-tags,
+	// finding-severity-counts.
 	DetailImageScan = "Berth Image Scan"
 
 	ActionPush   = "PUSH"
 	ActionDelete = "DELETE"
+	// ActionScan is the action-type of "Berth Image Scan" events (ECR's
+	// scan event has no action-type; Berth's detail always carries one).
+	ActionScan = "SCAN"
+
+	// Scan statuses, ECR's words.
+	ScanComplete = "COMPLETE"
+	ScanFailed   = "FAILED"
 
 	ResultSuccess = "SUCCESS"
 
@@ -74,7 +83,19 @@ type Detail struct {
 	// lifecycle rule that expired the image.
 	Reason        string `json:"reason,omitempty"`
 	RetentionRule int    `json:"retention-rule,omitempty"`
+	// ScanStatus and FindingSeverityCounts: a scan's outcome and its
+	// findings by severity (ECR's fields; the counts are present, maybe
+	// empty, on every COMPLETE scan). ScanDataVersion is the vulnerability
+	// data the findings were matched with; ScanError why a scan failed.
+	ScanStatus            string          `json:"scan-status,omitempty"`
+	FindingSeverityCounts *SeverityCounts `json:"finding-severity-counts,omitempty"`
+	ScanDataVersion       string          `json:"scan-data-version,omitempty"`
+	ScanError             string          `json:"scan-error,omitempty"`
 }
+
+// SeverityCounts are findings by severity (CRITICAL, HIGH, MEDIUM, LOW,
+// UNKNOWN), as in ECR's finding-severity-counts.
+type SeverityCounts map[string]int
 
 // Event is one occurrence, as every emitter delivers it.
 type Event struct {

@@ -248,6 +248,7 @@ var optionalUnset = map[string]string{
 	"BERTH_EDGE_KVS_ARN":      "edge upload path: CDK deployment only (infra/berth/edge.go)",
 	"BERTH_TOKEN_RATE_PER_IP": "token signing limits: auth.DefaultLimits are right in AWS (docs/auth.md)",
 	"BERTH_TOKEN_RATE_GLOBAL": "token signing limits: auth.DefaultLimits are right in AWS (docs/auth.md)",
+	"BERTH_OSV_BASE_URL":      "OSV's own export bucket is the default; the variable exists for tests and mirrors",
 }
 
 func TestEnvironmentMatchesCode(t *testing.T) {
@@ -366,7 +367,23 @@ var grants = map[string]map[string][]string{
 		"bucket":    {"s3:ListBucket"},
 		"event-bus": {"events:PutEvents"},
 	},
-	"ScanFunction": {},
+	// The scanner (infra/berth/scanning.go says why each): layers read,
+	// referrer blobs pushed through the registry, layer indexes, OSV data
+	// read only, the registry's push and delete paths in the table.
+	"ScanFunction": {
+		"table":     {"dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
+		"blobs/*":   {"s3:GetObject", "s3:PutObject"},
+		"scan/*":    {"s3:DeleteObject", "s3:GetObject", "s3:PutObject"},
+		"osv/*":     {"s3:GetObject"},
+		"bucket":    {"s3:ListBucket"},
+		"event-bus": {"events:PutEvents"},
+	},
+	// The OSV sync: its prefix, and the re-match request.
+	"OsvsyncFunction": {
+		"osv/*":         {"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"},
+		"bucket":        {"s3:ListBucket"},
+		"scan-function": {"lambda:InvokeFunction"},
+	},
 	"TokenFunction": {
 		"policy-parameter": {"ssm:GetParameter"},
 	},
@@ -385,12 +402,30 @@ func resourceName(r any) string {
 		return "bucket"
 	case fmt.Sprint(get(r, "Fn::GetAtt")) == "[CleanupFunction Arn]":
 		return "cleanup-function"
+	case fmt.Sprint(get(r, "Fn::GetAtt")) == "[ScanFunction Arn]":
+		return "scan-function"
+	case subList(r) == "arn:${AWS::Partition}:s3:::${Bucket}":
+		return "bucket"
+	case strings.HasPrefix(subList(r), "arn:${AWS::Partition}:s3:::${Bucket}/"):
+		// The scan function names the bucket by its computed name (a
+		// !Ref would be a circular dependency with the notification).
+		return strings.TrimPrefix(subList(r), "arn:${AWS::Partition}:s3:::${Bucket}/")
 	case str(r, "Fn::Sub") == "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}":
 		return "event-bus"
 	case strings.HasPrefix(str(r, "Fn::Sub"), "${BlobBucket.Arn}/"):
 		return strings.TrimPrefix(str(r, "Fn::Sub"), "${BlobBucket.Arn}/")
 	}
 	return fmt.Sprint(r)
+}
+
+// subList is the template string of a !Sub [template, variables].
+func subList(r any) string {
+	l, ok := get(r, "Fn::Sub").([]any)
+	if !ok || len(l) != 2 {
+		return ""
+	}
+	s, _ := l[0].(string)
+	return s
 }
 
 func asList(v any) []any {

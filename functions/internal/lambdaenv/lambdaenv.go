@@ -48,7 +48,18 @@ const (
 	// EventBus is the EventBridge bus the api and cleanup functions put
 	// registry events on (docs/events.md): a name or ARN, "default" for
 	// the account's default bus; unset or "off": no events.
-	EventBus         = "BERTH_EVENT_BUS"
+	EventBus = "BERTH_EVENT_BUS"
+	// OSVEcosystems are the OSV ecosystems the osvsync function copies
+	// into the bucket, comma separated as OSV spells them ("Debian,Red
+	// Hat,PyPI"); unset: osvsync.DefaultEcosystems.
+	OSVEcosystems = "BERTH_OSV_ECOSYSTEMS"
+	// OSVBaseURL is where the OSV exports are fetched from
+	// (<base>/<Ecosystem>/all.zip); unset: osvsync.DefaultBaseURL.
+	OSVBaseURL = "BERTH_OSV_BASE_URL"
+	// ScanFunction names the scan function (name or ARN) the osvsync
+	// function invokes asynchronously with a re-match event after a run
+	// that stored new data; unset: no re-match is requested.
+	ScanFunction     = "BERTH_SCAN_FUNCTION"
 	DefaultTokenTTL  = 15 * time.Minute
 	DefaultUploadTTL = time.Hour
 )

@@ -72,6 +72,7 @@ func TestBlobs(t *testing.T, newBlobs func(t *testing.T) storage.Blobs) {
 		{"UploadStalledWriteBeforeCommit", func(t *testing.T, s storage.Blobs) { testUploadStalledWrite(t, s, false) }},
 		{"UploadStalledWriteAfterCommit", func(t *testing.T, s storage.Blobs) { testUploadStalledWrite(t, s, true) }},
 		{"List", testBlobList},
+		{"Objects", testObjects},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newBlobs(t)) })
