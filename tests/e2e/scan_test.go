@@ -56,9 +56,11 @@ func testScan(t *testing.T, s *harness.Server, imgs []*scanfixture.Image, layout
 	reg := regctl(t, s)
 	skopeo, policy := containersTool(t, s, "skopeo")
 	push := map[string]func(dst string){
-		"debian":   func(dst string) { oras.Run("cp", "--to-plain-http", "--from-oci-layout", layout+":debian", dst) },
-		"alpine":   func(dst string) { reg.Run("image", "copy", "ocidir://"+layout+":alpine", dst) },
-		"gobinary": func(dst string) { skopeo.Run("copy", "--policy", policy, "--preserve-digests", "--dest-tls-verify=false", "oci:"+layout+":gobinary", "docker://"+dst) },
+		"debian": func(dst string) { oras.Run("cp", "--to-plain-http", "--from-oci-layout", layout+":debian", dst) },
+		"alpine": func(dst string) { reg.Run("image", "copy", "ocidir://"+layout+":alpine", dst) },
+		"gobinary": func(dst string) {
+			skopeo.Run("copy", "--policy", policy, "--preserve-digests", "--dest-tls-verify=false", "oci:"+layout+":gobinary", "docker://"+dst)
+		},
 		"whiteout": func(dst string) { oras.Run("cp", "--to-plain-http", "--from-oci-layout", layout+":whiteout", dst) },
 	}
 	for _, img := range imgs {
