@@ -149,6 +149,12 @@ func toPackage(extractorName, filePath string, p *scalibrextractor.Package) (inv
 	if p == nil || p.Name == "" || p.Version == "" {
 		return inventory.Package{}, false
 	}
+	if extractorName == archive.Name && p.Version == "unknown" {
+		// A jar with no Maven metadata and no versioned file name: the
+		// archive extractor names it "unknown:unknown" to carry its hash,
+		// which no advisory can match.
+		return inventory.Package{}, false
+	}
 	if extractorName == gobinary.Name && p.Name == "go" {
 		// The Go toolchain that built the binary: OSV lists standard
 		// library advisories under the module "stdlib".

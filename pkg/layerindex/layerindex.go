@@ -17,7 +17,6 @@ package layerindex
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +26,7 @@ import (
 	"github.com/berth-registry/berth/pkg/inventory"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/google/osv-scalibr/extractor/filesystem"
+	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -191,6 +191,10 @@ func (ix *Indexer) Index(ctx context.Context, d oci.Descriptor, r io.Reader) (*i
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if len(head) == 0 {
+		l.Error = "empty blob"
+		return l, nil
 	}
 	comp := sniff(head)
 	if comp == compUnknown {

@@ -152,7 +152,9 @@ func (w *walker) entry(ctx context.Context, tr *tar.Reader, hdr *tar.Header) err
 		// Links are never followed (no symlink loops to chase); a link
 		// where an extractor would look still replaces an earlier
 		// layer's file there.
-		if len(w.required(name, hdr.FileInfo())) > 0 {
+		// Asked as a plain file: a link's 0777 mode would make every
+		// link look like an executable to the Go binary extractor.
+		if len(w.required(name, memInfo{name: path.Base(name), size: 0})) > 0 {
 			w.replace(name)
 		}
 		return nil
