@@ -57,7 +57,6 @@ func Merge(layers []*Layer) Image {
 			opaque[cleanPath(d)] = true
 		}
 	}
-	distro := DistroEcosystem(img.OSRelease)
 	for i, l := range layers {
 		if l == nil {
 			img.Layers = append(img.Layers, LayerStatus{Error: "layer has no index"})
@@ -65,8 +64,8 @@ func Merge(layers []*Layer) Image {
 		}
 		img.Layers = append(img.Layers, LayerStatus{Digest: l.Digest, Packages: len(l.Packages), Error: l.Error})
 		for _, p := range visible[i] {
-			if distro != "" && sameFamily(p.Extractor, distro) {
-				p.Ecosystem = distro
+			if eco := DistroEcosystemFor(p.Extractor, img.OSRelease); eco != "" {
+				p.Ecosystem = eco
 			}
 			img.Packages = append(img.Packages, p)
 		}
@@ -88,13 +87,18 @@ func hidden(p string, replaced, whiteouts, opaque map[string]bool) bool {
 			return true
 		}
 	}
-	return false
+	// An opaque root ("." after cleaning: ".wh..wh..opq" at the top of a
+	// layer) hides everything below.
+	return opaque["."]
 }
 
 // cleanPath puts a layer path in the form Layer's fields use: clean,
 // relative, no leading "/" or "./".
 func cleanPath(p string) string {
 	p = strings.TrimLeft(path.Clean("/"+p), "/")
+	if p == "" {
+		return "."
+	}
 	return p
 }
 
@@ -132,8 +136,18 @@ func DistroEcosystem(osRelease map[string]string) string {
 	return ""
 }
 
-// sameFamily reports whether a distro ecosystem is one whose packages the
-// named extractor reads, so an Ubuntu os-release never relabels an rpm.
+// DistroEcosystemFor is DistroEcosystem when the distro is one whose
+// packages the named extractor ("os/dpkg", "os/apk", "os/rpm") reads, and
+// "" otherwise, so an Ubuntu os-release never relabels an rpm and a
+// language package is never relabelled at all.
+func DistroEcosystemFor(extractor string, osRelease map[string]string) string {
+	ecosystem := DistroEcosystem(osRelease)
+	if ecosystem != "" && sameFamily(extractor, ecosystem) {
+		return ecosystem
+	}
+	return ""
+}
+
 func sameFamily(extractor, ecosystem string) bool {
 	switch extractor {
 	case "os/dpkg":
