@@ -45,5 +45,5 @@ func openAWSChecked(ctx context.Context, c awsFlags, log *slog.Logger, check boo
 		}
 	}
 	// The AWS drivers hold no resources of their own to release.
-	return backend{items: be.Items, blobs: be.Blobs, lister: be.Lister, aws: awsCfg, close: func() error { return nil }}, nil
+	return backend{items: be.Items, blobs: be.Blobs, lister: be.Lister, objects: be.Objects, aws: awsCfg, close: func() error { return nil }}, nil
 }

@@ -24,5 +24,5 @@ func openEmbedded(dir string) (backend, error) {
 	if err != nil {
 		return backend{}, fmt.Errorf("metadata store: %w", err)
 	}
-	return backend{items: items, blobs: blobs, lister: blobs, close: items.Close}, nil
+	return backend{items: items, blobs: blobs, lister: blobs, objects: blobs, close: items.Close}, nil
 }

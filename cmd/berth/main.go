@@ -27,6 +27,7 @@ commands:
   push      push an OCI layout, OCI archive or docker save tar to a registry (see berth push -h)
   copy      copy an image with its referrers from any registry (see berth copy -h)
   ls        list a repository's images: tags, size, pushed at/by, last pulled (see berth ls -h)
+  scan      print the vulnerability report of an image; gate CI on it (see berth scan -h)
   gc        run one garbage collection pass (see berth gc -h)
   retention preview what a retention policy would expire (see berth retention preview -h)
   version   print the version
@@ -40,7 +41,8 @@ func main() {
 }
 
 // run executes one command and returns the process exit code: 0 on
-// success, 2 on a usage error, 1 on any other failure.
+// success, 2 on a usage error, 1 on any other failure, or the code of an
+// *exitError (berth scan's verdicts).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -58,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runCopy(ctx, args[1:], stdout, stderr)
 	case "ls":
 		err = runLs(ctx, args[1:], stdout, stderr)
+	case "scan":
+		err = runScan(ctx, args[1:], stdout, stderr)
 	case "gc":
 		err = runGC(ctx, args[1:], stdout, stderr)
 	case "retention":
@@ -71,9 +75,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "berth: unknown command %q\n%s", args[0], usage)
 		return 2
 	}
+	var ee *exitError
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &ee):
+		if ee.msg != "" {
+			fmt.Fprintln(stderr, ee.msg)
+		}
+		return ee.code
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, errUsage):

@@ -35,6 +35,8 @@ type backend struct {
 	// lister lists stored blobs for garbage collection's orphan pass
 	// (nil: no orphan pass).
 	lister storage.BlobLister
+	// objects keeps the scanner's layer indexes beside the blobs.
+	objects storage.Objects
 	// aws is the configuration the AWS drivers were built from (zero for
 	// the embedded store): the edge emulation signs its S3 origin with it.
 	aws   aws.Config
@@ -72,6 +74,20 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 	}()
 
+	// The scanner (--scan) is one more event sink: pushes queue scans,
+	// deletions and garbage collection drop what it keeps. Its own scan
+	// events go to the configured sinks only.
+	var (
+		scanner *scanService
+		reg     *registry.Registry
+	)
+	if cfg.Scan.Enabled {
+		if scanner, err = newScanService(cfg.Scan, be, em, func() http.Handler { return reg }, log); err != nil {
+			return err
+		}
+		em = scanner.sink(em)
+	}
+
 	regCfg := registry.Config{
 		UploadTTL:      cfg.UploadTTL,
 		UploadLease:    serveUploadLease,
@@ -108,7 +124,11 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		regCfg.EdgeTokens = edge.NewKeyring(edgeKeys, 0)
 	}
-	reg := registry.New(regCfg, be.items, be.blobs)
+	regBlobs := be.blobs
+	if scanner != nil {
+		regBlobs = scanner.observe(regBlobs)
+	}
+	reg = registry.New(regCfg, be.items, regBlobs)
 	var policy *retention.Policy
 	if cfg.RetentionPolicy != "" {
 		raw, err := os.ReadFile(cfg.RetentionPolicy)
@@ -170,7 +190,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		slog.Bool("via_lambda", cfg.ViaLambda),
 		slog.Bool("edge", cfg.Edge),
 		slog.Int64("max_body_bytes", cfg.MaxBodyBytes),
-		slog.Bool("auth", cfg.Auth.PolicyFile != ""))
+		slog.Bool("auth", cfg.Auth.PolicyFile != ""),
+		slog.Bool("scan", cfg.Scan.Enabled))
 
 	sw := sweep.Sweeper{Store: store, Blobs: be.blobs, Log: log}
 	if p, ok := be.items.(sweep.Purger); ok {
@@ -196,7 +217,14 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 			retain(bgCtx, store, policy, cfg.RetentionInterval, log, retainOpts...)
 		}
 	}()
-	defer func() { stopBackground(); <-sweepDone; <-gcDone; <-retainDone }()
+	scanDone := make(chan struct{})
+	go func() {
+		defer close(scanDone)
+		if scanner != nil {
+			scanner.run(bgCtx)
+		}
+	}()
+	defer func() { stopBackground(); <-sweepDone; <-gcDone; <-retainDone; <-scanDone }()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -69,6 +69,7 @@ type serveConfig struct {
 	LogLevel        string        // debug | info | warn | error
 	Auth            authConfig
 	Events          eventsConfig
+	Scan            scanConfig
 }
 
 // eventsConfig delivers registry events (docs/events.md) as CloudEvents
@@ -149,6 +150,12 @@ func (c *serveConfig) setDefaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	if c.Scan.Refresh <= 0 {
+		c.Scan.Refresh = time.Hour
+	}
+	if c.Scan.Workers <= 0 {
+		c.Scan.Workers = 2
+	}
 	if c.Auth.KeyFile == "" {
 		c.Auth.KeyFile = filepath.Join(c.Data, "token-key.pem")
 	}
@@ -192,6 +199,12 @@ func (c *serveConfig) validate() error {
 	}
 	if c.Events.SecretFile != "" && c.Events.Webhook == "" {
 		errs = append(errs, errors.New("--events-secret-file needs --events-webhook"))
+	}
+	if c.Scan.Enabled && c.Scan.OSVData == "" {
+		errs = append(errs, errors.New("--scan needs --osv-data"))
+	}
+	if !c.Scan.Enabled && c.Scan.OSVData != "" {
+		errs = append(errs, errors.New("--osv-data needs --scan"))
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
@@ -238,6 +251,10 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.Events.Webhook, "events-webhook", "", "post registry events as CloudEvents JSON to this `URL`, with retries (docs/events.md)")
 	fs.StringVar(&c.Events.SecretFile, "events-secret-file", "", "sign webhook posts (X-Berth-Signature: sha256=HMAC) with the key in this `file`")
 	fs.StringVar(&c.Events.LogFile, "events-log", "", "append registry events as CloudEvents JSON lines to this `file`")
+	fs.BoolVar(&c.Scan.Enabled, "scan", false, "scan pushed images for vulnerabilities in the background and attach SBOM and report as referrers (docs/scanning.md)")
+	fs.StringVar(&c.Scan.OSVData, "osv-data", "", "scan: OSV vulnerability data `directory` (<Ecosystem>/all.zip or <Ecosystem>/*.json)")
+	fs.DurationVar(&c.Scan.Refresh, "osv-refresh", time.Hour, "scan: how often --osv-data is checked for new data (changes re-match every scanned image)")
+	fs.IntVar(&c.Scan.Workers, "scan-workers", 2, "scan: jobs (layer indexing, image scans) run at once")
 	fs.StringVar(&c.Auth.OIDCIssuers, "oidc-issuers", "", "auth: trusted OIDC issuers, `JSON` [{\"issuer\":…,\"audience\":…}]")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -17,7 +17,6 @@ package layerindex
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +26,7 @@ import (
 	"github.com/berth-registry/berth/pkg/inventory"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/google/osv-scalibr/extractor/filesystem"
+	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 )
 

@@ -23,9 +23,9 @@ func distroFamily(eco string) string {
 	switch baseEcosystem(eco) {
 	case "Debian", "Ubuntu":
 		return "dpkg"
-	case "Alpine":
+	case "Alpine", "Wolfi", "Chainguard":
 		return "apk"
-	case "Red Hat", "Rocky Linux", "AlmaLinux", "openSUSE", "SUSE":
+	case "Red Hat", "Rocky Linux", "AlmaLinux", "openSUSE", "SUSE", "Mageia", "Azure Linux", "openEuler":
 		return "rpm"
 	}
 	return ""
@@ -61,7 +61,14 @@ var alpineRelease = regexp.MustCompile(`^(\d+)\.(\d+)`)
 //     appstream packages too).
 //   - Rocky Linux: "Rocky Linux:<major>" (and the unversioned "Rocky
 //     Linux" osv-scalibr uses); AlmaLinux: "AlmaLinux:<major>".
-//   - openSUSE Leap: "openSUSE:Leap <VERSION_ID>" (as osv-scalibr).
+//   - openSUSE Leap: "openSUSE:Leap <VERSION_ID>" (as osv-scalibr),
+//     Tumbleweed: "openSUSE:Tumbleweed"; Mageia: "Mageia:<VERSION_ID>".
+//   - Wolfi and Chainguard: their unversioned ecosystems (rolling).
+//
+// SUSE Linux Enterprise, Azure Linux and openEuler are not matched: their
+// OSV release names do not follow from os-release alone (SUSE's name the
+// product and service pack), or osv-scalibr's semantic package cannot
+// order their versions (Azure Linux).
 //
 // Derivatives (ID_LIKE only) are not matched: their package versions
 // are their own.
@@ -110,6 +117,17 @@ func distroOf(osr map[string]string) (distro, bool) {
 			return distro{}, false
 		}
 		return distro{"rpm", "openSUSE", exactly("openSUSE:Leap " + ver)}, true
+	case "opensuse-tumbleweed":
+		return distro{"rpm", "openSUSE", exactly("openSUSE:Tumbleweed")}, true
+	case "mageia":
+		if ver == "" {
+			return distro{}, false
+		}
+		return distro{"rpm", "Mageia", exactly("Mageia:" + ver)}, true
+	case "wolfi":
+		return distro{"apk", "Wolfi", exactly("Wolfi")}, true
+	case "chainguard":
+		return distro{"apk", "Chainguard", exactly("Chainguard")}, true
 	}
 	return distro{}, false
 }

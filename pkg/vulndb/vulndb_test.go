@@ -231,6 +231,10 @@ func TestDistroOf(t *testing.T) {
 		{map[string]string{"ID": "rocky", "VERSION_ID": "9.3"}, []string{"Rocky Linux:9", "Rocky Linux"}, []string{"Rocky Linux:8"}},
 		{map[string]string{"ID": "almalinux", "VERSION_ID": "9.4"}, []string{"AlmaLinux:9"}, []string{"AlmaLinux:9.4"}},
 		{map[string]string{"ID": "opensuse-leap", "VERSION_ID": "15.5"}, []string{"openSUSE:Leap 15.5"}, nil},
+		{map[string]string{"ID": "opensuse-tumbleweed", "VERSION_ID": "20241201"}, []string{"openSUSE:Tumbleweed"}, []string{"openSUSE:Leap 15.5"}},
+		{map[string]string{"ID": "mageia", "VERSION_ID": "9"}, []string{"Mageia:9"}, nil},
+		{map[string]string{"ID": "wolfi", "VERSION_ID": "20230201"}, []string{"Wolfi"}, []string{"Wolfi:20230201"}},
+		{map[string]string{"ID": "chainguard"}, []string{"Chainguard"}, nil},
 	} {
 		d, ok := distroOf(c.osr)
 		if !ok {

@@ -12,6 +12,7 @@ import (
 	"github.com/berth-registry/berth/internal/scanfixture"
 	"github.com/berth-registry/berth/internal/scanfixture/osvfixture"
 	"github.com/berth-registry/berth/pkg/inventory"
+	"github.com/berth-registry/berth/pkg/layerindex"
 	"github.com/berth-registry/berth/pkg/sbom"
 	"github.com/berth-registry/berth/pkg/vulndb"
 )
@@ -214,5 +215,43 @@ func TestZipIsDeterministic(t *testing.T) {
 	b, _ := data.Zip("PyPI")
 	if !bytes.Equal(a, b) {
 		t.Error("all.zip bytes differ between runs")
+	}
+}
+
+// The whole matching path on real bytes: each fixture's layers through
+// the layer indexer, merged, matched.
+func TestIndexedFixturesYieldExactlyTheExpectedFindings(t *testing.T) {
+	data, err := osvfixture.Host()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := data.WriteZip(dir); err != nil {
+		t.Fatal(err)
+	}
+	db, err := vulndb.Open(os.DirFS(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := layerindex.New(layerindex.Limits{})
+	for _, img := range fixtures(t) {
+		t.Run(img.Name, func(t *testing.T) {
+			var layers []*inventory.Layer
+			for _, fl := range img.Layers {
+				l, err := ix.Index(context.Background(), fl.Descriptor, bytes.NewReader(fl.Blob))
+				if err != nil {
+					t.Fatal(err)
+				}
+				layers = append(layers, l)
+			}
+			merged := inventory.Merge(layers)
+			got, err := db.Match(context.Background(), merged)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := osvfixture.Project(got); !reflect.DeepEqual(p, data.Expected[img.Name]) {
+				t.Errorf("findings:\n got %+v\nwant %+v", p, data.Expected[img.Name])
+			}
+		})
 	}
 }
