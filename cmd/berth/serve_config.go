@@ -69,6 +69,7 @@ type serveConfig struct {
 	LogLevel        string        // debug | info | warn | error
 	Auth            authConfig
 	Events          eventsConfig
+	Obs             obsConfig
 }
 
 // eventsConfig delivers registry events (docs/events.md) as CloudEvents
@@ -238,6 +239,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.Events.Webhook, "events-webhook", "", "post registry events as CloudEvents JSON to this `URL`, with retries (docs/events.md)")
 	fs.StringVar(&c.Events.SecretFile, "events-secret-file", "", "sign webhook posts (X-Berth-Signature: sha256=HMAC) with the key in this `file`")
 	fs.StringVar(&c.Events.LogFile, "events-log", "", "append registry events as CloudEvents JSON lines to this `file`")
+	fs.StringVar(&c.Obs.AuditLog, "audit-log", "", "append one audit record (JSON) per request to this `file`; - for stderr (docs/audit.md)")
+	fs.StringVar(&c.Obs.AuditIPHeader, "audit-ip-header", "", "audit: take the client address from this `header` set by a trusted reverse proxy (X-Forwarded-For: its last entry)")
+	fs.StringVar(&c.Obs.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://`HOST:PORT`/metrics (docs/audit.md)")
 	fs.StringVar(&c.Auth.OIDCIssuers, "oidc-issuers", "", "auth: trusted OIDC issuers, `JSON` [{\"issuer\":…,\"audience\":…}]")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -18,8 +18,10 @@ import (
 	"github.com/berth-registry/berth/functions/internal/apiwire"
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/apigw"
+	"github.com/berth-registry/berth/pkg/audit"
 	"github.com/berth-registry/berth/pkg/awsbackend"
 	"github.com/berth-registry/berth/pkg/immutability"
+	"github.com/berth-registry/berth/pkg/metrics"
 )
 
 func main() {
@@ -30,6 +32,10 @@ func main() {
 		os.Exit(1)
 	}
 	ctx := context.Background()
+	// Audit records and EMF lines go to stdout, the function's log group,
+	// apart from the diagnostic log on stderr (docs/audit.md).
+	emf := metrics.NewEMF(os.Stdout, os.Getenv("AWS_LAMBDA_FUNCTION_NAME"))
+	s.Audit, s.Metrics = audit.NewLogger(os.Stdout), emf
 	var h http.Handler
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err == nil {
@@ -39,7 +45,7 @@ func main() {
 		log.Error("init", slog.Any("error", err))
 		os.Exit(1)
 	}
-	lambdart.Start(apigw.Handler(h))
+	lambdart.Start(metrics.Invocation(emf, apigw.Handler(h)))
 }
 
 func loadSettings(getenv func(string) string) (apiwire.Settings, error) {

@@ -31,7 +31,7 @@ func handler(t *testing.T) apigw.HandlerFunc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return apigw.Handler(newHandler(setup.TokenHandler))
+	return apigw.Handler(newHandler(setup.TokenHandler, nil, nil))
 }
 
 func sampleEvent(t *testing.T) events.APIGatewayV2HTTPRequest {
