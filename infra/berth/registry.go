@@ -108,6 +108,7 @@ func NewRegistry(scope constructs.Construct, id *string, props *RegistryProps) R
 	r.newCDN()
 	r.newSchedule()
 	r.newAlarms()
+	r.newDashboard()
 	r.suppressNagFindings()
 
 	out := func(id, desc string, v *string) {

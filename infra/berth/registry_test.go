@@ -51,7 +51,7 @@ func TestResourceCounts(t *testing.T) {
 			"AWS::ApiGatewayV2::Stage": 1, "AWS::CloudFront::CachePolicy": 1, "AWS::CloudFront::Distribution": 1,
 			"AWS::CloudFront::KeyGroup": 1, "AWS::CloudFront::OriginAccessControl": 1, "AWS::CloudFront::PublicKey": 1,
 			"AWS::CloudFront::KeyValueStore": 1, "AWS::CloudFront::Function": 1,
-			"AWS::CloudWatch::Alarm": 10, "AWS::DynamoDB::Table": 1, "AWS::IAM::Role": 5, "AWS::KMS::Key": 1,
+			"AWS::CloudWatch::Alarm": 13, "AWS::CloudWatch::Dashboard": 1, "AWS::DynamoDB::Table": 1, "AWS::IAM::Role": 5, "AWS::KMS::Key": 1,
 			"AWS::Lambda::Function": 4, "AWS::Lambda::Permission": 5, "AWS::Logs::LogGroup": 5, "AWS::S3::Bucket": 1,
 			"AWS::S3::BucketPolicy": 1, "AWS::SSM::Parameter": 1, "AWS::Scheduler::Schedule": 1,
 			"AWS::SecretsManager::Secret": 1, "AWS::SNS::Topic": 0, "Custom::S3BucketNotifications": 0,
@@ -63,7 +63,7 @@ func TestResourceCounts(t *testing.T) {
 			"AWS::CloudFront::KeyValueStore": 1, "AWS::CloudFront::Function": 1,
 			"AWS::CloudFront::CachePolicy": 0, "AWS::SecretsManager::Secret": 0, "AWS::KMS::Key": 2,
 			"AWS::Lambda::Function": 3, "AWS::Lambda::Permission": 4, "AWS::Logs::LogGroup": 4, "AWS::IAM::Role": 4,
-			"AWS::CloudWatch::Alarm": 8, "AWS::SNS::Topic": 1, "Custom::S3BucketNotifications": 0,
+			"AWS::CloudWatch::Alarm": 10, "AWS::CloudWatch::Dashboard": 1, "AWS::SNS::Topic": 1, "Custom::S3BucketNotifications": 0,
 		},
 	}
 	for name, s := range map[string]*synthesized{"default": use(t, defaultStack), "variant": use(t, variantStack)} {

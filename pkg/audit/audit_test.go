@@ -411,4 +411,3 @@ func TestRecordWithoutBody(t *testing.T) {
 		t.Fatalf("record %v, header %q", m, w.Header().Get(audit.RequestIDHeader))
 	}
 }
-
