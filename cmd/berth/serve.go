@@ -87,6 +87,19 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		em = scanner.sink(em)
 	}
+	obs, err := openObs(cfg.Obs, stderr, log)
+	if err != nil {
+		return err
+	}
+	// Deferred calls run after the server has shut down: its last
+	// requests are recorded before the audit file closes.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := obs.close(sctx); err != nil {
+			log.Warn("closing audit log or metrics server", slog.Any("error", err))
+		}
+	}()
 
 	regCfg := registry.Config{
 		UploadTTL:      cfg.UploadTTL,
@@ -98,6 +111,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		// pusher's HEAD may mount a blob from any repository; with it, the
 		// token says where (pkg/access).
 		Open: cfg.Auth.PolicyFile == "",
+	}
+	if obs.metrics != nil {
+		regCfg.Metrics = obs.metrics
 	}
 	if cfg.TagImmutability != "" {
 		// Fail closed: a server that would let immutable tags move must
@@ -150,6 +166,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 			return err
 		}
 	}
+	h = obs.wrap(h)
 	if cfg.ViaLambda {
 		fn := apigwemu.Func(apigw.Handler(h))
 		if cfg.LambdaColdStarts {
@@ -168,6 +185,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	// collection and retention.
 	store := meta.New(be.items)
 	gcc := collector(store, be, cfg.GCGrace, log)
+	if obs.metrics != nil {
+		gcc.Metrics = obs.metrics
+	}
 	if em != nil {
 		gcc.OnDelete = hooks.GC(em, nil)
 	}

@@ -70,6 +70,7 @@ type serveConfig struct {
 	Auth            authConfig
 	Events          eventsConfig
 	Scan            scanConfig
+	Obs             obsConfig
 }
 
 // eventsConfig delivers registry events (docs/events.md) as CloudEvents
@@ -255,6 +256,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.Scan.OSVData, "osv-data", "", "scan: OSV vulnerability data `directory` (<Ecosystem>/all.zip or <Ecosystem>/*.json)")
 	fs.DurationVar(&c.Scan.Refresh, "osv-refresh", time.Hour, "scan: how often --osv-data is checked for new data (changes re-match every scanned image)")
 	fs.IntVar(&c.Scan.Workers, "scan-workers", 2, "scan: jobs (layer indexing, image scans) run at once")
+	fs.StringVar(&c.Obs.AuditLog, "audit-log", "", "append one audit record (JSON) per request to this `file`; - for stderr (docs/audit.md)")
+	fs.StringVar(&c.Obs.AuditIPHeader, "audit-ip-header", "", "audit: take the client address from this `header` set by a trusted reverse proxy (X-Forwarded-For: its last entry)")
+	fs.StringVar(&c.Obs.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://`HOST:PORT`/metrics (docs/audit.md)")
 	fs.StringVar(&c.Auth.OIDCIssuers, "oidc-issuers", "", "auth: trusted OIDC issuers, `JSON` [{\"issuer\":…,\"audience\":…}]")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -19,8 +19,10 @@ import (
 	"github.com/berth-registry/berth/functions/internal/apiwire"
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/apigw"
+	"github.com/berth-registry/berth/pkg/audit"
 	"github.com/berth-registry/berth/pkg/awsbackend"
 	"github.com/berth-registry/berth/pkg/immutability"
+	"github.com/berth-registry/berth/pkg/metrics"
 )
 
 func main() {
@@ -46,6 +48,10 @@ func main() {
 			}()
 		}
 	}
+	// Audit records and EMF lines go to stdout, the function's log group,
+	// apart from the diagnostic log on stderr (docs/audit.md).
+	emf := metrics.NewEMF(os.Stdout, os.Getenv("AWS_LAMBDA_FUNCTION_NAME"))
+	s.Audit, s.Metrics = audit.NewLogger(os.Stdout), emf
 	var h http.Handler
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err == nil {
@@ -55,7 +61,7 @@ func main() {
 		log.Error("init", slog.Any("error", err))
 		os.Exit(1)
 	}
-	handler := apigw.Handler(h)
+	handler := metrics.Invocation(emf, apigw.Handler(h))
 	if ext != nil {
 		handler = afterresponse.Wrap(ext, handler)
 	}

@@ -18,11 +18,13 @@ import (
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/apigw"
+	"github.com/berth-registry/berth/pkg/audit"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/auth/policy"
 	"github.com/berth-registry/berth/pkg/auth/token"
 	"github.com/berth-registry/berth/pkg/awsbackend"
 	"github.com/berth-registry/berth/pkg/edge"
+	"github.com/berth-registry/berth/pkg/metrics"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/registry/registrytest"
 )
@@ -233,5 +235,46 @@ func TestTagImmutabilitySetting(t *testing.T) {
 		if _, err := loadSettings(getenv(env)); err == nil || !strings.Contains(err.Error(), lambdaenv.TagImmutability) {
 			t.Errorf("invalid rules %s: %v", bad, err)
 		}
+	}
+}
+
+// TestAuditAndMetrics runs the sample manifest PUT (its config blob was
+// never pushed) through the handler as main wires it: the audit record says
+// FAILURE with API Gateway's request id and source IP, the invocation's one
+// EMF line counts a 4xx on the manifest route and no push.
+func TestAuditAndMetrics(t *testing.T) {
+	s, err := loadSettings(getenv(baseEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	emf := metrics.NewEMF(&out, "berth-api")
+	s.Audit, s.Metrics = audit.NewLogger(&out), emf
+	e := testenv.NewEmbedded(t)
+	h := metrics.Invocation(emf, apigw.Handler(apiwire.New(s, slog.New(slog.DiscardHandler), e.Items, e.Blobs, nil, registry.Config{})))
+	ev := event(t, "api-manifest-put.json")
+	resp, err := h(context.Background(), ev)
+	if err != nil || resp.StatusCode != 400 {
+		t.Fatalf("manifest PUT: %d %v", resp.StatusCode, err)
+	}
+	if resp.Headers["X-Request-Id"] != ev.RequestContext.RequestID {
+		t.Errorf("X-Request-Id %q, want API Gateway's %q", resp.Headers["X-Request-Id"], ev.RequestContext.RequestID)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want an audit record and an EMF line:\n%s", out.String())
+	}
+	var rec, emfLine map[string]any
+	if json.Unmarshal([]byte(lines[0]), &rec) != nil || json.Unmarshal([]byte(lines[1]), &emfLine) != nil {
+		t.Fatalf("not JSON:\n%s", out.String())
+	}
+	if rec["log"] != "audit" || rec["requestId"] != ev.RequestContext.RequestID || rec["sourceIp"] != ev.RequestContext.HTTP.SourceIP ||
+		rec["action"] != "push" || rec["resource"] != "manifest" || rec["result"] != "FAILURE" || rec["status"] != float64(400) ||
+		rec["principal"] != "anonymous" {
+		t.Errorf("audit record %v", rec)
+	}
+	if emfLine["log"] != "metrics" || emfLine["Route"] != "manifest" || emfLine["StatusClass"] != "4xx" || emfLine["Requests"] != float64(1) ||
+		emfLine["ManifestPushes"] != nil || emfLine["_aws"] == nil {
+		t.Errorf("EMF line %v", emfLine)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/awsbackend"
 	"github.com/berth-registry/berth/pkg/gc"
+	"github.com/berth-registry/berth/pkg/metrics"
 	"github.com/berth-registry/berth/pkg/retention"
 )
 
@@ -58,10 +59,13 @@ func main() {
 		log.Error("aws configuration", slog.Any("error", err))
 		os.Exit(1)
 	}
+	// EMF lines go to stdout, the function's log group (docs/audit.md).
+	emf := metrics.NewEMF(os.Stdout, os.Getenv("AWS_LAMBDA_FUNCTION_NAME"))
+	s.Metrics = emf
 	h, err := cleanupwire.Handler(ctx, awsCfg, s, log)
 	if err != nil {
 		log.Error("init", slog.Any("error", err))
 		os.Exit(1)
 	}
-	lambda.Start(h)
+	lambda.Start(metrics.InvocationErr(emf, h))
 }

@@ -14,8 +14,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
+	"github.com/berth-registry/berth/functions/internal/obswire"
 	"github.com/berth-registry/berth/pkg/apigw"
+	"github.com/berth-registry/berth/pkg/audit"
 	"github.com/berth-registry/berth/pkg/auth"
+	"github.com/berth-registry/berth/pkg/metrics"
 )
 
 type settings struct {
@@ -58,13 +61,17 @@ func main() {
 		log.Error("auth setup", slog.Any("error", err))
 		os.Exit(1)
 	}
-	lambda.Start(apigw.Handler(newHandler(setup.TokenHandler)))
+	// Audit records and EMF lines go to stdout, the function's log group,
+	// apart from the diagnostic log on stderr (docs/audit.md).
+	emf := metrics.NewEMF(os.Stdout, os.Getenv("AWS_LAMBDA_FUNCTION_NAME"))
+	lambda.Start(metrics.Invocation(emf, apigw.Handler(newHandler(setup.TokenHandler, audit.NewLogger(os.Stdout), emf))))
 }
 
-// newHandler serves the token endpoint at the paths API Gateway routes here.
-func newHandler(token http.Handler) http.Handler {
+// newHandler serves the token endpoint at the paths API Gateway routes
+// here, recording each request in the audit trail and the metrics.
+func newHandler(token http.Handler, auditLog *slog.Logger, rec metrics.Recorder) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /token", token)
 	mux.Handle("POST /token", token)
-	return mux
+	return obswire.Observe(mux, auditLog, rec)
 }

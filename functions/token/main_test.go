@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -10,14 +12,21 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/berth-registry/berth/functions/internal/lambdaenv"
 	"github.com/berth-registry/berth/pkg/apigw"
+	"github.com/berth-registry/berth/pkg/audit"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/auth/policy"
 	"github.com/berth-registry/berth/pkg/auth/token"
+	"github.com/berth-registry/berth/pkg/metrics"
 )
 
 // handler is the token function's handler with a local signing key in place
 // of KMS and a policy that lets anyone pull library/*.
 func handler(t *testing.T) apigw.HandlerFunc {
+	t.Helper()
+	return apigw.Handler(newHandler(tokenServer(t), nil, nil))
+}
+
+func tokenServer(t *testing.T) http.Handler {
 	t.Helper()
 	signer, err := token.LoadOrCreateKeyFile(t.TempDir() + "/key.pem")
 	if err != nil {
@@ -31,7 +40,7 @@ func handler(t *testing.T) apigw.HandlerFunc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return apigw.Handler(newHandler(setup.TokenHandler))
+	return setup.TokenHandler
 }
 
 func sampleEvent(t *testing.T) events.APIGatewayV2HTTPRequest {
@@ -105,5 +114,53 @@ func TestSettings(t *testing.T) {
 	env[lambdaenv.TokenRatePerIP] = "fast"
 	if _, err := loadSettings(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), lambdaenv.TokenRatePerIP) {
 		t.Errorf("bad rate limit: %v", err)
+	}
+}
+
+// TestAuditAndMetrics runs the function's handler as main wires it (audit
+// records and EMF on one writer, as both go to stdout) on the sample event:
+// a refusal, then an anonymous grant, each one audit record carrying API
+// Gateway's request id and source IP, and one EMF line per invocation.
+func TestAuditAndMetrics(t *testing.T) {
+	var out bytes.Buffer
+	emf := metrics.NewEMF(&out, "berth-token")
+	h := metrics.Invocation(emf, apigw.Handler(newHandler(tokenServer(t), audit.NewLogger(&out), emf)))
+	ev := sampleEvent(t)
+	if resp, err := h(context.Background(), ev); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("refused: %d %v", resp.StatusCode, err)
+	}
+	delete(ev.Headers, "authorization")
+	if resp, err := h(context.Background(), ev); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("granted: %d %v", resp.StatusCode, err)
+	}
+	var audits, emfs []map[string]any
+	for l := range strings.SplitSeq(strings.TrimSpace(out.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		switch m["log"] {
+		case "audit":
+			audits = append(audits, m)
+		case "metrics":
+			emfs = append(emfs, m)
+		}
+	}
+	if len(audits) != 2 || len(emfs) != 2 {
+		t.Fatalf("%d audit records, %d EMF lines, want 2 and 2:\n%s", len(audits), len(emfs), out.String())
+	}
+	for i, want := range []struct{ result, principal string }{{"DENIED", "anonymous"}, {"SUCCESS", "anonymous"}} {
+		a := audits[i]
+		if a["requestId"] != ev.RequestContext.RequestID || a["sourceIp"] != "198.51.100.23" || a["userAgent"] != "docker/29.0.1" ||
+			a["action"] != "token-grant" || a["result"] != want.result || a["principal"] != want.principal {
+			t.Errorf("audit record %d: %v", i, a)
+		}
+	}
+	if strings.Contains(out.String(), "YWNjZXNzOnRva2Vu") || strings.Contains(out.String(), `"token":`) {
+		t.Error("a credential or token reached the output")
+	}
+	if emfs[0]["TokenDenials"] != float64(1) || emfs[1]["TokenGrants"] != float64(1) || emfs[1]["Route"] != "token" ||
+		emfs[1]["Function"] != "berth-token" || emfs[1]["StatusClass"] != "2xx" || emfs[0]["_aws"] == nil {
+		t.Errorf("EMF lines: %v", emfs)
 	}
 }

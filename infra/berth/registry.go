@@ -109,6 +109,7 @@ func NewRegistry(scope constructs.Construct, id *string, props *RegistryProps) R
 	r.newSchedule()
 	r.newScanning() // before the alarms, which cover every function
 	r.newAlarms()
+	r.newDashboard()
 	r.suppressNagFindings()
 
 	out := func(id, desc string, v *string) {

@@ -55,7 +55,7 @@ func TestResourceCounts(t *testing.T) {
 			// log groups, the sync schedule and its role, the push and
 			// delete rules and their invoke permissions, two alarms per
 			// function.
-			"AWS::CloudWatch::Alarm": 12, "AWS::DynamoDB::Table": 1, "AWS::IAM::Role": 7, "AWS::KMS::Key": 1,
+			"AWS::CloudWatch::Alarm": 15, "AWS::CloudWatch::Dashboard": 1, "AWS::DynamoDB::Table": 1, "AWS::IAM::Role": 7, "AWS::KMS::Key": 1,
 			"AWS::Lambda::Function": 5, "AWS::Lambda::Permission": 7, "AWS::Logs::LogGroup": 6, "AWS::S3::Bucket": 1,
 			"AWS::S3::BucketPolicy": 1, "AWS::SSM::Parameter": 1, "AWS::Scheduler::Schedule": 2, "AWS::Events::Rule": 2,
 			"AWS::SecretsManager::Secret": 1, "AWS::SNS::Topic": 0, "Custom::S3BucketNotifications": 0,
@@ -67,7 +67,7 @@ func TestResourceCounts(t *testing.T) {
 			"AWS::CloudFront::KeyValueStore": 1, "AWS::CloudFront::Function": 1,
 			"AWS::CloudFront::CachePolicy": 0, "AWS::SecretsManager::Secret": 0, "AWS::KMS::Key": 2,
 			"AWS::Lambda::Function": 3, "AWS::Lambda::Permission": 4, "AWS::Logs::LogGroup": 4, "AWS::IAM::Role": 4,
-			"AWS::CloudWatch::Alarm": 8, "AWS::SNS::Topic": 1, "Custom::S3BucketNotifications": 0,
+			"AWS::CloudWatch::Alarm": 10, "AWS::CloudWatch::Dashboard": 1, "AWS::SNS::Topic": 1, "Custom::S3BucketNotifications": 0,
 			"AWS::Events::Rule": 0, "AWS::Scheduler::Schedule": 1,
 		},
 	}

@@ -428,8 +428,36 @@ func TestAlarms(t *testing.T) {
 			}),
 		})
 	})
+	// The functions' own figures (pkg/metrics, EMF in namespace Berth).
+	for fn, m := range map[string]string{"Cleanup": "GCFailures", "Scan": "ScanFailures"} {
+		must(t, m, func() {
+			s.template.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj{
+				"Namespace": "Berth", "MetricName": m, "Statistic": "Sum", "Period": 300, "Threshold": 1, "EvaluationPeriods": 1,
+				"Dimensions": arr{obj{"Name": "Function", "Value": obj{"Ref": like("^Registry" + fn + "Function")}}},
+			})
+		})
+	}
+	must(t, "SDK throttles", func() {
+		s.template.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj{
+			"Threshold": 10,
+			"Metrics": assertions.Match_ArrayWith(&arr{
+				obj{"Id": "expr_1", "Label": "throttled attempts", "Expression": "ddb + s3", "ReturnData": true},
+				assertions.Match_ObjectLike(&obj{"Id": "ddb", "MetricStat": assertions.Match_ObjectLike(&obj{"Metric": obj{
+					"Namespace": "Berth", "MetricName": "DynamoDBThrottles",
+					"Dimensions": arr{obj{"Name": "Function", "Value": obj{"Ref": like("^RegistryApiFunction")}}}}})}),
+				assertions.Match_ObjectLike(&obj{"Id": "s3", "MetricStat": assertions.Match_ObjectLike(&obj{"Metric": assertions.Match_ObjectLike(&obj{
+					"MetricName": "S3Throttles"})})}),
+			}),
+		})
+	})
 	// With a topic every alarm notifies it on ALARM and OK.
 	v := use(t, variantStack)
+	// Scanning off: no scan alarm.
+	for id, a := range v.resources("AWS::CloudWatch::Alarm") {
+		if b, _ := json.Marshal(a); strings.Contains(string(b), "ScanFailures") {
+			t.Errorf("variant has a scan alarm %s", id)
+		}
+	}
 	for id, a := range v.resources("AWS::CloudWatch::Alarm") {
 		p := a["Properties"].(obj)
 		for _, k := range []string{"AlarmActions", "OKActions"} {
@@ -509,5 +537,42 @@ func TestCdkNag(t *testing.T) {
 			}
 		}
 		t.Logf("%s stack: %d suppressions (each with a reason)", name, suppressed)
+	}
+}
+
+// TestDashboard checks the dashboard shows every figure the issue asks for:
+// API Gateway's requests, errors and latency, each function's errors,
+// throttles and duration, DynamoDB throttling, and the functions' EMF
+// metrics (pushes, pulls, bytes, uploads, tokens, SDK retries, GC, scan).
+func TestDashboard(t *testing.T) {
+	for name, s := range map[string]*synthesized{"default": use(t, defaultStack), "variant": use(t, variantStack)} {
+		dashes := s.resources("AWS::CloudWatch::Dashboard")
+		if len(dashes) != 1 {
+			t.Fatalf("%s: %d dashboards", name, len(dashes))
+		}
+		var body string
+		for _, d := range dashes {
+			b, _ := json.Marshal(d["Properties"].(obj)["DashboardBody"])
+			body = string(b)
+		}
+		want := []string{`\"AWS/ApiGateway\",\"Count\"`, `\"5xx\"`, `\"Latency\"`, `\"p99\"`,
+			`\"AWS/Lambda\",\"Errors\"`, `\"AWS/Lambda\",\"Throttles\"`, `\"AWS/Lambda\",\"Duration\"`,
+			`\"AWS/DynamoDB\",\"ReadThrottleEvents\"`, `\"AWS/DynamoDB\",\"WriteThrottleEvents\"`}
+		for _, m := range []string{"ManifestPushes", "ManifestPulls", "BytesUploaded", "BytesRedirected", "UploadSessionsStarted",
+			"UploadSessionsEnded", "TokenGrants", "TokenDenials", "DynamoDBRetries", "DynamoDBThrottles", "S3Retries", "S3Throttles",
+			"GCBlobsDeleted", "GCBytesFreed", "GCFailures"} {
+			want = append(want, `\"Berth\",\"`+m+`\"`)
+		}
+		scan := []string{"ScanLayersIndexed", "ScanLayerErrors", "ScanImagesReported", "ScanFailures"}
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s dashboard lacks %s", name, w)
+			}
+		}
+		for _, m := range scan {
+			if has := strings.Contains(body, `\"Berth\",\"`+m+`\"`); has != (name == "default") {
+				t.Errorf("%s dashboard: %s shown = %v", name, m, has)
+			}
+		}
 	}
 }

@@ -14,8 +14,12 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/smithy-go/middleware"
+
+	"github.com/berth-registry/berth/pkg/metrics"
 )
 
 // Counter counts requests. The zero value is not usable; use New.
@@ -91,4 +95,52 @@ func (c *Counter) String() string {
 		fmt.Fprintf(&b, "%s=%d", k, snap[k])
 	}
 	return b.String()
+}
+
+// counter adds to a named counter (metrics.EMF, prom.Recorder).
+type counter interface {
+	Add(name string, v float64)
+}
+
+// Retries returns an SDK APIOption (append it to aws.Config.APIOptions)
+// that counts, per operation call to DynamoDB or S3, the retry attempts
+// (metrics.DynamoDBRetries, S3Retries: every attempt after the first) and
+// the attempts that failed with a throttling error code
+// (DynamoDBThrottles, S3Throttles; the SDK's own list of codes:
+// ThrottlingException, ProvisionedThroughputExceededException, SlowDown…).
+// Calls to other services are not counted. It sits at the start of the
+// stack, outside the retry middleware, and reads the attempts that
+// middleware reports.
+func Retries(rec counter) func(*middleware.Stack) error {
+	throttle := retry.IsErrorThrottles(retry.DefaultThrottles)
+	return func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("berth/awsmetrics/retries",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				out, md, err := next.HandleInitialize(ctx, in)
+				var retries, throttles string
+				switch awsmiddleware.GetServiceID(ctx) {
+				case "DynamoDB":
+					retries, throttles = metrics.DynamoDBRetries, metrics.DynamoDBThrottles
+				case "S3":
+					retries, throttles = metrics.S3Retries, metrics.S3Throttles
+				default:
+					return out, md, err
+				}
+				if res, ok := retry.GetAttemptResults(md); ok && len(res.Results) > 0 {
+					if n := len(res.Results) - 1; n > 0 {
+						rec.Add(retries, float64(n))
+					}
+					t := 0
+					for _, a := range res.Results {
+						if a.Err != nil && throttle.IsErrorThrottle(a.Err) == aws.TrueTernary {
+							t++
+						}
+					}
+					if t > 0 {
+						rec.Add(throttles, float64(t))
+					}
+				}
+				return out, md, err
+			}), middleware.Before)
+	}
 }

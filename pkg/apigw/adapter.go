@@ -121,6 +121,9 @@ func NewRequest(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (*http.R
 	u := &url.URL{Path: path, RawQuery: ev.RawQueryString}
 
 	method := strings.ToUpper(ev.RequestContext.HTTP.Method)
+	if id := ev.RequestContext.RequestID; id != "" {
+		ctx = context.WithValue(ctx, requestIDKey{}, id)
+	}
 	r, err := http.NewRequestWithContext(ctx, method, "/", bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("apigw: build request: %w", err)
@@ -146,6 +149,18 @@ func NewRequest(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (*http.R
 		r.Body = http.NoBody
 	}
 	return r, nil
+}
+
+type requestIDKey struct{}
+
+// RequestID returns API Gateway's id of the request (requestContext.requestId,
+// also in API Gateway's access log and its apigw-requestid response header),
+// or "" for a request that did not come through NewRequest. It travels in
+// the context because it is the platform's, not the HTTP request's: a
+// header would let a client choose it.
+func RequestID(r *http.Request) string {
+	id, _ := r.Context().Value(requestIDKey{}).(string)
+	return id
 }
 
 // PublicURL returns the origin (scheme://host) the client used to reach the

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/berth-registry/berth/pkg/access"
+	"github.com/berth-registry/berth/pkg/audit"
 	"github.com/berth-registry/berth/pkg/auth/policy"
 	"github.com/berth-registry/berth/pkg/auth/token"
 	"github.com/berth-registry/berth/pkg/errcode"
@@ -71,18 +72,22 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	raw, hasToken := bearer(r)
 	if !hasToken {
+		audit.Deny(r.Context(), "no token")
 		m.challenge(w, r, need, "", "authentication required")
 		return
 	}
 	claims, verr := m.v.Verify(raw)
 	if verr != nil {
 		m.log.InfoContext(r.Context(), "bearer token rejected", "err", verr, "path", r.URL.Path)
+		audit.Deny(r.Context(), "invalid token")
 		m.challenge(w, r, need, "invalid_token", "invalid or expired token")
 		return
 	}
+	audit.SetPrincipal(r.Context(), claims.Subject)
 	for _, s := range need {
 		for _, a := range s.Actions {
 			if !claims.Allows(s.Type, s.Name, a) {
+				audit.Deny(r.Context(), "insufficient scope")
 				if isWrite(r.Method) {
 					m.audit(r, claims.Subject, rt, a, "", "denied", http.StatusUnauthorized)
 				}

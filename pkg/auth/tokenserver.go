@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-registry/berth/pkg/audit"
 	"github.com/berth-registry/berth/pkg/auth/oidc"
 	"github.com/berth-registry/berth/pkg/auth/policy"
 	"github.com/berth-registry/berth/pkg/auth/stsproof"
@@ -155,7 +156,9 @@ func (s *tokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !errors.As(err, &e) {
 			e = errAuthFailed()
 		}
-		s.refuse(w, r, err.Error(), e)
+		// The error may quote what the caller sent: the audit record
+		// gets a fixed phrase.
+		s.refuseAs(w, r, err.Error(), "credential not verified", e)
 		return
 	}
 	pol, err := s.policy.Current(r.Context())
@@ -183,6 +186,7 @@ func (s *tokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		errcode.Write(w, unavailable(err))
 		return
 	}
+	audit.Grant(r.Context(), subject, scopeStrings(granted))
 	s.log.InfoContext(r.Context(), "audit: token issued",
 		"principal", subject, "policy_principal", id.Subject(), "service", s.service, "jti", claims.ID,
 		"requested", scopeStrings(requested), "granted", scopeStrings(granted),
@@ -239,6 +243,13 @@ func (s *tokenServer) anonymousToken(ctx context.Context, subject string) (strin
 }
 
 func (s *tokenServer) refuse(w http.ResponseWriter, r *http.Request, reason string, e *errcode.Error) {
+	s.refuseAs(w, r, reason, reason, e)
+}
+
+// refuseAs is refuse with a separate reason for the audit record
+// (pkg/audit), which must be a fixed phrase.
+func (s *tokenServer) refuseAs(w http.ResponseWriter, r *http.Request, reason, auditReason string, e *errcode.Error) {
+	audit.Deny(r.Context(), auditReason)
 	s.log.WarnContext(r.Context(), "audit: token refused", "outcome", "refused", "reason", reason, "remote", r.RemoteAddr)
 	errcode.Write(w, e)
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/pkg/meta"
+	"github.com/berth-registry/berth/pkg/metrics"
 	"github.com/berth-registry/berth/pkg/oci"
 )
 
@@ -33,6 +34,11 @@ const (
 // Deleter is the part of the blob seam a pass uses.
 type Deleter interface {
 	BlobDelete(ctx context.Context, d oci.Digest) error
+}
+
+// Counter adds to a named counter (metrics.EMF, prom.Recorder).
+type Counter interface {
+	Add(name string, v float64)
 }
 
 // Collector runs garbage collection passes.
@@ -60,6 +66,9 @@ type Collector struct {
 	// event hook (docs/events.md). It cannot fail or slow the pass beyond
 	// its own cost.
 	OnDelete func(ctx context.Context, d oci.Digest, size int64)
+	// Metrics, when set, receives each pass's figures (metrics.GCBlobsDeleted,
+	// GCBytesFreed, GCFailures); a dry run records nothing.
+	Metrics Counter
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
 	// Log receives one line per pass, and one per deleted blob at debug
@@ -154,6 +163,14 @@ func (c Collector) Pass(ctx context.Context) (Stats, error) {
 		slog.Int("raced", st.Raced), slog.Int("resumed", st.Resumed), slog.Int("stale", st.Stale),
 		slog.Int("orphans", st.Orphans), slog.Int64("orphan_bytes", st.OrphanBytes), slog.Int("orphans_scanned", st.OrphansScanned),
 		slog.Float64("took_s", c.now().Sub(start).Seconds()), slog.Any("error", err))
+	if c.Metrics != nil && !c.DryRun {
+		c.Metrics.Add(metrics.GCBlobsDeleted, float64(st.Deleted+st.Orphans))
+		c.Metrics.Add(metrics.GCBytesFreed, float64(st.Bytes+st.OrphanBytes))
+		// A pass cut short by its caller (shutdown) did not fail.
+		if err != nil && context.Cause(ctx) != context.Canceled {
+			c.Metrics.Add(metrics.GCFailures, 1)
+		}
+	}
 	return st, err
 }
 

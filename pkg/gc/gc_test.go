@@ -15,6 +15,7 @@ import (
 	"github.com/berth-registry/berth/pkg/driver/s3blob"
 	"github.com/berth-registry/berth/pkg/gc"
 	"github.com/berth-registry/berth/pkg/meta"
+	"github.com/berth-registry/berth/pkg/metrics"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/registry/registrytest"
@@ -130,6 +131,11 @@ func (e *env) pulls(repo, ref string, img registrytest.Image) {
 	}
 }
 
+// counts is a metrics recorder (gc.Counter).
+type counts map[string]float64
+
+func (c counts) Add(name string, v float64) { c[name] += v }
+
 func digestOf(b []byte) oci.Digest { return oci.FromBytes(oci.SHA256, b) }
 
 func image(seed string, layers ...[]byte) registrytest.Image {
@@ -154,10 +160,15 @@ func TestCollect(t *testing.T) {
 			if st := e.pass(e.collector(0)); st.Deleted != 0 || st.Orphans != 0 {
 				t.Fatalf("within the grace period a pass deleted %+v", st)
 			}
-			st := e.pass(e.collector(2 * time.Hour))
+			c, rec := e.collector(2*time.Hour), counts{}
+			c.Metrics = rec
+			st := e.pass(c)
 			// one's config and own layer, and the stray blob; the base stays.
 			if st.Deleted != 3 || st.Orphans != 0 {
 				t.Fatalf("pass: %+v, want 3 deleted", st)
+			}
+			if rec[metrics.GCBlobsDeleted] != 3 || rec[metrics.GCBytesFreed] != float64(st.Bytes) || st.Bytes == 0 || rec[metrics.GCFailures] != 0 {
+				t.Errorf("metrics %v, want 3 blobs and %d bytes", rec, st.Bytes)
 			}
 			gone := []oci.Digest{digestOf(one.Config), digestOf(one.Layers[1]), stray}
 			have := stored(t, e.blobs)

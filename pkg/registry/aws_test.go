@@ -2,12 +2,14 @@ package registry_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/berth-registry/berth/internal/testenv"
 	"github.com/berth-registry/berth/pkg/driver/dynamo"
 	"github.com/berth-registry/berth/pkg/driver/s3blob"
+	"github.com/berth-registry/berth/pkg/metrics"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/registry/registrytest"
 	"github.com/berth-registry/berth/pkg/storage"
@@ -84,5 +86,30 @@ func TestAWSRedirectShape(t *testing.T) {
 	if rec.Code != http.StatusTemporaryRedirect || !strings.Contains(loc, "/blobs/sha256/"+sha256hex(body)) ||
 		!strings.Contains(loc, "X-Amz-Signature=") || rec.Header().Get("Docker-Content-Digest") != d {
 		t.Fatalf("redirect %d %v", rec.Code, rec.Header())
+	}
+}
+
+type counts map[string]float64
+
+func (c counts) Add(name string, v float64) { c[name] += v }
+
+// TestBytesRedirected: a blob GET answered with a redirect counts the
+// blob's size; a HEAD counts nothing.
+func TestBytesRedirected(t *testing.T) {
+	open, _ := awsDrivers(t, true)
+	items, blobs := open()
+	rec := counts{}
+	h := registry.New(registry.Config{Metrics: rec}, items, blobs)
+	b := []byte("twenty-one bytes long")
+	d := registrytest.PushBlob(t, h, "a", b)
+	for _, m := range []string{"HEAD", "GET"} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(m, "/v2/a/blobs/"+string(d), nil))
+		if want := map[string]int{"HEAD": 200, "GET": 307}[m]; w.Code != want {
+			t.Fatalf("%s: %d", m, w.Code)
+		}
+	}
+	if rec[metrics.BytesRedirected] != float64(len(b)) || len(rec) != 1 {
+		t.Fatalf("recorded %v, want %s = %d", rec, metrics.BytesRedirected, len(b))
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/berth-registry/berth/pkg/access"
 	"github.com/berth-registry/berth/pkg/meta"
+	"github.com/berth-registry/berth/pkg/metrics"
 	"github.com/berth-registry/berth/pkg/oci"
 	"github.com/berth-registry/berth/pkg/route"
 	"github.com/berth-registry/berth/pkg/storage"
@@ -62,6 +63,9 @@ func (g *Registry) blobGet(w http.ResponseWriter, r *http.Request, rt route.Rout
 		}
 		h.Set("Location", u)
 		h.Set("Content-Length", "0")
+		if g.cfg.Metrics != nil {
+			g.cfg.Metrics.Add(metrics.BytesRedirected, float64(link.Size))
+		}
 		w.WriteHeader(http.StatusTemporaryRedirect)
 		return nil
 	}

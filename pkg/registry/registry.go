@@ -75,10 +75,19 @@ type Config struct {
 	// Events receives an event after each committed push, tag delete and
 	// manifest delete (docs/events.md); nil: none.
 	Events Emitter
+	// Metrics counts what only the registry knows (the size of each blob
+	// whose GET it redirects: metrics.BytesRedirected); nil: nothing.
+	// metrics.Middleware counts the rest from requests and responses.
+	Metrics Counter
 	// Logger receives request and error logs. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+}
+
+// Counter adds to a named counter (metrics.EMF, prom.Recorder).
+type Counter interface {
+	Add(name string, v float64)
 }
 
 // EdgeTokens mints upload tokens for the edge path (edge.Keyring).

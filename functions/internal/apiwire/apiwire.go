@@ -8,17 +8,21 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
 	"github.com/berth-registry/berth/functions/internal/edgewire"
+	"github.com/berth-registry/berth/functions/internal/obswire"
+	"github.com/berth-registry/berth/internal/awsmetrics"
 	"github.com/berth-registry/berth/pkg/auth"
 	"github.com/berth-registry/berth/pkg/awsbackend"
 	"github.com/berth-registry/berth/pkg/events"
 	"github.com/berth-registry/berth/pkg/events/eventbridge"
 	"github.com/berth-registry/berth/pkg/immutability"
+	"github.com/berth-registry/berth/pkg/metrics"
 	"github.com/berth-registry/berth/pkg/registry"
 	"github.com/berth-registry/berth/pkg/storage"
 )
@@ -47,10 +51,20 @@ type Settings struct {
 	// invocation's response was sent (the Lambda extension in
 	// functions/internal/afterresponse) instead of before it; nil: before.
 	AfterResponse events.Deferrer
+	// Audit receives one audit record per request (audit.NewLogger on
+	// stdout); nil: none. Metrics receives the request figures and the
+	// SDK's retries (metrics.EMF on stdout); nil: none. Both are built by
+	// the main, not read from the environment.
+	Audit   *slog.Logger
+	Metrics metrics.Recorder
 }
 
 // Handler builds the function's handler (once per cold start).
 func Handler(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) (http.Handler, error) {
+	if s.Metrics != nil {
+		// A copy: the caller's config keeps its own options.
+		cfg.APIOptions = append(slices.Clip(cfg.APIOptions), awsmetrics.Retries(s.Metrics))
+	}
 	be, err := awsbackend.Open(ctx, cfg, s.Backend, log)
 	if err != nil {
 		return nil, err
@@ -93,11 +107,14 @@ func New(s Settings, log *slog.Logger, items storage.Items, blobs storage.Blobs,
 	// Advertised so chunking clients (regctl) send chunks that fit one
 	// invocation; they only ever raise their chunk size to it.
 	regCfg.ChunkMinLength = min(4<<20, s.MaxBodyBytes)
+	if s.Metrics != nil {
+		regCfg.Metrics = s.Metrics
+	}
 	var h http.Handler = registry.New(regCfg, items, blobs)
 	if guard != nil {
 		h = guard(h)
 	}
-	return h
+	return obswire.Observe(h, s.Audit, s.Metrics)
 }
 
 // AuthConfig is the token guard's configuration for a registry served at

@@ -10,12 +10,14 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/berth-registry/berth/functions/internal/edgewire"
+	"github.com/berth-registry/berth/internal/awsmetrics"
 	"github.com/berth-registry/berth/pkg/awsbackend"
 	"github.com/berth-registry/berth/pkg/edge"
 	"github.com/berth-registry/berth/pkg/edge/kvs"
@@ -39,12 +41,19 @@ type Settings struct {
 	// EventBus receives the events of GC and retention deletions (a name
 	// or ARN, "default"); empty: no events.
 	EventBus string
+	// Metrics receives the garbage collection figures and the SDK's
+	// retries (metrics.EMF on stdout, built by the main); nil: none.
+	Metrics gc.Counter
 }
 
 // Handler opens the drivers and returns the function's entry point for
 // both of its events (edgewire.Handler): the schedule runs Job, a
 // verify-upload event runs the verifier.
 func Handler(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) (func(context.Context, json.RawMessage) error, error) {
+	if s.Metrics != nil {
+		// A copy: the caller's config keeps its own options.
+		cfg.APIOptions = append(slices.Clip(cfg.APIOptions), awsmetrics.Retries(s.Metrics))
+	}
 	be, err := awsbackend.Open(ctx, cfg, s.Backend, log)
 	if err != nil {
 		return nil, err
@@ -60,7 +69,7 @@ func Handler(ctx context.Context, cfg aws.Config, s Settings, log *slog.Logger) 
 		job.Events = eventbridge.NewFromConfig(cfg, s.EventBus, log)
 	}
 	if s.GCGrace > 0 {
-		job.GC = &gc.Collector{Store: store, Blobs: be.Blobs, Orphans: be.Lister, Grace: s.GCGrace, Log: log}
+		job.GC = &gc.Collector{Store: store, Blobs: be.Blobs, Orphans: be.Lister, Grace: s.GCGrace, Log: log, Metrics: s.Metrics}
 	}
 	if s.EdgeKVSARN != "" {
 		job.Keys = kvs.NewFromConfig(cfg, s.EdgeKVSARN)
