@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/pkg/oci"
+	"github.com/berth-registry/berth/pkg/respstatus"
 	"github.com/berth-registry/berth/pkg/route"
 )
 
@@ -89,9 +90,9 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(RequestIDHeader, id)
 	}
 	n := &note{}
-	rec := &statusWriter{ResponseWriter: w}
+	rec := &respstatus.Writer{ResponseWriter: w}
 	m.next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), ctxKey{}, n)))
-	status := rec.status
+	status := rec.Status
 	if status == 0 {
 		status = http.StatusOK
 	}
@@ -203,26 +204,3 @@ func actionOf(rt route.Route, method string) string {
 	}
 	return ActionPull
 }
-
-// statusWriter remembers the status a handler answered with.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 && code >= 200 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

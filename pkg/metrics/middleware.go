@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/berth-registry/berth/pkg/respstatus"
 	"github.com/berth-registry/berth/pkg/route"
 )
 
@@ -32,7 +33,7 @@ func Middleware(rec Recorder, next http.Handler) http.Handler {
 func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	kind, label := routeOf(r.URL.Path)
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &respstatus.Writer{ResponseWriter: w}
 	var body *countingBody
 	if (kind == route.UploadStart || kind == route.Upload) && r.Body != nil && r.Body != http.NoBody &&
 		(r.Method == http.MethodPost || r.Method == http.MethodPatch || r.Method == http.MethodPut) {
@@ -45,7 +46,7 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r2
 	}
 	m.next.ServeHTTP(sw, r)
-	status := sw.status
+	status := sw.Status
 	if status == 0 {
 		status = http.StatusOK
 	}
@@ -104,26 +105,3 @@ func (c *countingBody) Read(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
-
-// statusWriter remembers the status a handler answered with.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 && code >= 200 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -16,6 +16,7 @@ import (
 	"github.com/berth-registry/berth/pkg/errcode"
 	"github.com/berth-registry/berth/pkg/meta"
 	"github.com/berth-registry/berth/pkg/oci"
+	"github.com/berth-registry/berth/pkg/respstatus"
 	"github.com/berth-registry/berth/pkg/route"
 	"github.com/berth-registry/berth/pkg/storage"
 )
@@ -172,14 +173,14 @@ func New(cfg Config, items storage.Items, blobs storage.Blobs) *Registry {
 // ServeHTTP dispatches a request to its route × method handler.
 func (g *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := g.cfg.Now()
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &respstatus.Writer{ResponseWriter: w}
 	sw.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	rt, err := g.dispatch(sw, r)
 	if err != nil {
 		g.writeError(sw, r, rt, err)
 	}
 	level := slog.LevelInfo
-	if sw.status >= 500 {
+	if sw.Status >= 500 {
 		level = slog.LevelError
 	}
 	g.log.LogAttrs(r.Context(), level, "request",
@@ -187,8 +188,8 @@ func (g *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.String("path", r.URL.Path),
 		slog.String("route", rt.Kind.String()),
 		slog.String("repo", rt.Name),
-		slog.Int("status", sw.status),
-		slog.Int64("bytes_out", sw.bytes),
+		slog.Int("status", sw.Status),
+		slog.Int64("bytes_out", sw.Bytes),
 		slog.Int64("bytes_in", r.ContentLength),
 		// Milliseconds with a unit in the key: slog writes a Duration as
 		// bare nanoseconds, which readers took for milliseconds.
@@ -225,32 +226,6 @@ func (g *Registry) dispatch(w http.ResponseWriter, r *http.Request) (rt route.Ro
 }
 
 func (g *Registry) now() time.Time { return g.cfg.Now() }
-
-// statusWriter records what was written, for the access log.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	n, err := s.ResponseWriter.Write(b)
-	s.bytes += int64(n)
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func setInt(h http.Header, k string, v int64) { h.Set(k, strconv.FormatInt(v, 10)) }
 
