@@ -74,19 +74,6 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 	}()
 
-	// The scanner (--scan) is one more event sink: pushes queue scans,
-	// deletions and garbage collection drop what it keeps. Its own scan
-	// events go to the configured sinks only.
-	var (
-		scanner *scanService
-		reg     *registry.Registry
-	)
-	if cfg.Scan.Enabled {
-		if scanner, err = newScanService(cfg.Scan, be, em, func() http.Handler { return reg }, log); err != nil {
-			return err
-		}
-		em = scanner.sink(em)
-	}
 	obs, err := openObs(cfg.Obs, stderr, log)
 	if err != nil {
 		return err
@@ -100,6 +87,20 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 			log.Warn("closing audit log or metrics server", slog.Any("error", err))
 		}
 	}()
+
+	// The scanner (--scan) is one more event sink: pushes queue scans,
+	// deletions and garbage collection drop what it keeps. Its own scan
+	// events go to the configured sinks only.
+	var (
+		scanner *scanService
+		reg     *registry.Registry
+	)
+	if cfg.Scan.Enabled {
+		if scanner, err = newScanService(cfg.Scan, be, em, obs.metrics, func() http.Handler { return reg }, log); err != nil {
+			return err
+		}
+		em = scanner.sink(em)
+	}
 
 	regCfg := registry.Config{
 		UploadTTL:      cfg.UploadTTL,

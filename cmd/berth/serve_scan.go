@@ -79,7 +79,7 @@ type scanService struct {
 // cannot read does not start) and builds the scanner. reg is called for
 // the registry handler once it exists: the registry emits to the pool,
 // and the scanner pushes through the registry.
-func newScanService(c scanConfig, be backend, sinks events.Emitter, reg func() http.Handler, log *slog.Logger) (*scanService, error) {
+func newScanService(c scanConfig, be backend, sinks events.Emitter, counter scan.Counter, reg func() http.Handler, log *slog.Logger) (*scanService, error) {
 	if be.objects == nil {
 		return nil, errors.New("--scan: this storage backend cannot keep layer indexes")
 	}
@@ -94,6 +94,7 @@ func newScanService(c scanConfig, be backend, sinks events.Emitter, reg func() h
 		Indexes: scan.NewIndexStore(be.objects),
 		Indexer: layerindex.New(layerindex.Limits{}),
 		Data:    data.matcher,
+		Metrics: counter,
 		// Requests go to the registry without the auth middleware: the
 		// scanner is the registry itself.
 		Registry: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reg().ServeHTTP(w, r) }),

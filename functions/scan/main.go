@@ -19,6 +19,7 @@ import (
 	"github.com/berth-registry/berth/functions/internal/scanwire"
 	"github.com/berth-registry/berth/pkg/awsbackend"
 	"github.com/berth-registry/berth/pkg/layerindex"
+	"github.com/berth-registry/berth/pkg/metrics"
 )
 
 func loadSettings(getenv func(string) string) (scanwire.Settings, error) {
@@ -49,10 +50,13 @@ func main() {
 		log.Error("init", slog.Any("error", err))
 		os.Exit(1)
 	}
+	// EMF lines go to stdout, the function's log group (docs/audit.md).
+	emf := metrics.NewEMF(os.Stdout, os.Getenv("AWS_LAMBDA_FUNCTION_NAME"))
+	s.Metrics = emf
 	sc, err := scanwire.New(ctx, awsCfg, s, layerindex.New(layerindex.Limits{TempDir: spool}), log)
 	if err != nil {
 		log.Error("init", slog.Any("error", err))
 		os.Exit(1)
 	}
-	lambda.Start(scanwire.Handler(sc, s.Backend.Bucket, log))
+	lambda.Start(metrics.InvocationErr(emf, scanwire.Handler(sc, s.Backend.Bucket, log)))
 }

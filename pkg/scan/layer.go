@@ -141,8 +141,12 @@ func (s *Scanner) layer(ctx context.Context, desc oci.Descriptor) (*inventory.La
 			return nil, err
 		}
 		level := slog.LevelInfo
+		if !l.NotLayer {
+			s.count(metricLayersIndexed)
+		}
 		if l.Error != "" {
 			level = slog.LevelWarn
+			s.count(metricLayerErrors)
 		}
 		s.log.LogAttrs(ctx, level, "layer indexed",
 			slog.String("digest", string(desc.Digest)), slog.Int("packages", len(l.Packages)), slog.Int("entries", l.Entries),

@@ -178,6 +178,7 @@ func (s *Scanner) scanImage(ctx context.Context, repo string, subject oci.Descri
 	if err := s.putRecord(ctx, rec, prevp); err != nil {
 		return err
 	}
+	s.count(metricImagesReported)
 	s.log.Info("image scanned", "repo", repo, "digest", subject.Digest, "packages", len(img.Packages),
 		"findings", len(findings), "data", version, "report", reportDigest)
 	s.emitScan(ctx, rec)
@@ -203,6 +204,7 @@ func (s *Scanner) failed(ctx context.Context, repo string, subject oci.Descripto
 	if perr := s.putRecord(ctx, rec, prev); perr != nil {
 		s.log.Warn("scan: recording a failed scan", "repo", repo, "digest", subject.Digest, "error", perr)
 	}
+	s.count(metricFailures)
 	s.log.Warn("scan failed", "repo", repo, "digest", subject.Digest, "error", err)
 	s.emitScan(ctx, rec)
 	return err

@@ -85,10 +85,33 @@ type Config struct {
 	// Events receives a "Berth Image Scan" event per finished scan; nil:
 	// none.
 	Events events.Emitter
+	// Metrics counts layers indexed and with errors, images reported and
+	// failed scans (docs/audit.md names them); nil: none.
+	Metrics Counter
 	// Logger receives the scanner's logs. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+}
+
+// Counter adds to a named counter (metrics.Recorder satisfies it).
+type Counter interface {
+	Add(name string, v float64)
+}
+
+// Metric names (pkg/metrics declares the same, for the dashboard).
+const (
+	metricLayersIndexed  = "ScanLayersIndexed"
+	metricLayerErrors    = "ScanLayerErrors"
+	metricImagesReported = "ScanImagesReported"
+	metricFailures       = "ScanFailures"
+)
+
+// count adds one to the counter name, if the scanner has metrics.
+func (s *Scanner) count(name string) {
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.Add(name, 1)
+	}
 }
 
 // Scanner runs scans. It is safe for concurrent use; it keeps nothing in

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -180,6 +181,7 @@ type env struct {
 	reg     *registry.Registry
 	sc      *scan.Scanner
 	events  *recorder
+	metrics *counters
 	indexer *countingIndexer
 	data    *data
 	// sink receives the registry's events besides the recorder (a Pool).
@@ -201,7 +203,7 @@ func tick() func() time.Time {
 
 func newEnv(t *testing.T, b backend) *env {
 	items, blobs := b.open(t)
-	e := &env{t: t, items: items, blobs: blobs, events: &recorder{}, data: &data{},
+	e := &env{t: t, items: items, blobs: blobs, events: &recorder{}, metrics: &counters{n: map[string]float64{}}, data: &data{},
 		indexer: &countingIndexer{inner: layerindex.New(layerindex.Limits{}), reads: map[oci.Digest]int{}}}
 	e.data.set(t, osvData(t, nil))
 	fan := emitFunc(func(ctx context.Context, ev events.Event) {
@@ -213,9 +215,23 @@ func newEnv(t *testing.T, b backend) *env {
 	e.reg = registry.New(registry.Config{Events: fan}, items, blobs)
 	e.sc = scan.New(scan.Config{
 		Blobs: blobs, Items: items, Indexer: e.indexer, Data: e.data.matcher,
-		Registry: e.reg, Events: e.events, Now: tick(),
+		Registry: e.reg, Events: e.events, Metrics: e.metrics, Now: tick(),
 	})
 	return e
+}
+
+// counters records what the scanner counts (its metrics.Recorder).
+type counters struct {
+	mu sync.Mutex
+	n  map[string]float64
+}
+
+func (c *counters) Add(name string, v float64) { c.mu.Lock(); c.n[name] += v; c.mu.Unlock() }
+
+func (c *counters) get() map[string]float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.n)
 }
 
 type emitFunc func(context.Context, events.Event)
@@ -417,6 +433,12 @@ func TestFixtures(t *testing.T) {
 					t.Fatalf("scan event: %+v", ev.Detail)
 				}
 			})
+		}
+		// One layer each but whiteout's two, every one indexed once and
+		// clean; four reports, no failure.
+		want := map[string]float64{"ScanLayersIndexed": 5, "ScanImagesReported": 4}
+		if got := e.metrics.get(); !maps.Equal(got, want) {
+			t.Fatalf("metrics %v, want %v", got, want)
 		}
 	})
 }
@@ -745,6 +767,9 @@ func TestFailedScan(t *testing.T) {
 		e.data.mu.Unlock()
 		if err := e.sc.ScanManifest(ctx, repo, desc.Digest); err == nil {
 			t.Fatal("scan without data succeeded")
+		}
+		if got := e.metrics.get(); got["ScanFailures"] != 1 || got["ScanImagesReported"] != 0 {
+			t.Fatalf("metrics after a failed scan: %v", got)
 		}
 		rec, err := e.sc.Record(ctx, repo, desc.Digest)
 		if err != nil || rec.Status != scan.StatusFailed || rec.Error == "" {

@@ -43,6 +43,9 @@ const DefaultDataDir = "/tmp/osv"
 // Settings is the scan function's configuration.
 type Settings struct {
 	Backend awsbackend.Settings
+	// Metrics counts the scanner's figures (metrics.EMF on stdout); nil:
+	// none.
+	Metrics scan.Counter
 	Level   slog.Level
 	// EventBus receives the "Berth Image Scan" events and the push events
 	// of the artifacts the scanner attaches (a name or ARN); "": none.
@@ -85,6 +88,7 @@ func New(ctx context.Context, cfg aws.Config, s Settings, ix scan.Indexer, log *
 		Data:     func(ctx context.Context) (scan.Matcher, error) { return data.DB(ctx) },
 		Registry: handler,
 		Events:   emitter,
+		Metrics:  s.Metrics,
 		Logger:   log,
 	}), nil
 }
