@@ -249,6 +249,10 @@ var optionalUnset = map[string]string{
 	"BERTH_TOKEN_RATE_PER_IP": "token signing limits: auth.DefaultLimits are right in AWS (docs/auth.md)",
 	"BERTH_TOKEN_RATE_GLOBAL": "token signing limits: auth.DefaultLimits are right in AWS (docs/auth.md)",
 	"BERTH_OSV_BASE_URL":      "OSV's own export bucket is the default; the variable exists for tests and mirrors",
+	// Set by Lambda itself in every execution environment (reserved: a
+	// template may not set them).
+	"AWS_LAMBDA_FUNCTION_NAME": "reserved: Lambda sets it (the EMF metrics' Function dimension)",
+	"AWS_LAMBDA_RUNTIME_API":   "reserved: Lambda sets it (the after-response extension registers there)",
 }
 
 func TestEnvironmentMatchesCode(t *testing.T) {
