@@ -183,21 +183,27 @@ func (r *registry) allowCloudFrontRead() {
 	}
 }
 
-// newSchedule runs the cleanup function hourly with EventBridge Scheduler,
-// passing an EventBridge scheduled-event shaped input. The schedule's role
-// may invoke exactly the function's unqualified ARN (the L2 target would
-// also grant every version: ARN:*).
+// newSchedule runs the cleanup function hourly.
 func (r *registry) newSchedule() {
-	fn := r.fns[FnCleanup]
-	role := awsiam.NewRole(r.Construct, jsii.String("CleanupScheduleRole"), &awsiam.RoleProps{
-		Description: jsii.String("Berth: EventBridge Scheduler invokes the cleanup function"),
+	r.scheduleFunction(FnCleanup, "Cleanup", "Berth cleanup: expired uploads, unreferenced blobs", "rate(1 hour)")
+}
+
+// scheduleFunction runs function fn on expr with EventBridge Scheduler,
+// passing an EventBridge scheduled-event shaped input. The schedule (id
+// <id>Schedule) and its role (<id>ScheduleRole) may invoke exactly the
+// function's unqualified ARN (the L2 target would also grant every
+// version: ARN:*).
+func (r *registry) scheduleFunction(fn, id, description, expr string) {
+	f := r.fns[fn]
+	role := awsiam.NewRole(r.Construct, jsii.String(id+"ScheduleRole"), &awsiam.RoleProps{
+		Description: jsii.String("Berth: EventBridge Scheduler invokes the " + fn + " function"),
 		AssumedBy: awsiam.NewServicePrincipal(jsii.String("scheduler.amazonaws.com"), &awsiam.ServicePrincipalOpts{
 			Conditions: &map[string]interface{}{
 				"StringEquals": map[string]interface{}{"aws:SourceAccount": awscdk.Aws_ACCOUNT_ID()},
 			},
 		}),
 		InlinePolicies: &map[string]awsiam.PolicyDocument{"invoke": awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{
-			Statements: &[]awsiam.PolicyStatement{statement("InvokeCleanup", []string{"lambda:InvokeFunction"}, fn.FunctionArn())},
+			Statements: &[]awsiam.PolicyStatement{statement("Invoke"+id, []string{"lambda:InvokeFunction"}, f.FunctionArn())},
 		})},
 	})
 	input := map[string]interface{}{
@@ -211,13 +217,13 @@ func (r *registry) newSchedule() {
 		"resources":   []string{"<aws.scheduler.schedule-arn>"},
 		"detail":      map[string]interface{}{},
 	}
-	awsscheduler.NewCfnSchedule(r.Construct, jsii.String("CleanupSchedule"), &awsscheduler.CfnScheduleProps{
-		Description:        jsii.String("Berth cleanup: expired uploads, unreferenced blobs"),
-		ScheduleExpression: jsii.String("rate(1 hour)"),
+	awsscheduler.NewCfnSchedule(r.Construct, jsii.String(id+"Schedule"), &awsscheduler.CfnScheduleProps{
+		Description:        jsii.String(description),
+		ScheduleExpression: jsii.String(expr),
 		State:              jsii.String("ENABLED"),
 		FlexibleTimeWindow: &awsscheduler.CfnSchedule_FlexibleTimeWindowProperty{Mode: jsii.String("OFF")},
 		Target: &awsscheduler.CfnSchedule_TargetProperty{
-			Arn:     fn.FunctionArn(),
+			Arn:     f.FunctionArn(),
 			RoleArn: role.RoleArn(),
 			Input:   awscdk.Stack_Of(r.Construct).ToJsonString(input, nil),
 			RetryPolicy: &awsscheduler.CfnSchedule_RetryPolicyProperty{

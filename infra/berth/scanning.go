@@ -7,7 +7,6 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awsscheduler"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 )
@@ -175,39 +174,7 @@ func (r *registry) newScanning() {
 	}
 }
 
-// newOsvSchedule runs the osvsync function on OsvSyncSchedule with
-// EventBridge Scheduler, as newSchedule does the cleanup function.
+// newOsvSchedule runs the osvsync function on OsvSyncSchedule.
 func (r *registry) newOsvSchedule() {
-	fn := r.fns[FnOsvSync]
-	role := awsiam.NewRole(r.Construct, jsii.String("OsvSyncScheduleRole"), &awsiam.RoleProps{
-		Description: jsii.String("Berth: EventBridge Scheduler invokes the OSV sync function"),
-		AssumedBy: awsiam.NewServicePrincipal(jsii.String("scheduler.amazonaws.com"), &awsiam.ServicePrincipalOpts{
-			Conditions: &map[string]interface{}{
-				"StringEquals": map[string]interface{}{"aws:SourceAccount": awscdk.Aws_ACCOUNT_ID()},
-			},
-		}),
-		InlinePolicies: &map[string]awsiam.PolicyDocument{"invoke": awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{
-			Statements: &[]awsiam.PolicyStatement{statement("InvokeOsvSync", []string{"lambda:InvokeFunction"}, fn.FunctionArn())},
-		})},
-	})
-	input := map[string]interface{}{
-		"version": "0", "id": "<aws.scheduler.execution-id>", "detail-type": "Scheduled Event",
-		"source": "aws.scheduler", "account": awscdk.Aws_ACCOUNT_ID(), "time": "<aws.scheduler.scheduled-time>",
-		"region": awscdk.Aws_REGION(), "resources": []string{"<aws.scheduler.schedule-arn>"}, "detail": map[string]interface{}{},
-	}
-	awsscheduler.NewCfnSchedule(r.Construct, jsii.String("OsvSyncSchedule"), &awsscheduler.CfnScheduleProps{
-		Description:        jsii.String("Berth: sync OSV vulnerability data into the bucket, then re-match"),
-		ScheduleExpression: jsii.String(r.props.OsvSyncSchedule),
-		State:              jsii.String("ENABLED"),
-		FlexibleTimeWindow: &awsscheduler.CfnSchedule_FlexibleTimeWindowProperty{Mode: jsii.String("OFF")},
-		Target: &awsscheduler.CfnSchedule_TargetProperty{
-			Arn:     fn.FunctionArn(),
-			RoleArn: role.RoleArn(),
-			Input:   awscdk.Stack_Of(r.Construct).ToJsonString(input, nil),
-			RetryPolicy: &awsscheduler.CfnSchedule_RetryPolicyProperty{
-				MaximumRetryAttempts:     jsii.Number(2),
-				MaximumEventAgeInSeconds: jsii.Number(3600),
-			},
-		},
-	})
+	r.scheduleFunction(FnOsvSync, "OsvSync", "Berth: sync OSV vulnerability data into the bucket, then re-match", r.props.OsvSyncSchedule)
 }
